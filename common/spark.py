@@ -1,0 +1,86 @@
+"""The one SparkSession factory: Delta, Kafka, S3A and JDBC from jars resolved ahead of time.
+
+`make jars` puts every jar Spark needs beyond pyspark's own into `.stack/jars/spark`; this factory
+hands them to the JVM at launch, so no job downloads anything at start-up. Under `spark-submit`
+the master, deploy mode and `--jars` given on the command line win (see `common.submit`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from common.settings import Settings
+
+
+class MissingJarsError(RuntimeError):
+    """The pre-resolved jars are absent: `make jars` has not run."""
+
+
+def spark_jars(jars_dir: Path) -> list[Path]:
+    jars = sorted(jars_dir.glob("*.jar"))
+    if not any(jar.name.startswith("delta-spark_") for jar in jars):
+        raise MissingJarsError(
+            f"no Delta jar in {jars_dir} (SPARK_JARS_DIR); run `make jars` to resolve the Spark jars"
+        )
+    return jars
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this Python process (it hands over its JVM gateway)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def lakehouse_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings for Delta and S3A; credentials stay with the AWS provider chain (env, profile, IAM)."""
+    s3 = settings.s3
+    return {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        # Delta rebuilds table state with this many tasks (default 50): far too many for small tables.
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark.shuffle_partitions),
+        "spark.hadoop.fs.s3a.endpoint": s3.endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
+        "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style).lower(),
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s3.secure).lower(),
+        # Fail within seconds, naming the endpoint, instead of retrying for minutes when S3 is down.
+        "spark.hadoop.fs.s3a.attempts.maximum": "3",
+        "spark.hadoop.fs.s3a.retry.limit": "3",
+        "spark.hadoop.fs.s3a.connection.establish.timeout": "15s",
+        "spark.hadoop.fs.s3a.connection.timeout": "30s",
+    }
+
+
+def build_spark(
+    settings: Settings,
+    app_name: str,
+    *,
+    master: str | None = None,
+    extra_conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Get or create the SparkSession for `app_name` with the lakehouse wired in."""
+    builder = SparkSession.builder.appName(app_name)
+    conf = lakehouse_conf(settings)
+    if not under_spark_submit():
+        # Outside spark-submit this process launches the JVM, so it decides master, memory and jars.
+        conf.update(
+            {
+                "spark.master": master or settings.spark.master,
+                "spark.driver.memory": settings.spark.driver_memory,
+                "spark.jars": ",".join(str(jar) for jar in spark_jars(settings.spark.jars_dir)),
+                "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
+                "spark.ui.showConsoleProgress": "false",
+            }
+        )
+        if conf["spark.master"].startswith("local"):
+            # Keep a local driver on loopback, whatever the machine's hostname resolves to.
+            conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    conf.update(extra_conf or {})
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
+
+
+def test_defaults_point_at_the_local_stack_and_carry_no_secret():
+    settings = Settings.from_env({})
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert settings.kafka.topic("rsvps") == "meetup.rsvps"
+    assert (settings.kafka.partitions, settings.kafka.retention_ms) == (3, 7 * 24 * 3600 * 1000)
+    assert settings.lakehouse_root == "s3a://meetup-lakehouse/lake"
+    assert settings.bucket == "meetup-lakehouse"
+    assert settings.postgres.password is None and settings.postgres.reader_password is None
+    assert settings.spark.jars_dir == PROJECT_ROOT / ".stack" / "jars" / "spark"
+
+
+def test_environment_overrides_every_group():
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "b1:19092,b2:19092",
+            "KAFKA_TOPIC_PARTITIONS": "6",
+            "KAFKA_CLIENT_SECURITY_PROTOCOL": "SASL_SSL",
+            "LAKEHOUSE_ROOT": "/tmp/lake",
+            "S3_ENDPOINT": "https://s3.example.test",
+            "POSTGRES_PORT": "6543",
+            "POSTGRES_PASSWORD": "pw",
+            "SPARK_MASTER": "spark://m:7077",
+            "MEETUP_STACK_DIR": "/var/meetup",
+        }
+    )
+    assert settings.kafka.partitions == 6
+    assert settings.kafka.client_config == {"security.protocol": "SASL_SSL"}
+    assert settings.bucket is None and settings.path("bronze", "rsvps") == "/tmp/lake/bronze/rsvps"
+    assert settings.s3.secure
+    assert settings.postgres.port == 6543 and settings.postgres.password_for() == "pw"
+    assert "pw" not in settings.postgres.dsn() and "pw" not in settings.postgres.jdbc_url
+    assert settings.spark.master == "spark://m:7077"
+    assert settings.spark.jars_dir == Path("/var/meetup/jars/spark")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KAFKA_TOPIC_PARTITIONS", "three"),
+        ("KAFKA_BOOTSTRAP_SERVERS", "localhost"),
+        ("S3_ENDPOINT", "127.0.0.1:9000"),
+        ("S3_PATH_STYLE", "maybe"),
+        ("LAKEHOUSE_ROOT", "s3a:///no-bucket"),
+    ],
+)
+def test_a_malformed_setting_is_named_in_the_error(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_missing_password_says_which_variable():
+    with pytest.raises(SettingsError, match="POSTGRES_READER_PASSWORD"):
+        Settings.from_env({}).postgres.password_for(reader=True)
+
+
+def test_stack_env_file_fills_gaps_but_never_overrides_the_environment(tmp_path):
+    (tmp_path / "env").write_text("# generated\nPOSTGRES_PASSWORD=from-file\nAWS_ACCESS_KEY_ID=file-key\n\n")
+    environ = {"MEETUP_STACK_DIR": str(tmp_path), "AWS_ACCESS_KEY_ID": "exported-key"}
+    settings = load_settings(environ)
+    assert settings.postgres.password == "from-file"
+    assert environ["AWS_ACCESS_KEY_ID"] == "exported-key"
+    assert environ["POSTGRES_PASSWORD"] == "from-file"
