@@ -135,7 +135,12 @@ def ensure_topics(settings: Settings, streams: tuple[str, ...] = STREAMS) -> lis
             settings.kafka.topic(stream),
             num_partitions=settings.kafka.partitions,
             replication_factor=settings.kafka.replication_factor,
-            config={"retention.ms": str(settings.kafka.retention_ms), "compression.type": "producer"},
+            config={
+                "retention.ms": str(settings.kafka.retention_ms),
+                "compression.type": "producer",
+                # Room for oversized frames up to the producer's limit (ingest.producer.MAX_FRAME_BYTES).
+                "max.message.bytes": str(10 * 1024 * 1024),
+            },
         )
         for stream in streams
         if settings.kafka.topic(stream) not in existing

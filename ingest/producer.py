@@ -1,0 +1,336 @@
+"""Follow Meetup-protocol websocket streams into Kafka: the frame exactly as received, keyed by record id.
+
+    meetup-ingest --url ws://127.0.0.1:8765 --streams rsvps event_comments photos
+
+Each stream runs in its own thread with its own connection; one idempotent producer (acks=all,
+compressed) serves them all. A dead connection (no frame and no pong within the ping timeout) or a
+dropped one is re-opened with exponential backoff and full jitter, resuming with `since_mtime`; frames
+the server sends again at the resume point are recognised and not produced twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import websocket
+from confluent_kafka import KafkaError, Producer
+
+from common.settings import STREAMS, Settings, load_settings
+from ingest.protocol import STREAM_PATHS, extract_key, extract_mtime
+
+# Bigger than any sane RSVP, smaller than the topic's max.message.bytes (set by the stack).
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(maximum, initial * 2**n))."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.maximum, self.initial * 2 ** min(attempt, 30)))
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    base_url: str = "ws://127.0.0.1:8765"
+    streams: tuple[str, ...] = ("rsvps",)
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    backoff: Backoff = Backoff()
+    exit_at_end: bool = False  # stop following a stream when the server closes it normally
+    progress_every: float = 5.0
+    flush_timeout: float = 60.0
+
+
+def producer_config(settings: Settings) -> dict:
+    return {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "lz4",
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "message.max.bytes": MAX_FRAME_BYTES + 65536,
+        # Bounded buffering while the broker is away: beyond this, produce() blocks the websocket.
+        "queue.buffering.max.messages": 200_000,
+        "queue.buffering.max.kbytes": 256 * 1024,
+        "message.timeout.ms": 300_000,
+        **settings.kafka.client_config,
+    }
+
+
+class ResumePoint:
+    """What a reconnect needs: the stream clock (greatest mtime seen) and the frames received at it.
+
+    The server re-sends, from `since_mtime`, every frame whose clock is at least that; the first few
+    of those are the ones we already have, in the same order, and are skipped by their digest.
+    """
+
+    MAX_AT_CLOCK = 10_000
+
+    def __init__(self) -> None:
+        self.clock: int | None = None
+        self._at_clock: list[bytes] = []
+        self._to_skip: deque[bytes] = deque()
+
+    @staticmethod
+    def _digest(frame: bytes) -> bytes:
+        return hashlib.blake2b(frame, digest_size=12).digest()
+
+    def query(self) -> str:
+        return "" if self.clock is None else "?" + urlencode({"since_mtime": self.clock})
+
+    def reconnecting(self) -> None:
+        self._to_skip = deque(self._at_clock)
+
+    def is_resent(self, frame: bytes) -> bool:
+        """True for a frame already received before the reconnect (and then forgets it)."""
+        if self._to_skip:
+            if self._to_skip[0] == self._digest(frame):
+                self._to_skip.popleft()
+                return True
+            self._to_skip.clear()  # the server's resend differs from ours: take everything from here
+        return False
+
+    def received(self, frame: bytes) -> None:
+        mtime = extract_mtime(frame)
+        if mtime is not None and (self.clock is None or mtime > self.clock):
+            self.clock = mtime
+            self._at_clock = []
+        if len(self._at_clock) < self.MAX_AT_CLOCK:
+            self._at_clock.append(self._digest(frame))
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    produced: int = 0
+    delivered: int = 0
+    failed: int = 0
+    unkeyed: int = 0
+    resent_skipped: int = 0
+    oversized: int = 0
+    reconnects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                name: getattr(self, name)
+                for name in (
+                    "received",
+                    "produced",
+                    "delivered",
+                    "failed",
+                    "unkeyed",
+                    "resent_skipped",
+                    "oversized",
+                    "reconnects",
+                )
+            }
+
+
+class Ingest:
+    """Websocket streams → Kafka topics. `run()` blocks until stopped (or every stream has ended)."""
+
+    def __init__(self, settings: Settings, options: IngestOptions, *, producer: Producer | None = None):
+        self.settings = settings
+        self.options = options
+        self.producer = producer or Producer(producer_config(settings))
+        self.counters = Counters()
+        self.stop_event = threading.Event()
+        self._rng = random.Random()
+
+    # -- Kafka side -------------------------------------------------------------------------------
+    def _on_delivery(self, error: KafkaError | None, _message) -> None:
+        if error is None:
+            self.counters.add("delivered")
+            return
+        self.counters.add("failed")
+        with self.counters.lock:
+            self.counters.errors[error.name()] = self.counters.errors.get(error.name(), 0) + 1
+
+    def handle_frame(self, stream: str, url: str, frame: bytes) -> None:
+        """Produce one frame as received; back-pressure (block) while the producer's queue is full."""
+        self.counters.add("received")
+        if len(frame) > MAX_FRAME_BYTES:
+            self.counters.add("oversized")
+            print(f"ingest: dropped a {len(frame)}-byte frame on {stream} (limit {MAX_FRAME_BYTES})", file=sys.stderr)
+            return
+        key = extract_key(stream, frame)
+        if key is None:
+            self.counters.add("unkeyed")
+        headers = [("source", url.encode()), ("received_at_ms", str(int(time.time() * 1000)).encode())]
+        topic = self.settings.kafka.topic(stream)
+        while True:
+            try:
+                self.producer.produce(topic, value=frame, key=key, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self.producer.poll(0.1)  # the queue is full (broker away): wait, and stop reading the socket
+        self.counters.add("produced")
+        self.producer.poll(0)
+
+    # -- websocket side ---------------------------------------------------------------------------
+    def follow(self, stream: str) -> None:
+        """Follow one stream until stopped, reconnecting and resuming as needed."""
+        base = self.options.base_url.rstrip("/") + STREAM_PATHS[stream]
+        resume = ResumePoint()
+        attempt = 0
+        while not self.stop_event.is_set():
+            url = base + resume.query()
+            ended = False
+            try:
+                ws = websocket.create_connection(
+                    url, timeout=self.options.connect_timeout, skip_utf8_validation=True, enable_multithread=True
+                )
+            except (OSError, websocket.WebSocketException) as error:
+                print(f"ingest: {stream}: cannot connect to {url}: {error}", file=sys.stderr)
+            else:
+                got_data = False
+                try:
+                    for frame in self._frames(ws, stream):
+                        got_data = True
+                        if resume.is_resent(frame):
+                            self.counters.add("resent_skipped")
+                            continue
+                        resume.received(frame)
+                        self.handle_frame(stream, base, frame)
+                    ended = True
+                except (OSError, websocket.WebSocketException, TimeoutError) as error:
+                    print(f"ingest: {stream}: connection lost ({error.__class__.__name__}: {error})", file=sys.stderr)
+                finally:
+                    ws.close(timeout=1)
+                if got_data:
+                    attempt = 0
+            if self.stop_event.is_set() or (ended and self.options.exit_at_end):
+                return
+            resume.reconnecting()
+            self.counters.add("reconnects")
+            delay = self.options.backoff.delay(attempt, self._rng)
+            attempt += 1
+            self.stop_event.wait(delay)
+
+    def _frames(self, ws: websocket.WebSocket, stream: str):
+        """Data frames until the server closes normally; raises TimeoutError on a dead peer."""
+        ws.settimeout(min(1.0, self.options.ping_interval))
+        last_rx = last_ping = time.monotonic()
+        while not self.stop_event.is_set():
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                now = time.monotonic()
+                if now - last_rx > self.options.ping_interval + self.options.ping_timeout:
+                    raise TimeoutError(f"no frame or pong for {now - last_rx:.1f}s") from None
+                if now - last_rx > self.options.ping_interval and now - last_ping > self.options.ping_interval:
+                    ws.ping()
+                    last_ping = now
+                continue
+            last_rx = time.monotonic()
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                yield data
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                if code == 1000:
+                    return
+                raise websocket.WebSocketConnectionClosedException(f"server closed with code {code}")
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def run(self) -> int:
+        threads = [
+            threading.Thread(target=self.follow, args=(stream,), name=f"ingest-{stream}", daemon=True)
+            for stream in self.options.streams
+        ]
+        for thread in threads:
+            thread.start()
+        started = last_report = time.monotonic()
+        last_received = 0
+        while any(thread.is_alive() for thread in threads):
+            self.producer.poll(0.2)
+            now = time.monotonic()
+            if now - last_report >= self.options.progress_every:
+                stats = self.counters.snapshot()
+                rate = (stats["received"] - last_received) / (now - last_report)
+                last_received, last_report = stats["received"], now
+                self._report(stats, f"{rate:,.0f} frames/s")
+        for thread in threads:
+            thread.join()
+        remaining = self.producer.flush(self.options.flush_timeout)
+        stats = self.counters.snapshot()
+        elapsed = time.monotonic() - started
+        self._report(stats, f"done in {elapsed:.1f}s, {stats['received'] / max(elapsed, 1e-9):,.0f} frames/s")
+        if remaining:
+            print(
+                f"ingest: {remaining} messages still undelivered after {self.options.flush_timeout}s", file=sys.stderr
+            )
+        if self.counters.errors:
+            print(f"ingest: delivery errors: {self.counters.errors}", file=sys.stderr)
+        return 0 if remaining == 0 and stats["failed"] == 0 else 1
+
+    def _report(self, stats: dict[str, int], tail: str) -> None:
+        print(
+            "ingest: received {received:,} delivered {delivered:,} failed {failed:,} unkeyed {unkeyed:,} "
+            "resent-skipped {resent_skipped:,} reconnects {reconnects:,} | ".format(**stats)
+            + tail,
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def stop(self, *_args) -> None:
+        self.stop_event.set()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meetup-ingest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=None, help="stream endpoint base (INGEST_URL; default ws://127.0.0.1:8765)")
+    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=["rsvps"])
+    parser.add_argument("--ping-interval", type=float, default=10.0)
+    parser.add_argument("--ping-timeout", type=float, default=10.0)
+    parser.add_argument("--exit-at-end", action="store_true", help="exit when the server ends every stream")
+    parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    options = IngestOptions(
+        base_url=args.url or os.environ.get("INGEST_URL", IngestOptions.base_url),
+        streams=tuple(args.streams),
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        exit_at_end=args.exit_at_end,
+        progress_every=args.progress_every,
+    )
+    ingest = Ingest(settings, options)
+    signal.signal(signal.SIGINT, ingest.stop)
+    signal.signal(signal.SIGTERM, ingest.stop)
+    print(
+        f"ingest: {options.base_url} -> {settings.kafka.bootstrap_servers} ({', '.join(options.streams)})",
+        file=sys.stderr,
+    )
+    return ingest.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The Meetup stream protocol: one JSON text frame per record, one path per stream.
+
+Shared by the producer (which must work against any endpoint speaking it) and the replay server.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+STREAM_PATHS = {"rsvps": "/2/rsvps", "event_comments": "/2/event_comments", "photos": "/2/photos"}
+PATH_STREAMS = {path: stream for stream, path in STREAM_PATHS.items()}
+
+# The record's own id, which becomes the Kafka key so every version of one record stays in order.
+ID_FIELDS = {"rsvps": "rsvp_id", "event_comments": "id", "photos": "photo_id"}
+# The record's modification time (epoch ms): what `since_mtime` resumes from.
+MTIME_FIELD = "mtime"
+
+# "rsvp_id" is a key only at the top level of an RSVP, and a quote inside a JSON string is always
+# escaped, so this cannot match inside a value. It saves a full parse on the hot path.
+_RSVP_ID = re.compile(rb'"rsvp_id"\s*:\s*(-?\d+)\s*[,}]')
+_MTIME = re.compile(rb'"mtime"\s*:\s*(-?\d+)\s*[,}]')
+
+
+def extract_key(stream: str, frame: bytes) -> bytes | None:
+    """The record id as Kafka key bytes, or None when the frame has no readable id."""
+    if stream == "rsvps":
+        matches = _RSVP_ID.findall(frame)
+        if len(matches) == 1:
+            return matches[0]
+    try:
+        record = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    value = record.get(ID_FIELDS[stream])
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        return None
+    return str(value).encode()
+
+
+def extract_mtime(frame: bytes) -> int | None:
+    """The top-level mtime of a frame, or None. Nested objects of these streams carry no `mtime`."""
+    matches = _MTIME.findall(frame)
+    if len(matches) == 1:
+        return int(matches[0])
+    try:
+        record = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = record.get(MTIME_FIELD) if isinstance(record, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
