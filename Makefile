@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo test test-unit lint clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-unit lint bench-ingest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -37,15 +37,29 @@ stack-down: ## stop the local stack (state stays in .stack/)
 stack-status: ## health of each service
 	@$(STACK) status
 
-demo: stack-up ## set up and run the whole system on the local stack
+SPEED ?= 10
+demo: stack-up ## set up, start the stack, stream the real captures (rebased, looping, SPEED x real time) into Kafka
 	@$(STACK) status
-	@echo "demo: the stack is up. Source .stack/env to use it from a shell."
+	@echo "demo: replaying data/rsvps at $(SPEED)x real time into Kafka; Ctrl-C stops (the stack stays up)"
+	@trap 'kill 0' INT TERM; \
+	$(BIN)/meetup-replay-server --captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded --speed $(SPEED) & \
+	sleep 2; $(BIN)/meetup-ingest --streams rsvps & \
+	wait
+
+replay-server: venv ## the Meetup-compatible stream server on ws://127.0.0.1:8765 (ARGS=... to change)
+	$(BIN)/meetup-replay-server $(or $(ARGS),--captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded)
+
+ingest: venv ## follow a stream endpoint into Kafka (ARGS="--url ws://host:port --streams rsvps photos")
+	$(BIN)/meetup-ingest $(ARGS)
 
 test: stack-up ## set up, start the stack and run the test suite (not the slow marks)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-unit: venv ## the tests that need no service
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (bench/results/ingest.md)
+	$(BIN)/python -m bench.ingest
 
 lint: venv ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -219,6 +219,7 @@ class Ingest:
                     print(f"ingest: {stream}: connection lost ({error.__class__.__name__}: {error})", file=sys.stderr)
                 finally:
                     ws.close(timeout=1)
+                    ws.shutdown()  # close() leaves the socket open once the server has sent its close frame
                 if got_data:
                     attempt = 0
             if self.stop_event.is_set() or (ended and self.options.exit_at_end):

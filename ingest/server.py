@@ -86,7 +86,8 @@ class ReplayServer:
                     return
                 if self.faults.stall_after and sent >= self.faults.stall_after:
                     connection.transport.pause_reading()  # no more pongs either: a dead peer
-                    await asyncio.sleep(3600)
+                    await asyncio.wait([self._stop[1]], timeout=3600)  # until the server stops
+                    connection.transport.abort()
                     return
                 if first_clock is None:
                     first_clock = clock
@@ -120,6 +121,7 @@ class ReplayServer:
             compression=None,
             ping_interval=20,
             ping_timeout=20,
+            close_timeout=2,
         ) as server:
             bound = server.sockets[0].getsockname()[1]
             if ready is not None:

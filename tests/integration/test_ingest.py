@@ -70,13 +70,18 @@ def assert_exactly_once_in_order(messages: list, sent: list[bytes]) -> None:
     values = [m.value() for m in messages]
     assert len(values) == len(sent), f"{len(values)} in Kafka for {len(sent)} frames sent"
     assert sorted(values) == sorted(sent), "byte-identical, nothing lost, nothing doubled"
-    by_key: dict[bytes, list[tuple[int, bytes]]] = {}
+    sent_by_key: dict[bytes | None, list[bytes]] = {}
+    for frame in sent:
+        sent_by_key.setdefault(_key(frame), []).append(frame)
+    received_by_key: dict[bytes | None, list[tuple[int, int, bytes]]] = {}
     for message in messages:
-        by_key.setdefault(message.key(), []).append((message.offset(), message.value()))
+        received_by_key.setdefault(message.key(), []).append((message.partition(), message.offset(), message.value()))
         assert dict(message.headers())["source"].startswith(b"ws://")
-    for key, versions in by_key.items():
-        expected = [frame for frame in sent if _key(frame) == key]
-        assert [value for _, value in sorted(versions)] == expected, f"order of key {key!r}"
+    for key, versions in received_by_key.items():
+        if key is None:
+            continue  # unkeyed frames are spread over partitions: no order to keep
+        assert len({partition for partition, _, _ in versions}) == 1, f"key {key!r} in one partition"
+        assert [value for _, _, value in sorted(versions)] == sent_by_key[key], f"order of key {key!r}"
 
 
 def _key(frame: bytes) -> bytes | None:
