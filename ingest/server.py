@@ -135,7 +135,6 @@ class ReplayServer:
                     pass  # not the main thread (tests run the server in a thread)
             await stop
 
-
     def shutdown(self) -> None:
         """Stop `serve` from another thread."""
         loop, stop = self._stop
