@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 import threading
 import time
@@ -157,3 +158,21 @@ def test_a_broker_restart_during_ingest_loses_no_received_frame(stack, unique):
     stats = ingest.counters.snapshot()
     assert stats["failed"] == 0 and stats["delivered"] == len(REAL)
     assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(REAL)), REAL)
+
+
+def test_one_process_follows_all_three_generated_streams_into_their_topics(stack, unique):
+    from ingest.generator import generator_sources
+
+    settings = replace(stack, kafka=replace(stack.kafka, topic_prefix=unique))
+    kafka_service.ensure_topics(settings)
+    sources = generator_sources(seed=5, count=1600, start_ms=1_700_000_000_000)
+    expected = {stream: list(source()) for stream, source in sources.items()}
+    server = ReplayServer(sources, pace=Pace("max"))
+    with replay_server(server) as url:
+        run_ingest(settings, url, streams=("rsvps", "event_comments", "photos"))
+    id_field = {"rsvps": "rsvp_id", "event_comments": "id", "photos": "photo_id"}
+    for stream, frames in expected.items():
+        messages = consume_all(settings, f"{unique}.{stream}", len(frames))
+        assert sorted(m.value() for m in messages) == sorted(frames), stream
+        for message in messages:
+            assert message.key() == str(json.loads(message.value())[id_field[stream]]).encode()
