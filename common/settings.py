@@ -83,6 +83,7 @@ class PostgresSettings:
     host: str = "127.0.0.1"
     port: int = 5433
     database: str = "meetup"
+    schema: str = "meetup"
     user: str = "meetup_writer"
     password: str | None = None
     reader_user: str = "meetup_reader"
@@ -160,6 +161,7 @@ class Settings:
             host=env.get("POSTGRES_HOST", PostgresSettings.host),
             port=_int(env, "POSTGRES_PORT", PostgresSettings.port),
             database=env.get("POSTGRES_DB", PostgresSettings.database),
+            schema=env.get("POSTGRES_SCHEMA", PostgresSettings.schema),
             user=env.get("POSTGRES_USER", PostgresSettings.user),
             password=env.get("POSTGRES_PASSWORD") or None,
             reader_user=env.get("POSTGRES_READER_USER", PostgresSettings.reader_user),

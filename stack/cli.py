@@ -75,11 +75,15 @@ def status(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meetup-stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "jars", "env"])
+    parser.add_argument("command", choices=["up", "down", "status", "jars", "spark-jars", "env"])
     args = parser.parse_args(argv)
     stack_dir = Path(os.environ.get("MEETUP_STACK_DIR") or Settings().stack_dir)
     if args.command == "jars":
         jars.main(stack_dir)
+        return 0
+    if args.command == "spark-jars":
+        # for `spark-submit --jars "$(meetup-stack spark-jars)" ...`
+        print(",".join(str(jar) for jar in sorted((stack_dir / "jars" / "spark").glob("*.jar"))))
         return 0
     if args.command in ("up", "env"):
         ensure_env_file(stack_dir)

@@ -55,7 +55,11 @@ def spark(settings: Settings):
     session.stop()
 
 
+def new_name() -> str:
+    """A short name no other test (or run) uses: for topics, tables, schemas and keys."""
+    return f"t{RUN_ID}{uuid.uuid4().hex[:6]}"
+
+
 @pytest.fixture
 def unique() -> str:
-    """A short name no other test (or run) uses: for topics, tables and keys."""
-    return f"t{RUN_ID}{uuid.uuid4().hex[:6]}"
+    return new_name()

@@ -14,3 +14,48 @@ def capture_frames() -> list[bytes]:
         with open(path, "rb") as handle:
             frames.extend(line.rstrip(b"\n") for line in handle if line.strip())
     return frames
+
+
+def frame_key(stream_id_field: str, frame: bytes) -> bytes | None:
+    """The Kafka key a frame should get, by a plain JSON parse (None when unreadable)."""
+    import json
+
+    try:
+        value = json.loads(frame).get(stream_id_field)
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return None if value is None or isinstance(value, (dict, list, bool)) else str(value).encode()
+
+
+def produce(bootstrap: str, topic: str, frames: list[bytes], id_field: str = "rsvp_id") -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "message.max.bytes": 9_000_000}
+    )
+    for frame in frames:
+        producer.produce(topic, key=frame_key(id_field, frame), value=frame)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+
+
+def consume_with_coordinates(
+    bootstrap: str, topic: str, expected: int, timeout: float = 60
+) -> list[tuple[int, int, bytes]]:
+    """Every record of the topic as (partition, offset, value), read with a plain consumer."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-expected", "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    records, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            records.append((message.partition(), message.offset(), message.value()))
+        elif message is None and len(records) >= expected:
+            break
+    consumer.close()
+    return records

@@ -1,0 +1,65 @@
+"""Bronze job: one streaming query per stream topic, Kafka -> append-only Delta, exactly once.
+
+Exactly once because the Delta sink commits each micro-batch with the query's checkpointed batch id:
+a batch replayed after a crash is recognised by Delta and not written twice.
+"""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from common.settings import Settings
+from pipelines.bronze.schemas import BRONZE_SCHEMA
+from pipelines.bronze.transforms import to_bronze
+from pipelines.layout import Layout
+
+
+def kafka_source_options(settings: Settings, topic: str, starting_offsets: str = "earliest") -> dict[str, str]:
+    options = {
+        "kafka.bootstrap.servers": settings.kafka.bootstrap_servers,
+        "subscribe": topic,
+        "startingOffsets": starting_offsets,
+        # Data deleted by retention before we read it is an error to surface, never a silent skip.
+        "failOnDataLoss": "true",
+    }
+    # Security settings for the real deployments (SASL/SSL) pass through under their Kafka names.
+    options.update({f"kafka.{key}": value for key, value in settings.kafka.client_config.items()})
+    return options
+
+
+def ensure_bronze_table(spark: SparkSession, path: str) -> None:
+    """Create the bronze table up front, so silver can start streaming from it before any data."""
+    (
+        DeltaTable.createIfNotExists(spark)
+        .location(path)
+        .addColumns(BRONZE_SCHEMA)
+        .partitionedBy("ingest_date")
+        .execute()
+    )
+
+
+def start_bronze(
+    spark: SparkSession,
+    settings: Settings,
+    layout: Layout,
+    stream: str,
+    *,
+    trigger: dict[str, object],
+    max_offsets_per_trigger: int | None = None,
+) -> StreamingQuery:
+    path = layout.table("bronze", stream)
+    ensure_bronze_table(spark, path)
+    reader = spark.readStream.format("kafka").options(**kafka_source_options(settings, settings.kafka.topic(stream)))
+    if max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    return (
+        to_bronze(reader.load())
+        .writeStream.format("delta")
+        .queryName(f"bronze-{stream}")
+        .outputMode("append")
+        .option("checkpointLocation", layout.checkpoint(f"bronze-{stream}"))
+        .trigger(**trigger)
+        .start(path)
+    )

@@ -1,0 +1,158 @@
+"""The chain: Kafka -> bronze -> silver (-> PostgreSQL) as one Spark application.
+
+meetup-chain                                   # every stage, continuously (Ctrl-C stops cleanly)
+meetup-chain --stages bronze                   # one stage alone
+meetup-chain --available-now                   # process what is there, then exit
+spark-submit --jars "$(meetup-stack jars --list)" pipelines/chain.py --stages bronze silver
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from pyspark.sql import SparkSession
+
+from common import health
+from common.settings import STREAMS, Settings, load_settings
+from common.spark import build_spark
+from pipelines.bronze.job import ensure_bronze_table, start_bronze
+from pipelines.layout import DEFAULT_GENERATION, Layout
+from pipelines.silver import mirror
+from pipelines.silver.job import start_silver
+
+STAGES = ("bronze", "silver")
+
+
+def run_chain(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    layout: Layout,
+    stages: tuple[str, ...] = STAGES,
+    streams: tuple[str, ...] = STREAMS,
+    available_now: bool = False,
+    interval: str = "2 seconds",
+    mirror_to_postgres: bool = True,
+    max_offsets_per_trigger: int | None = None,
+    max_files_per_trigger: int | None = None,
+    stop_event: threading.Event | None = None,
+    progress_every: float = 15.0,
+) -> None:
+    """Start the stages' queries and wait; with available_now, bronze finishes before silver starts."""
+    trigger = {"availableNow": True} if available_now else {"processingTime": interval}
+    if "silver" in stages and mirror_to_postgres and "rsvps" in streams:
+        mirror.apply_ddl(settings)
+    waves = [("bronze",), ("silver",)] if available_now else [stages]
+    for wave in waves:
+        queries = []
+        for stage in wave:
+            if stage not in stages:
+                continue
+            for stream in streams:
+                if stage == "bronze":
+                    queries.append(
+                        start_bronze(
+                            spark,
+                            settings,
+                            layout,
+                            stream,
+                            trigger=trigger,
+                            max_offsets_per_trigger=max_offsets_per_trigger,
+                        )
+                    )
+                else:
+                    ensure_bronze_table(spark, layout.table("bronze", stream))
+                    queries.append(
+                        start_silver(
+                            spark,
+                            settings,
+                            layout,
+                            stream,
+                            trigger=trigger,
+                            mirror_to_postgres=mirror_to_postgres,
+                            max_files_per_trigger=max_files_per_trigger,
+                        )
+                    )
+        _wait(queries, stop_event or threading.Event(), progress_every)
+
+
+def _wait(queries: list, stop_event: threading.Event, progress_every: float) -> None:
+    last_report = time.monotonic()
+    try:
+        while any(query.isActive for query in queries) and not stop_event.is_set():
+            for query in queries:
+                if query.exception() is not None:
+                    raise query.exception()
+            if time.monotonic() - last_report >= progress_every:
+                last_report = time.monotonic()
+                for query in queries:
+                    progress = query.lastProgress
+                    if progress:
+                        print(
+                            f"chain: {query.name}: batch {progress['batchId']}, {progress['numInputRows']} rows, "
+                            f"{progress.get('processedRowsPerSecond', 0):.0f} rows/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            stop_event.wait(0.5)
+        for query in queries:
+            if query.exception() is not None:
+                raise query.exception()
+    finally:
+        for query in queries:
+            if query.isActive:
+                query.stop()  # waits for the running batch: stops between batches, never in one
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meetup-chain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
+    parser.add_argument("--available-now", action="store_true", help="process everything available, then exit")
+    parser.add_argument("--interval", default="2 seconds", help="micro-batch trigger interval")
+    parser.add_argument("--generation", default=DEFAULT_GENERATION, help="tables and checkpoints generation")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mirror")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    needed = ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"])
+    try:
+        health.preflight(settings, needed)
+    except health.ServiceUnavailable as error:
+        print(f"meetup-chain: {error}", file=sys.stderr)
+        return 2
+    spark = build_spark(settings, "meetup-chain")
+    stop_event = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop_event.set())
+    print(
+        f"meetup-chain: {', '.join(args.stages)} for {', '.join(args.streams)} "
+        f"under {settings.lakehouse_root}/{args.generation}",
+        file=sys.stderr,
+    )
+    run_chain(
+        spark,
+        settings,
+        layout=Layout.from_settings(settings, args.generation),
+        stages=tuple(args.stages),
+        streams=tuple(args.streams),
+        available_now=args.available_now,
+        interval=args.interval,
+        mirror_to_postgres=not args.no_postgres,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        stop_event=stop_event,
+    )
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,218 @@
+"""Silver job: bronze Delta stream -> validate -> quarantine | 3NF Delta tables (+ PostgreSQL mirror).
+
+Per micro-batch (foreachBatch), for each stream:
+1. parse with the explicit schema and give every invalid row a reason -> `quarantine` (append);
+2. reduce each table's rows to the newest version per key and MERGE them, updating a row only when
+   the incoming version is greater, so batches may come in any order and a replayed batch is a no-op;
+3. for RSVPs, mirror the same reduced rows into PostgreSQL (ledger-guarded, one transaction);
+4. append the batch's accounting to `batch_stats` (rows in = valid + quarantined).
+Appends carry Delta's txnAppId/txnVersion, so a batch re-run after a crash is not appended twice.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from common.settings import Settings
+from pipelines.layout import Layout
+from pipelines.silver import mirror, transforms, validation
+from pipelines.silver.schemas import (
+    COMMENT_MESSAGE,
+    COMMENT_TOP_LEVEL_KEYS,
+    PHOTO_MESSAGE,
+    PHOTO_TOP_LEVEL_KEYS,
+    QUARANTINE,
+    RSVP_MESSAGE,
+    RSVP_TABLES,
+    RSVP_TOP_LEVEL_KEYS,
+    TABLE_KEYS,
+)
+
+MERGE_THREADS = 4
+BATCH_STATS_COLUMNS = (
+    "query string, batch_id long, rows_in long, rows_valid long, rows_quarantined long, unknown_field_rows long"
+)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    schema: object
+    known_keys: tuple[str, ...]
+    rules: Callable[[], list]
+    tables: Callable[[DataFrame], dict[str, DataFrame]]
+
+
+STREAM_SPECS = {
+    "rsvps": StreamSpec(RSVP_MESSAGE, RSVP_TOP_LEVEL_KEYS, validation.rsvp_rules, transforms.rsvp_tables),
+    "event_comments": StreamSpec(
+        COMMENT_MESSAGE,
+        COMMENT_TOP_LEVEL_KEYS,
+        validation.comment_rules,
+        lambda df: {
+            "event_comments": transforms.newest_per_key(transforms.to_event_comments(df), TABLE_KEYS["event_comments"])
+        },
+    ),
+    "photos": StreamSpec(
+        PHOTO_MESSAGE,
+        PHOTO_TOP_LEVEL_KEYS,
+        validation.photo_rules,
+        lambda df: {"photos": transforms.newest_per_key(transforms.to_photos(df), TABLE_KEYS["photos"])},
+    ),
+}
+
+
+def merge_newest(
+    spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...], *, create: bool = True
+) -> None:
+    """Upsert rows (already newest per key) into the Delta table at path, never overwriting a newer version."""
+    if create:
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(rows_df.schema).execute()
+    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(rows_df.alias("s"), on)
+        .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def append_once(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append, unless this (app_id, batch_id) was already committed to the table."""
+    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path)
+
+
+class SilverBatch:
+    """The foreachBatch function of one stream's silver query."""
+
+    def __init__(
+        self, spark: SparkSession, settings: Settings, layout: Layout, stream: str, *, mirror_to_postgres: bool
+    ):
+        self.spark = spark
+        self.settings = settings
+        self.layout = layout
+        self.stream = stream
+        self.spec = STREAM_SPECS[stream]
+        self.query_name = f"silver-{stream}"
+        self.app_id = f"{layout.generation}-{self.query_name}"
+        self.mirror_to_postgres = mirror_to_postgres and stream == "rsvps"
+        self.timings: dict[str, float] = {}
+        self._created: set[str] = set()  # tables known to exist, so each batch skips the check
+
+    def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        checked_df = validation.with_unknown_field_count(
+            validation.with_reason(validation.with_parsed(bronze_batch_df, self.spec.schema), self.spec.rules()),
+            self.spec.known_keys,
+        ).persist()
+        try:
+            counts = checked_df.agg(
+                F.count(F.lit(1)).alias("rows_in"),
+                F.count(F.when(F.col("reason").isNull(), 1)).alias("rows_valid"),
+                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rows_quarantined"),
+                F.count(F.when(F.col("unknown_fields") > 0, 1)).alias("unknown_field_rows"),
+            ).first()
+            if counts["rows_in"] == 0:
+                return
+            if counts["rows_quarantined"]:
+                quarantine_df = validation.to_quarantine(checked_df).select(*QUARANTINE.fieldNames())
+                append_once(quarantine_df, self.layout.table("silver", "quarantine"), self.app_id, batch_id)
+            parsed_at = time.perf_counter()
+            tables = {name: df.persist() for name, df in self.spec.tables(validation.filter_valid(checked_df)).items()}
+            try:
+                # The merges touch different tables, so they may run at once: most of a small MERGE is
+                # driver-side planning and storage round trips, which overlap well.
+                with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
+                    merges = [
+                        pool.submit(
+                            merge_newest,
+                            self.spark,
+                            self.layout.table("silver", name),
+                            rows_df,
+                            TABLE_KEYS[name],
+                            create=name not in self._created,
+                        )
+                        for name, rows_df in tables.items()
+                    ]
+                    for merge in merges:
+                        merge.result()
+                self._created.update(tables)
+                merged_at = time.perf_counter()
+                if self.mirror_to_postgres:
+                    rows = {
+                        name: [tuple(row) for row in tables[name].select(*mirror.TABLES[name].columns).collect()]
+                        for name in RSVP_TABLES
+                    }
+                    mirror.apply_with_retry(
+                        lambda: mirror.connect(self.settings),
+                        self.settings.postgres.schema,
+                        self.app_id,
+                        batch_id,
+                        rows,
+                    )
+            finally:
+                for df in tables.values():
+                    df.unpersist()
+            stats_df = self.spark.createDataFrame(
+                [
+                    (
+                        self.query_name,
+                        batch_id,
+                        counts["rows_in"],
+                        counts["rows_valid"],
+                        counts["rows_quarantined"],
+                        counts["unknown_field_rows"],
+                    )
+                ],
+                BATCH_STATS_COLUMNS,
+            ).withColumn("processed_at", F.current_timestamp())
+            append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
+            done = time.perf_counter()
+            self.timings = {
+                "validate_quarantine_s": parsed_at - started,
+                "merge_s": merged_at - parsed_at,
+                "mirror_s": done - merged_at,
+                "total_s": done - started,
+            }
+            print(
+                f"{self.query_name}: batch {batch_id}: {counts['rows_in']} in, {counts['rows_valid']} valid, "
+                f"{counts['rows_quarantined']} quarantined, {counts['unknown_field_rows']} with unknown fields "
+                f"({done - started:.1f}s: merge {merged_at - parsed_at:.1f}s, mirror {done - merged_at:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        finally:
+            checked_df.unpersist()
+
+
+def start_silver(
+    spark: SparkSession,
+    settings: Settings,
+    layout: Layout,
+    stream: str,
+    *,
+    trigger: dict[str, object],
+    mirror_to_postgres: bool = True,
+    max_files_per_trigger: int | None = None,
+) -> StreamingQuery:
+    reader = spark.readStream.format("delta")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    return (
+        reader.load(layout.table("bronze", stream))
+        .writeStream.queryName(f"silver-{stream}")
+        .foreachBatch(SilverBatch(spark, settings, layout, stream, mirror_to_postgres=mirror_to_postgres))
+        .option("checkpointLocation", layout.checkpoint(f"silver-{stream}"))
+        .trigger(**trigger)
+        .start()
+    )

@@ -1,0 +1,200 @@
+"""The PostgreSQL mirror of silver: one transaction per micro-batch, exactly once.
+
+For each batch: claim (query, batch id) in `mirror_ledger` (a retried batch finds it and stops),
+COPY each table's newest-per-key rows into a temporary staging table, then
+`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE` the staged version is greater, parents before
+children. Values only travel as COPY data; identifiers only come from TABLES below, never from data.
+While PostgreSQL is unreachable the batch waits and retries, so the stream catches up afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from common.settings import PROJECT_ROOT, Settings
+from pipelines.silver.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
+
+SQL_DIR = PROJECT_ROOT / "sql"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+
+
+def _spec(name: str, *attributes: str) -> TableSpec:
+    keys = TABLE_KEYS[name]
+    return TableSpec(name, (*keys, *attributes, *VERSION_COLUMNS), keys)
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        _spec("venues", "venue_name", "lat", "lon"),
+        _spec(
+            "groups",
+            "group_name",
+            "group_urlname",
+            "group_city",
+            "group_state",
+            "group_country",
+            "group_lat",
+            "group_lon",
+        ),
+        _spec("topics", "topic_name"),
+        _spec("members", "member_name", "photo"),
+        _spec("events", "group_id", "venue_id", "event_name", "event_url", "time"),
+        _spec("rsvps", "event_id", "member_id", "mtime", "response", "guests", "visibility"),
+        _spec("member_services", "identifier"),
+        _spec("group_topics"),
+    )
+}
+assert tuple(TABLES) == RSVP_TABLES, "mirror order must be parents before children"
+
+
+def connect(settings: Settings):
+    pg = settings.postgres
+    return psycopg2.connect(pg.dsn(), password=pg.password_for())
+
+
+def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
+    """Run every sql/*.sql file in name order (each is idempotent); returns the files applied."""
+    files = sorted(sql_dir.glob("*.sql"))
+    conn = connect(settings)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.postgres.schema)))
+            cur.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(settings.postgres.schema)))
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('meetup-rsvps ddl'))")  # two jobs starting at once
+            for path in files:
+                cur.execute(path.read_text())
+    finally:
+        conn.close()
+    return [path.name for path in files]
+
+
+def _copy_text(value) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return stamp.isoformat()
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_buffer(rows: Iterable[Sequence]) -> io.StringIO:
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(_copy_text(value) for value in row))
+        buffer.write("\n")
+    buffer.seek(0)
+    return buffer
+
+
+def upsert_statement(spec: TableSpec, staging: str, schema: str) -> sql.Composed:
+    """INSERT the staged rows; on a key conflict, update only when the staged version is greater."""
+    columns = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+    head = sql.SQL("INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT ({keys}) ").format(
+        target=sql.Identifier(schema, spec.name),
+        columns=columns,
+        staging=sql.Identifier(staging),
+        keys=sql.SQL(", ").join(map(sql.Identifier, spec.keys)),
+    )
+    updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in spec.columns if c not in spec.keys]
+    newer = sql.SQL("({}) > ({})").format(
+        sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in VERSION_COLUMNS),
+        sql.SQL(", ").join(
+            sql.SQL("{}.{}").format(sql.Identifier(spec.name), sql.Identifier(c)) for c in VERSION_COLUMNS
+        ),
+    )
+    return head + sql.SQL("DO UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(updates), newer)
+
+
+def apply_batch(
+    conn,
+    schema: str,
+    query_name: str,
+    batch_id: int,
+    tables: Mapping[str, Iterable[Sequence]],
+) -> bool:
+    """Apply one micro-batch in one transaction; False when the ledger says it was applied before."""
+    with conn, conn.cursor() as cur:
+        staged = {}
+        for name, rows in tables.items():
+            spec = TABLES[name]
+            staging = f"stage_{name}"
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                    sql.Identifier(staging), sql.Identifier(schema, name)
+                )
+            )
+            buffer = copy_buffer(rows)
+            cur.copy_expert(
+                sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(staging), sql.SQL(", ").join(map(sql.Identifier, spec.columns))
+                ),
+                buffer,
+            )
+            staged[name] = (staging, cur.rowcount)
+        total = sum(count for _, count in staged.values())
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} (query_name, batch_id, rows_applied) VALUES (%s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING 1"
+            ).format(sql.Identifier(schema, "mirror_ledger")),
+            (query_name, batch_id, total),
+        )
+        if cur.fetchone() is None:
+            conn.rollback()
+            return False
+        for name in RSVP_TABLES:
+            if name in staged:
+                cur.execute(upsert_statement(TABLES[name], staged[name][0], schema))
+    return True
+
+
+def apply_with_retry(
+    connect_fn: Callable[[], object],
+    schema: str,
+    query_name: str,
+    batch_id: int,
+    tables: Mapping[str, Sequence[Sequence]],
+    *,
+    give_up_after: float = 600.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """apply_batch, waiting out a PostgreSQL outage (exponential backoff, capped at 10 s) for up to give_up_after."""
+    deadline = time.monotonic() + give_up_after
+    delay = 0.5
+    while True:
+        try:
+            conn = connect_fn()
+            try:
+                return apply_batch(conn, schema, query_name, batch_id, tables)
+            finally:
+                conn.close()
+        except psycopg2.OperationalError as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "connection lost"
+            print(
+                f"mirror: PostgreSQL unavailable ({first_line}); batch {batch_id} retries in {delay:.1f}s",
+                file=sys.stderr,
+            )
+            sleep(delay)
+            delay = min(delay * 2, 10.0)
