@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-unit lint bench-ingest clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-unit lint bench-ingest bench-backlog chain clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -38,12 +38,13 @@ stack-status: ## health of each service
 	@$(STACK) status
 
 SPEED ?= 10
-demo: stack-up ## set up, start the stack, stream the real captures (rebased, looping, SPEED x real time) into Kafka
+demo: stack-up ## set up, start the stack, replay the captures (SPEED x real time) through Kafka, bronze, silver, PostgreSQL
 	@$(STACK) status
-	@echo "demo: replaying data/rsvps at $(SPEED)x real time into Kafka; Ctrl-C stops (the stack stays up)"
+	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL); Ctrl-C stops (the stack stays up)"
 	@trap 'kill 0' INT TERM; \
 	$(BIN)/meetup-replay-server --captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded --speed $(SPEED) & \
 	sleep 2; $(BIN)/meetup-ingest --streams rsvps & \
+	$(BIN)/meetup-chain --streams rsvps --interval '5 seconds' & \
 	wait
 
 replay-server: venv ## the Meetup-compatible stream server on ws://127.0.0.1:8765 (ARGS=... to change)
@@ -60,6 +61,12 @@ test-unit: venv ## the tests that need no service
 
 bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest
+
+bench-backlog: stack-up ## Kafka -> bronze -> silver -> PostgreSQL catch-up, 100k and 1M RSVPs (bench/results/backlog.md)
+	$(BIN)/python -m bench.backlog --sizes 100000 1000000
+
+chain: stack-up ## the Spark chain (bronze -> silver -> PostgreSQL), continuously; ARGS="--available-now" etc.
+	$(BIN)/meetup-chain $(ARGS)
 
 lint: venv ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -116,7 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--interval", default="2 seconds", help="micro-batch trigger interval")
     parser.add_argument("--generation", default=DEFAULT_GENERATION, help="tables and checkpoints generation")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mirror")
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=None)
+    parser.add_argument(
+        "--max-offsets-per-trigger", type=int, default=100_000, help="bronze: Kafka records per stream per batch"
+    )
+    parser.add_argument(
+        "--max-files-per-trigger", type=int, default=6, help="silver: bronze files per batch (bounds mirror memory)"
+    )
     return parser
 
 
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         interval=args.interval,
         mirror_to_postgres=not args.no_postgres,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
+        max_files_per_trigger=args.max_files_per_trigger,
         stop_event=stop_event,
     )
     spark.stop()

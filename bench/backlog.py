@@ -1,0 +1,136 @@
+"""Benchmark: backlog catch-up from Kafka through bronze, silver and the PostgreSQL mirror.
+
+    make bench-backlog                       # or: .venv/bin/python -m bench.backlog --sizes 100000 1000000
+
+For each size: N generated RSVPs are produced to a fresh topic, then timed through
+1. bronze alone (Kafka -> Delta, availableNow), and beside it Spark's own parse of the same
+   values (`from_json` over bronze, the reference that survives a noisy machine);
+2. silver with the mirror (bronze -> validation -> 8 MERGEs -> PostgreSQL), split per batch into
+   validate/quarantine, merge and mirror.
+Writes bench/results/backlog.json and .md. Needs the local stack (make stack-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+
+from pyspark.sql import functions as F
+
+from common.settings import PROJECT_ROOT, load_settings
+from common.spark import build_spark
+from ingest import generator
+from pipelines.bronze.job import start_bronze
+from pipelines.layout import Layout
+from pipelines.silver import mirror
+from pipelines.silver.job import SilverBatch
+from pipelines.silver.schemas import RSVP_MESSAGE
+from stack import kafka as kafka_service
+from tests.helpers import produce
+
+RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+def run_size(spark, base, size: int, max_offsets: int) -> dict:
+    name = f"bench{int(time.time())}n{size}"
+    settings = replace(
+        base,
+        kafka=replace(base.kafka, topic_prefix=name),
+        postgres=replace(base.postgres, schema=name),
+        lakehouse_root=base.path("bench", name),
+    )
+    kafka_service.ensure_topics(settings, ("rsvps",))
+    started = time.perf_counter()
+    produce(
+        settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), list(generator.rsvps(seed=size, count=size))
+    )
+    print(f"bench: {size:,} RSVPs generated and produced in {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    layout = Layout.from_settings(settings)
+
+    started = time.perf_counter()
+    query = start_bronze(
+        spark, settings, layout, "rsvps", trigger={"availableNow": True}, max_offsets_per_trigger=max_offsets
+    )
+    query.awaitTermination()
+    bronze_s = time.perf_counter() - started
+
+    bronze_df = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    started = time.perf_counter()
+    bronze_df.select(F.from_json(F.col("value").cast("string"), RSVP_MESSAGE).alias("m")).agg(
+        F.sum("m.guests")
+    ).collect()
+    parse_s = time.perf_counter() - started
+
+    mirror.apply_ddl(settings)
+    silver_batch = SilverBatch(spark, settings, layout, "rsvps", mirror_to_postgres=True)
+    splits = []
+
+    def timed_batch(df, batch_id):
+        silver_batch(df, batch_id)
+        if silver_batch.timings:
+            splits.append(silver_batch.timings)
+
+    started = time.perf_counter()
+    (
+        spark.readStream.format("delta")
+        .option("maxFilesPerTrigger", "6")
+        .load(layout.table("bronze", "rsvps"))
+        .writeStream.foreachBatch(timed_batch)
+        .option("checkpointLocation", layout.checkpoint("bench-silver"))
+        .trigger(availableNow=True)
+        .start()
+        .awaitTermination()
+    )
+    silver_s = time.perf_counter() - started
+    split = {key: round(sum(t[key] for t in splits), 1) for key in ("validate_quarantine_s", "merge_s", "mirror_s")}
+    return {
+        "rsvps": size,
+        "bronze_per_s": round(size / bronze_s),
+        "spark_from_json_per_s": round(size / parse_s),
+        "silver_and_postgres_per_s": round(size / silver_s),
+        "silver_batches": len(splits),
+        "silver_split_s": split,
+        "bronze_s": round(bronze_s, 1),
+        "silver_s": round(silver_s, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=100_000)
+    args = parser.parse_args(argv)
+    base = load_settings()
+    spark = build_spark(base, "bench-backlog", extra_conf={"spark.ui.enabled": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
+    results = []
+    for size in args.sizes:
+        results.append(run_size(spark, base, size, args.max_offsets_per_trigger))
+        print(f"bench: {results[-1]}", file=sys.stderr)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "backlog.json").write_text(
+        json.dumps({"targets": {"bronze_per_s": 60_000}, "results": results}, indent=2)
+    )
+    lines = [
+        "| RSVPs | bronze /s | Spark from_json /s (reference) | silver + PostgreSQL /s "
+        "| batches | validate s | merge s | mirror s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        s = r["silver_split_s"]
+        lines.append(
+            f"| {r['rsvps']:,} | {r['bronze_per_s']:,} | {r['spark_from_json_per_s']:,} "
+            f"| {r['silver_and_postgres_per_s']:,} "
+            f"| {r['silver_batches']} | {s['validate_quarantine_s']} | {s['merge_s']} | {s['mirror_s']} |"
+        )
+    (RESULTS / "backlog.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

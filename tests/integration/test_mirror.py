@@ -1,0 +1,90 @@
+"""The PostgreSQL mirror against the real server: DDL, ledger, newest-wins upserts, outage retry."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import psycopg2
+import pytest
+
+from common.settings import Settings
+from pipelines.silver import mirror
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pg(stack: Settings, unique: str) -> Settings:
+    settings = replace(stack, postgres=replace(stack.postgres, schema=unique))
+    assert mirror.apply_ddl(settings) == ["001_silver.sql"]
+    assert mirror.apply_ddl(settings) == ["001_silver.sql"], "the DDL can be applied twice"
+    return settings
+
+
+def batch(guests: int, mtime: int, offset: int) -> dict[str, list[tuple]]:
+    version = (mtime, 0, offset)
+    return {
+        "venues": [],
+        "groups": [(1, "g", "g-url", "Tab\there", None, "us", 40.5, -73.9, *version)],
+        "topics": [("t", "Topic with \\ backslash\nand newline", *version)],
+        "members": [(5, "Member 1", None, *version)],
+        "events": [("zwfmhsyccmbrb", 1, None, "ev", "https://x/", None, *version)],
+        "rsvps": [(9, "zwfmhsyccmbrb", 5, datetime(2021, 9, 2, 12, 0), "yes", guests, "public", *version)],
+        "member_services": [],
+        "group_topics": [(1, "t", *version)],
+    }
+
+
+def rows(settings: Settings, query: str) -> list[tuple]:
+    conn = mirror.connect(settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SET search_path = {settings.postgres.schema}")
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_ledger_makes_a_retried_batch_a_no_op_and_versions_decide(pg):
+    conn = mirror.connect(pg)
+    try:
+        assert mirror.apply_batch(conn, pg.postgres.schema, "q", 0, batch(guests=1, mtime=2000, offset=1))
+        assert not mirror.apply_batch(conn, pg.postgres.schema, "q", 0, batch(guests=7, mtime=9000, offset=9))
+        assert mirror.apply_batch(conn, pg.postgres.schema, "q", 1, batch(guests=2, mtime=1000, offset=2))  # older
+    finally:
+        conn.close()
+    assert rows(pg, "SELECT guests, version_mtime FROM rsvps") == [(1, 2000)]
+    assert rows(pg, "SELECT topic_name FROM topics") == [("Topic with \\ backslash\nand newline",)]
+    assert rows(pg, "SELECT group_city FROM groups") == [("Tab\there",)]
+    assert rows(pg, "SELECT query_name, batch_id FROM mirror_ledger ORDER BY batch_id") == [("q", 0), ("q", 1)]
+
+
+def test_an_outage_is_waited_out_then_the_batch_applies_once(pg):
+    attempts = []
+
+    def flaky_connect():
+        attempts.append(1)
+        if len(attempts) <= 2:  # what psycopg2 raises while the server is down
+            return psycopg2.connect(host=pg.postgres.host, port=1, dbname="x", user="x", connect_timeout=1)
+        return mirror.connect(pg)
+
+    slept = []
+    applied = mirror.apply_with_retry(flaky_connect, pg.postgres.schema, "q", 3, batch(1, 5000, 1), sleep=slept.append)
+    assert applied and len(attempts) == 3 and slept == [0.5, 1.0]
+    assert rows(pg, "SELECT count(*) FROM rsvps") == [(1,)]
+
+
+def test_the_reader_role_cannot_write_to_the_mirror(stack):
+    mirror.apply_ddl(stack)  # the real schema the app reads
+    reader = psycopg2.connect(stack.postgres.dsn(reader=True), password=stack.postgres.password_for(reader=True))
+    try:
+        with pytest.raises(psycopg2.Error), reader.cursor() as cur:
+            cur.execute("DELETE FROM meetup.rsvps")
+        reader.rollback()
+        with reader.cursor() as cur:
+            cur.execute("SELECT count(*) >= 0 FROM meetup.rsvps")
+            assert cur.fetchone() == (True,)
+    finally:
+        reader.close()
