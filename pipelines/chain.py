@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"meetup-chain: {error}", file=sys.stderr)
         return 2
     spark = build_spark(settings, "meetup-chain")
+    spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     stop_event = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop_event.set())

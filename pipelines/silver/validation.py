@@ -130,8 +130,9 @@ def required_if_present(parent: str, *children: str) -> list[Rule]:
     rules: list[Rule] = []
     for child in children:
         path, parsed = f"{parent}.{child}", F.col(f"msg.{parent}.{child}")
-        rules.append((_present(parent) & parsed.isNull() & ~_present(path), "missing_field", F.lit(path)))
-        rules.append((_present(parent) & parsed.isNull() & _present(path), "wrong_type", F.lit(path)))
+        # `parsed.isNull()` first: the JSON path lookups then only run for the few rows that need them.
+        rules.append((parsed.isNull() & _present(parent) & ~_present(path), "missing_field", F.lit(path)))
+        rules.append((parsed.isNull() & _present(parent) & _present(path), "wrong_type", F.lit(path)))
     return rules
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 
@@ -126,13 +127,14 @@ def test_a_replayed_batch_changes_no_table(spark, real_run):
         assert postgres_rows(settings, table) == expected[table], table
 
 
-def test_shuffled_input_in_many_small_batches_gives_the_same_tables(stack, spark, unique):
+def test_shuffled_input_sent_twice_in_many_small_batches_gives_the_same_tables(stack, spark, unique):
     settings = isolated(stack, f"{unique}s")
     shuffled = list(REAL)
     random.Random(8).shuffle(shuffled)
-    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), shuffled)
-    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(shuffled))
-    layout = run_available_now(spark, settings, max_offsets_per_trigger=1400, max_files_per_trigger=4)
+    twice = shuffled + REAL  # every message twice: shuffled first, then again in capture order
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), twice)
+    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(twice))
+    layout = run_available_now(spark, settings, max_offsets_per_trigger=2800, max_files_per_trigger=4)
 
     batches = spark.read.format("delta").load(layout.table("silver", "batch_stats")).count()
     assert batches >= 3
@@ -140,3 +142,37 @@ def test_shuffled_input_in_many_small_batches_gives_the_same_tables(stack, spark
     for table in COLUMNS:
         assert silver_rows(spark, layout, table) == expected[table], table
         assert postgres_rows(settings, table) == expected[table], table
+
+
+def test_comments_and_photos_reach_their_silver_tables(stack, spark, unique):
+    from ingest import generator
+
+    settings = isolated(stack, unique)
+    comments = list(generator.event_comments(seed=4, count=400))
+    photos = list(generator.photos(seed=4, count=300))
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("event_comments"), comments, id_field="id")
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("photos"), photos, id_field="photo_id")
+    layout = Layout.from_settings(settings)
+    run_chain(
+        spark, settings, layout=layout, streams=("event_comments", "photos"), available_now=True, progress_every=3600
+    )
+
+    def table(name, *columns):
+        return {
+            tuple(r) for r in spark.read.format("delta").load(layout.table("silver", name)).select(*columns).collect()
+        }
+
+    parsed = [json.loads(c) for c in comments]
+    assert table("event_comments", "comment_id", "event_id", "member_id", "group_id", "comment") == {
+        (c["id"], c["event"]["event_id"], c["member"]["member_id"], c["group"]["id"], c["comment"]) for c in parsed
+    }
+    parsed = [json.loads(p) for p in photos]
+    assert table("photos", "photo_id", "event_id", "member_id", "group_id") == {
+        (
+            p["photo_id"],
+            p["photo_album"].get("event", {}).get("id"),
+            p["member"]["member_id"],
+            p["photo_album"]["group"]["id"],
+        )
+        for p in parsed
+    }
