@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
 from pipelines.layout import Layout
 from pipelines.silver import mirror, transforms, validation
 from pipelines.silver.schemas import (
+    BATCH_STATS,
     COMMENT_MESSAGE,
     COMMENT_TOP_LEVEL_KEYS,
     PHOTO_MESSAGE,
@@ -163,19 +165,10 @@ class SilverBatch:
             finally:
                 for df in tables.values():
                     df.unpersist()
-            stats_df = self.spark.createDataFrame(
-                [
-                    (
-                        self.query_name,
-                        batch_id,
-                        counts["rows_in"],
-                        counts["rows_valid"],
-                        counts["rows_quarantined"],
-                        counts["unknown_field_rows"],
-                    )
-                ],
-                BATCH_STATS_COLUMNS,
-            ).withColumn("processed_at", F.current_timestamp())
+            counted = T.StructType(BATCH_STATS.fields[:-1])
+            stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
+                "processed_at", F.current_timestamp()
+            )
             append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
             done = time.perf_counter()
             self.timings = {
@@ -195,6 +188,13 @@ class SilverBatch:
             checked_df.unpersist()
 
 
+def ensure_shared_tables(spark: SparkSession, layout: Layout) -> None:
+    """Create the tables every stream's query appends to, before any query starts: two queries
+    creating one Delta table at the same moment would conflict."""
+    for name, schema in (("quarantine", QUARANTINE), ("batch_stats", BATCH_STATS)):
+        DeltaTable.createIfNotExists(spark).location(layout.table("silver", name)).addColumns(schema).execute()
+
+
 def start_silver(
     spark: SparkSession,
     settings: Settings,
@@ -205,6 +205,7 @@ def start_silver(
     mirror_to_postgres: bool = True,
     max_files_per_trigger: int | None = None,
 ) -> StreamingQuery:
+    ensure_shared_tables(spark, layout)
     reader = spark.readStream.format("delta")
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))

@@ -118,6 +118,18 @@ QUARANTINE = T.StructType(
     ]
 )
 
+BATCH_STATS = T.StructType(
+    [
+        T.StructField("query", _S, False),
+        T.StructField("batch_id", _L, False),
+        T.StructField("rows_in", _L, False),
+        T.StructField("rows_valid", _L, False),
+        T.StructField("rows_quarantined", _L, False),
+        T.StructField("unknown_field_rows", _L, False),
+        T.StructField("processed_at", T.TimestampType(), False),
+    ]
+)
+
 # 3NF tables: key columns first. Every row carries the version of the message it came from
 # (`mtime` and its Kafka partition/offset) so that an older message never overwrites a newer one.
 VERSION_COLUMNS = ("version_mtime", "version_partition", "version_offset")
