@@ -39,23 +39,31 @@ def produce(bootstrap: str, topic: str, frames: list[bytes], id_field: str = "rs
     assert producer.flush(60) == 0
 
 
-def consume_with_coordinates(
-    bootstrap: str, topic: str, expected: int, timeout: float = 60
-) -> list[tuple[int, int, bytes]]:
-    """Every record of the topic as (partition, offset, value), read with a plain consumer."""
+def consume_messages(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list:
+    """Every message of the topic (confluent-kafka Message objects), read from offset 0 of each partition.
+
+    Stops half a second after `expected` messages have arrived with nothing more, so extras are seen too.
+    """
     import time
 
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-expected", "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check", "enable.auto.commit": False})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    records, deadline = [], time.monotonic() + timeout
+    messages, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is not None and message.error() is None:
-            records.append((message.partition(), message.offset(), message.value()))
-        elif message is None and len(records) >= expected:
+            messages.append(message)
+        elif message is None and len(messages) >= expected:
             break
     consumer.close()
-    return records
+    return messages
+
+
+def consume_with_coordinates(
+    bootstrap: str, topic: str, expected: int, timeout: float = 60
+) -> list[tuple[int, int, bytes]]:
+    """Every record of the topic as (partition, offset, value), read with a plain consumer."""
+    return [(m.partition(), m.offset(), m.value()) for m in consume_messages(bootstrap, topic, expected, timeout)]

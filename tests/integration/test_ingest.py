@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from common.settings import Settings
 from ingest import frames as fr
@@ -20,7 +19,7 @@ from ingest.producer import Backoff, Ingest, IngestOptions
 from ingest.protocol import extract_key
 from ingest.server import Pace, ReplayServer
 from stack import kafka as kafka_service
-from tests.helpers import capture_frames
+from tests.helpers import capture_frames, consume_messages
 
 pytestmark = pytest.mark.integration
 
@@ -45,26 +44,8 @@ def topic_settings(stack: Settings, unique: str) -> Settings:
     return settings
 
 
-def consume_all(settings: Settings, topic: str, expected: int, timeout: float = 60) -> list:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": f"{topic}-check",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    messages, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = consumer.poll(0.5)
-        if message is not None and message.error() is None:
-            messages.append(message)
-        elif message is None and len(messages) >= expected:
-            break  # nothing more within half a second after reaching the count: no extras either
-    consumer.close()
-    return messages
+def consume_all(settings: Settings, topic: str, expected: int) -> list:
+    return consume_messages(settings.kafka.bootstrap_servers, topic, expected)
 
 
 def assert_exactly_once_in_order(messages: list, sent: list[bytes]) -> None:
