@@ -41,7 +41,7 @@ SPEED ?= 10
 demo: stack-up ## set up, start the stack, replay the captures (SPEED x real time) through Kafka, bronze, silver, PostgreSQL
 	@$(STACK) status
 	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL); Ctrl-C stops (the stack stays up)"
-	@trap 'kill 0' INT TERM; \
+	@trap 'trap - INT TERM; kill -TERM $$(jobs -p) 2>/dev/null; wait' INT TERM; \
 	$(BIN)/meetup-replay-server --captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded --speed $(SPEED) & \
 	sleep 2; $(BIN)/meetup-ingest --streams rsvps & \
 	$(BIN)/meetup-chain --streams rsvps --interval '5 seconds' & \

@@ -130,7 +130,7 @@ class ReplayServer:
             self._stop = (asyncio.get_running_loop(), stop)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
-                    asyncio.get_running_loop().add_signal_handler(sig, stop.set_result, None)
+                    asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
                 except (RuntimeError, ValueError):
                     pass  # not the main thread (tests run the server in a thread)
             await stop

@@ -39,7 +39,7 @@ def run_chain(
     mirror_to_postgres: bool = True,
     max_offsets_per_trigger: int | None = None,
     max_files_per_trigger: int | None = None,
-    stop_event: threading.Event | None = None,
+    stop_event: threading.Event | StopRequest | None = None,
     progress_every: float = 15.0,
 ) -> None:
     """Start the stages' queries and wait; with available_now, bronze finishes before silver starts."""
@@ -80,7 +80,20 @@ def run_chain(
         _wait(queries, stop_event or threading.Event(), progress_every)
 
 
-def _wait(queries: list, stop_event: threading.Event, progress_every: float) -> None:
+class StopRequest:
+    """A stop flag that a signal handler may set: taking an Event's lock inside a handler can deadlock."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self, *_args) -> None:
+        self.requested = True
+
+    def is_set(self) -> bool:
+        return self.requested
+
+
+def _wait(queries: list, stop_event: threading.Event | StopRequest, progress_every: float) -> None:
     last_report = time.monotonic()
     try:
         while any(query.isActive for query in queries) and not stop_event.is_set():
@@ -98,14 +111,31 @@ def _wait(queries: list, stop_event: threading.Event, progress_every: float) -> 
                             file=sys.stderr,
                             flush=True,
                         )
-            stop_event.wait(0.5)
+            time.sleep(0.5)
         for query in queries:
             if query.exception() is not None:
                 raise query.exception()
     finally:
         for query in queries:
-            if query.isActive:
-                query.stop()  # waits for the running batch: stops between batches, never in one
+            _stop_between_batches(query)
+
+
+def _stop_between_batches(query, timeout: float = 120.0) -> None:
+    """Stop a query right after its running micro-batch completes: stop() itself interrupts a batch.
+
+    (An interrupted batch is still safe, since it is redone on restart, but it fills the log with errors.)
+    With a trigger interval shorter than a batch the next batch starts at once, so "idle" may never be
+    seen: the end of the running batch (a new lastProgress) is the moment to stop.
+    """
+    deadline = time.monotonic() + timeout
+    running = query.lastProgress["batchId"] if query.lastProgress else None
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        done = query.lastProgress["batchId"] if query.lastProgress else None
+        if done != running:
+            break
+        time.sleep(0.1)
+    if query.isActive:
+        query.stop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spark = build_spark(settings, "meetup-chain")
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
-    stop_event = threading.Event()
+    stop_event = StopRequest()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop_event.set())
+        signal.signal(sig, stop_event.set)
     print(
         f"meetup-chain: {', '.join(args.stages)} for {', '.join(args.streams)} "
         f"under {settings.lakehouse_root}/{args.generation}",
