@@ -55,7 +55,7 @@ def replay(frames: list[bytes], *, rebase_to_ms: int | None = None, loop: bool =
     period = last - first + 1000
     passes = 0
     while True:
-        shift = offset + passes * period if (rebase_to_ms is not None or passes) else 0
+        shift = offset + passes * period
         for frame in frames:
             yield shift_times(frame, shift)
         passes += 1
