@@ -129,3 +129,45 @@ def test_a_chain_killed_with_sigkill_mid_stream_then_restarted_is_exact(stack, s
         assert postgres_rows(settings, table) == expected[table], table
     bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
     assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(frames)
+
+
+def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(stack, spark, unique, capfd):
+    import threading
+
+    from stack import postgres as postgres_service
+
+    settings = isolated(stack, unique)
+    frames = capture_frames()
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), frames)
+    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(frames))
+    layout = Layout.from_settings(settings)
+    failures: list[BaseException] = []
+
+    def chain() -> None:
+        try:
+            run_available_now(spark, settings)
+        except BaseException as error:  # surfaced by the assertion below
+            failures.append(error)
+
+    runner = threading.Thread(target=chain)
+    runner.start()
+    try:
+        bronze_path = layout.table("bronze", "rsvps")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:  # bronze done: silver (and its mirror) comes next
+            try:
+                if spark.read.format("delta").load(bronze_path).count() == len(frames):
+                    break
+            except Exception:  # the table may not exist yet
+                pass
+            time.sleep(1)
+        assert postgres_service.down(stack)
+        time.sleep(30)  # longer than silver takes to reach its mirror step
+    finally:
+        postgres_service.up(stack)
+        runner.join(300)
+    assert not failures, failures
+    assert "mirror: PostgreSQL unavailable" in capfd.readouterr().err, "the outage was hit, and waited out"
+    expected = expected_tables(records)
+    for table in COLUMNS:
+        assert postgres_rows(settings, table) == expected[table], table
