@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -41,7 +41,6 @@ class Pace:
 class ServerStats:
     connections: int = 0
     frames_sent: int = 0
-    by_stream: dict[str, int] = field(default_factory=dict)
 
 
 class ReplayServer:
@@ -97,7 +96,6 @@ class ReplayServer:
                 await connection.send(frame, text=True)
                 sent += 1
                 self.stats.frames_sent += 1
-                self.stats.by_stream[stream] = self.stats.by_stream.get(stream, 0) + 1
                 if sent % 512 == 0:
                     await asyncio.sleep(0)  # let pings and other connections through at full speed
             await connection.close(1000, "end of stream")

@@ -12,11 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.silver.schemas import SERVICES, VERSION_COLUMNS
-
-
-def _ms_to_timestamp(column: Column) -> Column:
-    return F.timestamp_millis(column)
+from pipelines.silver.schemas import SERVICES, TABLE_KEYS, VERSION_COLUMNS
 
 
 def _version() -> list[Column]:
@@ -32,7 +28,7 @@ def to_rsvps(valid_df: DataFrame) -> DataFrame:
         F.col("msg.rsvp_id").alias("rsvp_id"),
         F.col("msg.event.event_id").alias("event_id"),
         F.col("msg.member.member_id").alias("member_id"),
-        _ms_to_timestamp(F.col("msg.mtime")).alias("mtime"),
+        F.timestamp_millis(F.col("msg.mtime")).alias("mtime"),
         F.col("msg.response").alias("response"),
         F.col("msg.guests").alias("guests"),
         F.col("msg.visibility").alias("visibility"),
@@ -47,7 +43,7 @@ def to_events(valid_df: DataFrame) -> DataFrame:
         F.col("msg.venue.venue_id").alias("venue_id"),
         F.col("msg.event.event_name").alias("event_name"),
         F.col("msg.event.event_url").alias("event_url"),
-        _ms_to_timestamp(F.col("msg.event.time")).alias("time"),
+        F.timestamp_millis(F.col("msg.event.time")).alias("time"),
         *_version(),
     )
 
@@ -134,7 +130,7 @@ def to_event_comments(valid_df: DataFrame) -> DataFrame:
         F.col("msg.comment").alias("comment"),
         F.col("msg.in_reply_to").alias("in_reply_to"),
         F.col("msg.status").alias("status"),
-        _ms_to_timestamp(F.col("msg.mtime")).alias("mtime"),
+        F.timestamp_millis(F.col("msg.mtime")).alias("mtime"),
         *_version(),
     )
 
@@ -148,8 +144,8 @@ def to_photos(valid_df: DataFrame) -> DataFrame:
         F.col("msg.photo_album.photo_album_id").alias("photo_album_id"),
         F.col("msg.caption").alias("caption"),
         F.col("msg.photo_link").alias("photo_link"),
-        _ms_to_timestamp(F.col("msg.ctime")).alias("ctime"),
-        _ms_to_timestamp(F.col("msg.mtime")).alias("mtime"),
+        F.timestamp_millis(F.col("msg.ctime")).alias("ctime"),
+        F.timestamp_millis(F.col("msg.mtime")).alias("mtime"),
         *_version(),
     )
 
@@ -167,18 +163,17 @@ def is_newer(source: str, target: str) -> str:
     return f"({s_m} > {t_m} OR ({s_m} = {t_m} AND ({s_p} > {t_p} OR ({s_p} = {t_p} AND {s_o} > {t_o}))))"
 
 
-# table -> (transform from valid RSVP messages, key columns)
 def rsvp_tables(valid_df: DataFrame) -> dict[str, DataFrame]:
     """Every 3NF table's rows from one batch of valid RSVP messages, reduced to the newest per key."""
     group_topics_df = explode_group_topics(valid_df)
     rows = {
-        "venues": (to_venues(valid_df), ("venue_id",)),
-        "groups": (to_groups(valid_df), ("group_id",)),
-        "topics": (to_topics(group_topics_df), ("urlkey",)),
-        "members": (to_members(valid_df), ("member_id",)),
-        "events": (to_events(valid_df), ("event_id",)),
-        "rsvps": (to_rsvps(valid_df), ("rsvp_id",)),
-        "member_services": (explode_member_services(valid_df), ("member_id", "service")),
-        "group_topics": (to_group_topics(group_topics_df), ("group_id", "urlkey")),
+        "venues": to_venues(valid_df),
+        "groups": to_groups(valid_df),
+        "topics": to_topics(group_topics_df),
+        "members": to_members(valid_df),
+        "events": to_events(valid_df),
+        "rsvps": to_rsvps(valid_df),
+        "member_services": explode_member_services(valid_df),
+        "group_topics": to_group_topics(group_topics_df),
     }
-    return {name: newest_per_key(df, keys) for name, (df, keys) in rows.items()}
+    return {name: newest_per_key(df, TABLE_KEYS[name]) for name, df in rows.items()}
