@@ -1,9 +1,9 @@
-"""The chain: Kafka -> bronze -> silver (-> PostgreSQL) as one Spark application.
+"""The chain: Kafka -> bronze -> silver (-> PostgreSQL) and gold, as one Spark application.
 
 meetup-chain                                   # every stage, continuously (Ctrl-C stops cleanly)
 meetup-chain --stages bronze                   # one stage alone
 meetup-chain --available-now                   # process what is there, then exit
-spark-submit --jars "$(meetup-stack jars --list)" pipelines/chain.py --stages bronze silver
+meetup-submit pipelines/chain.py --stages bronze silver gold
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from common import health
 from common.settings import STREAMS, Settings, load_settings
 from common.spark import build_spark
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
+from pipelines.gold.job import start_gold
+from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import DEFAULT_GENERATION, Layout
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
 
-STAGES = ("bronze", "silver")
+STAGES = ("bronze", "silver", "gold")
 
 
 def run_chain(
@@ -41,16 +43,31 @@ def run_chain(
     max_files_per_trigger: int | None = None,
     stop_event: threading.Event | StopRequest | None = None,
     progress_every: float = 15.0,
+    lateness_ms: int = DEFAULT_LATENESS_MS,
 ) -> None:
-    """Start the stages' queries and wait; with available_now, bronze finishes before silver starts."""
+    """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
+    (gold's snapshots name events from silver, so silver goes first)."""
     trigger = {"availableNow": True} if available_now else {"processingTime": interval}
     if "silver" in stages and mirror_to_postgres and "rsvps" in streams:
         mirror.apply_ddl(settings)
-    waves = [("bronze",), ("silver",)] if available_now else [stages]
+    waves = [(stage,) for stage in STAGES] if available_now else [stages]
     for wave in waves:
         queries = []
         for stage in wave:
             if stage not in stages:
+                continue
+            if stage == "gold":
+                if "rsvps" in streams:
+                    ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
+                    queries.append(
+                        start_gold(
+                            spark,
+                            layout,
+                            trigger=trigger,
+                            lateness_ms=lateness_ms,
+                            max_files_per_trigger=max_files_per_trigger,
+                        )
+                    )
                 continue
             for stream in streams:
                 if stage == "bronze":
@@ -150,7 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-offsets-per-trigger", type=int, default=100_000, help="bronze: Kafka records per stream per batch"
     )
     parser.add_argument(
-        "--max-files-per-trigger", type=int, default=6, help="silver: bronze files per batch (bounds mirror memory)"
+        "--max-files-per-trigger",
+        type=int,
+        default=6,
+        help="silver and gold: bronze files per batch (bounds mirror memory)",
+    )
+    parser.add_argument(
+        "--lateness-minutes",
+        type=float,
+        default=DEFAULT_LATENESS_MS / 60_000,
+        help="gold: how far behind its partition's newest mtime an RSVP may be before it counts as late",
     )
     return parser
 
@@ -186,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         max_offsets_per_trigger=args.max_offsets_per_trigger,
         max_files_per_trigger=args.max_files_per_trigger,
         stop_event=stop_event,
+        lateness_ms=int(args.lateness_minutes * 60_000),
     )
     spark.stop()
     return 0

@@ -27,14 +27,18 @@ def frame_key(stream_id_field: str, frame: bytes) -> bytes | None:
     return None if value is None or isinstance(value, (dict, list, bool)) else str(value).encode()
 
 
-def produce(bootstrap: str, topic: str, frames: list[bytes], id_field: str = "rsvp_id") -> None:
+def produce(
+    bootstrap: str, topic: str, frames: list[bytes], id_field: str = "rsvp_id", partition: int | None = None
+) -> None:
+    """Send frames keyed by their id (or, given `partition`, all to that partition, in order)."""
     from confluent_kafka import Producer
 
     producer = Producer(
         {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "message.max.bytes": 9_000_000}
     )
     for frame in frames:
-        producer.produce(topic, key=frame_key(id_field, frame), value=frame)
+        where = {} if partition is None else {"partition": partition}
+        producer.produce(topic, key=frame_key(id_field, frame), value=frame, **where)
         producer.poll(0)
     assert producer.flush(60) == 0
 

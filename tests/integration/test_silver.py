@@ -4,81 +4,20 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
 
-import psycopg2
 import pytest
-from psycopg2 import sql
 from pyspark.sql import functions as F
 
-from common.settings import Settings
 from pipelines.chain import run_chain
 from pipelines.layout import Layout
 from pipelines.silver.job import SilverBatch
-from stack import kafka as kafka_service
-from tests.conftest import new_name
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
+from tests.integration.lakehouse import isolated, postgres_rows, run_available_now, silver_rows
 
 pytestmark = pytest.mark.integration
 
 REAL = capture_frames()
-MS_COLUMNS = {"mtime_ms": "mtime", "time_ms": "time"}
-
-
-def isolated(stack: Settings, name: str) -> Settings:
-    """Settings whose topics, lakehouse prefix and PostgreSQL schema belong to this test alone."""
-    settings = replace(
-        stack,
-        kafka=replace(stack.kafka, topic_prefix=name),
-        postgres=replace(stack.postgres, schema=name),
-        lakehouse_root=stack.path(name),
-    )
-    kafka_service.ensure_topics(settings)
-    return settings
-
-
-def silver_rows(spark, layout: Layout, table: str) -> set[tuple]:
-    columns = [F.unix_millis(MS_COLUMNS[c]).alias(c) if c in MS_COLUMNS else F.col(c) for c in COLUMNS[table]]
-    return {
-        tuple(row) for row in spark.read.format("delta").load(layout.table("silver", table)).select(*columns).collect()
-    }
-
-
-def postgres_rows(settings: Settings, table: str) -> set[tuple]:
-    columns = [
-        sql.SQL("(extract(epoch FROM {}) * 1000)::bigint").format(sql.Identifier(MS_COLUMNS[c]))
-        if c in MS_COLUMNS
-        else sql.Identifier(c)
-        for c in COLUMNS[table]
-    ]
-    conn = psycopg2.connect(settings.postgres.dsn(), password=settings.postgres.password_for())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("SELECT {} FROM {}").format(
-                    sql.SQL(", ").join(columns), sql.Identifier(settings.postgres.schema, table)
-                )
-            )
-            return set(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def run_available_now(spark, settings: Settings, **options) -> Layout:
-    layout = Layout.from_settings(settings)
-    run_chain(spark, settings, layout=layout, streams=("rsvps",), available_now=True, progress_every=3600, **options)
-    return layout
-
-
-@pytest.fixture(scope="module")
-def real_run(stack, spark):
-    """The 4,088 real messages through the whole chain once."""
-    settings = isolated(stack, new_name())
-    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), REAL)
-    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(REAL))
-    layout = run_available_now(spark, settings)
-    return settings, layout, records
 
 
 def test_bronze_holds_every_message_once_with_its_kafka_coordinates(spark, real_run):

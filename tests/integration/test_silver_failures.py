@@ -20,7 +20,7 @@ from ingest import generator
 from pipelines.layout import Layout
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
-from tests.integration.test_silver import isolated, postgres_rows, run_available_now, silver_rows
+from tests.integration.lakehouse import isolated, postgres_rows, run_available_now, silver_rows
 
 pytestmark = pytest.mark.integration
 

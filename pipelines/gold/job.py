@@ -1,0 +1,225 @@
+"""Gold job: bronze RSVPs (Delta stream) -> event-time counts, late rows, and dashboard snapshots.
+
+Gold reads bronze, not silver, so it runs beside silver rather than after it; it parses and validates
+with silver's own code, so both see the same valid messages. Per micro-batch (foreachBatch):
+1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
+2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
+   every count table and the replaced state's is taken back, in one MERGE per table;
+3. `rsvp_state` takes the new states; `watermarks` the new per-partition maxima;
+4. the snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events filling
+   fastest) are rebuilt from the counts, and the batch's freshness (Kafka append -> visible) appended.
+
+Exactly once: the count MERGEs are not idempotent by themselves (they add), so each carries Delta's
+transaction id (app id, batch id): a batch re-run after a crash skips every table it already changed.
+The before-images are read from `rsvp_state` before it changes, and it changes only after every count
+table has committed, so a re-run computes the same deltas.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from pipelines.gold import transforms
+from pipelines.gold.schemas import FRESHNESS, LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
+from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
+from pipelines.layout import Layout
+from pipelines.silver import validation
+from pipelines.silver.job import append_once
+from pipelines.silver.schemas import RSVP_MESSAGE
+
+THREADS = 4
+SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
+
+
+def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -> None:
+    """Run a Delta MERGE (a DeltaMergeBuilder) at most once per (app_id, batch_id) on its table."""
+    session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+    try:
+        merge.execute()
+    finally:
+        session.conf.unset("spark.databricks.delta.write.txnAppId")
+        session.conf.unset("spark.databricks.delta.write.txnVersion")
+
+
+def freshness_row(spark: SparkSession, stage: str, query: str, batch_id: int, kafka_ts_df: DataFrame) -> DataFrame:
+    """How long the batch's rows took from their Kafka append to being visible now (one row)."""
+    lag_ms = (F.unix_micros(F.current_timestamp()) - F.unix_micros(F.col("kafka_timestamp"))) / 1000
+    return kafka_ts_df.agg(
+        F.lit(stage).alias("stage"),
+        F.lit(query).alias("query"),
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.count(F.lit(1)).alias("rows"),
+        F.percentile_approx(lag_ms, 0.5).cast("long").alias("p50_ms"),
+        F.percentile_approx(lag_ms, 0.95).cast("long").alias("p95_ms"),
+        F.max(lag_ms).cast("long").alias("max_ms"),
+        F.current_timestamp().alias("visible_at"),
+    )
+
+
+class GoldBatch:
+    """The foreachBatch function of the gold query."""
+
+    def __init__(self, spark: SparkSession, layout: Layout, *, lateness_ms: int):
+        self.spark = spark
+        self.layout = layout
+        self.lateness_ms = lateness_ms
+        self.query_name = "gold-rsvps"
+        self.app_id = f"{layout.generation}-{self.query_name}"
+        # Delta's transaction id for a MERGE is a session setting, so each table gets a session of its own
+        # (sessions share the SparkContext and its cache, not their settings).
+        self.sessions = {aggregate.name: spark.newSession() for aggregate in AGGREGATES}
+
+    def path(self, name: str) -> str:
+        return self.layout.table("gold", name)
+
+    def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        checked = validation.with_reason(validation.with_parsed(bronze_batch_df, RSVP_MESSAGE), validation.rsvp_rules())
+        facts = transforms.to_facts(validation.filter_valid(checked)).persist()
+        try:
+            if facts.isEmpty():
+                return
+            self._process(facts, batch_id, started)
+        finally:
+            facts.unpersist()
+
+    def _process(self, facts: DataFrame, batch_id: int, started: float) -> None:
+        spark = self.spark
+        watermarks = spark.read.format("delta").load(self.path("watermarks"))
+        prior = (
+            watermarks.filter(F.col("batch_id") < batch_id)  # a re-run ignores its own first attempt's row
+            .groupBy("version_partition")
+            .agg(F.max("max_mtime").alias("prior_max_mtime"))
+        )
+        judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
+        state_now = spark.read.format("delta").load(self.path("rsvp_state"))
+        new_states, old_states = transforms.winners(judged.filter(~F.col("late")).select(*STATE_COLUMNS), state_now)
+        new_states, old_states = new_states.persist(), old_states.persist()
+        try:
+            late = (
+                judged.filter(F.col("late"))
+                .select(
+                    *(c for c in LATE_RSVPS.fieldNames() if c not in ("batch_id", "lateness_ms", "recorded_at")),
+                    (F.col("watermark_ms") - F.col("version_mtime")).alias("lateness_ms"),
+                    F.lit(batch_id).cast("long").alias("batch_id"),
+                    F.current_timestamp().alias("recorded_at"),
+                )
+                .select(*LATE_RSVPS.fieldNames())
+            )
+            late_count = late.count()
+            if late_count:
+                append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
+            with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                futures = [
+                    pool.submit(self._apply_counts, aggregate, new_states, old_states, batch_id)
+                    for aggregate in AGGREGATES
+                ]
+                for future in futures:
+                    future.result()
+            counted_at = time.perf_counter()
+            # Only now may the state move on: every count table has this batch's deltas.
+            (
+                DeltaTable.forPath(spark, self.path("rsvp_state"))
+                .alias("t")
+                .merge(new_states.alias("s"), "t.rsvp_id = s.rsvp_id")
+                .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+            next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
+            append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
+            self._rebuild_snapshots()
+            append_once(
+                freshness_row(spark, "gold", self.query_name, batch_id, facts),
+                self.path("freshness"),
+                self.app_id,
+                batch_id,
+            )
+            done = time.perf_counter()
+            print(
+                f"{self.query_name}: batch {batch_id}: {new_states.count()} RSVP states changed, {late_count} late "
+                f"({done - started:.1f}s: counts {counted_at - started:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+        finally:
+            for df in (judged, new_states, old_states):
+                df.unpersist()
+
+    def _apply_counts(self, aggregate: Aggregate, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:
+        session = self.sessions[aggregate.name]
+        deltas = transforms.count_deltas(new_states, old_states, aggregate)
+        keys = aggregate.keys
+        after = {m: f"t.{m} + s.{m}" for m in MEASURES}
+        merge = (
+            DeltaTable.forPath(session, self.path(aggregate.name))
+            .alias("t")
+            .merge(deltas.alias("s"), transforms.null_safe_on(keys))
+            # a key whose every RSVP moved away disappears, as it would from a fresh count
+            .whenMatchedDelete(condition="t.yes + s.yes = 0 AND t.no + s.no = 0")
+            .whenMatchedUpdate(set=after)
+            .whenNotMatchedInsertAll()
+        )
+        idempotent_merge(session, self.app_id, batch_id, merge)
+
+    def _rebuild_snapshots(self) -> None:
+        spark = self.spark
+        now_ms = spark.read.format("delta").load(self.path("watermarks")).agg(F.max("max_mtime")).first()[0]
+        now = F.timestamp_millis(F.lit(now_ms))
+        read = lambda name: spark.read.format("delta").load(self.path(name))  # noqa: E731
+        topic_hours = read("topics_by_hour").filter(
+            F.col("hour") >= F.date_trunc("hour", now) - F.expr(f"INTERVAL {SNAPSHOT_HOURS} HOURS")
+        )
+        snapshots = {
+            "topic_trends": transforms.rank_change(topic_hours),
+            "top_groups_5min": transforms.top_groups(read("groups_by_minute"), now),
+            "upcoming_events": transforms.upcoming_events(
+                read("events_by_minute"), spark.read.format("delta").load(self.layout.table("silver", "events")), now
+            ),
+        }
+        for name, df in snapshots.items():
+            df.withColumn("as_of", now).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+                self.path(name)
+            )
+
+
+def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
+    tables = {
+        "rsvp_state": RSVP_STATE,
+        "watermarks": WATERMARKS,
+        "late_rsvps": LATE_RSVPS,
+        "freshness": FRESHNESS,
+        **{aggregate.name: count_schema(aggregate) for aggregate in AGGREGATES},
+    }
+    for name, schema in tables.items():
+        DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
+
+
+def start_gold(
+    spark: SparkSession,
+    layout: Layout,
+    *,
+    trigger: dict[str, object],
+    lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
+    max_files_per_trigger: int | None = None,
+) -> StreamingQuery:
+    ensure_gold_tables(spark, layout)
+    reader = spark.readStream.format("delta")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    return (
+        reader.load(layout.table("bronze", "rsvps"))
+        .writeStream.queryName("gold-rsvps")
+        .foreachBatch(GoldBatch(spark, layout, lateness_ms=lateness_ms))
+        .option("checkpointLocation", layout.checkpoint("gold-rsvps"))
+        .trigger(**trigger)
+        .start()
+    )

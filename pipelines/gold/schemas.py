@@ -1,0 +1,77 @@
+"""Schemas of gold's own tables. The snapshot tables take the schema of the DataFrame that builds them."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+from pipelines.gold.transforms import MEASURES, Aggregate
+
+_S, _I, _L, _TS = T.StringType(), T.IntegerType(), T.LongType(), T.TimestampType()
+
+
+def _fields(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
+    return T.StructType([T.StructField(name, dtype, nullable) for name, dtype, nullable in fields])
+
+
+VERSION = (("version_mtime", _L, False), ("version_partition", _I, False), ("version_offset", _L, False))
+
+RSVP_STATE = _fields(
+    ("rsvp_id", _L, False),
+    *VERSION,
+    ("response", _S, False),
+    ("guests", _I, False),
+    ("country", _S, True),
+    ("state", _S, True),
+    ("city", _S, True),
+    ("group_id", _L, True),
+    ("event_id", _S, True),
+    ("topics", T.ArrayType(_S), True),
+)
+
+WATERMARKS = _fields(
+    ("version_partition", _I, False),
+    ("through_offset", _L, False),
+    ("max_mtime", _L, False),
+    ("batch_id", _L, False),
+)
+
+LATE_RSVPS = _fields(
+    ("rsvp_id", _L, False),
+    *VERSION,
+    ("response", _S, False),
+    ("guests", _I, False),
+    ("country", _S, True),
+    ("state", _S, True),
+    ("city", _S, True),
+    ("watermark_ms", _L, False),
+    ("lateness_ms", _L, False),
+    ("batch_id", _L, False),
+    ("recorded_at", _TS, False),
+)
+
+FRESHNESS = _fields(
+    ("stage", _S, False),
+    ("query", _S, False),
+    ("batch_id", _L, False),
+    ("rows", _L, False),
+    ("p50_ms", _L, True),
+    ("p95_ms", _L, True),
+    ("max_ms", _L, True),
+    ("visible_at", _TS, False),
+)
+
+KEY_TYPES = {
+    "minute": _TS,
+    "hour": _TS,
+    "country": _S,
+    "state": _S,
+    "city": _S,
+    "urlkey": _S,
+    "group_id": _L,
+    "event_id": _S,
+    "stream": _S,
+}
+
+
+def count_schema(aggregate: Aggregate) -> T.StructType:
+    return _fields(*((key, KEY_TYPES[key], True) for key in aggregate.keys), *((m, _L, False) for m in MEASURES))

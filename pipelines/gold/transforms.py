@@ -1,0 +1,203 @@
+"""Gold's pure transforms: RSVP facts, the event-time watermark, and signed contributions to counts.
+
+How gold counts (see README, "Gold"):
+- Every valid RSVP message becomes a *fact*: its version (mtime, Kafka partition, offset), answer,
+  guests, and the keys it is counted under (region, group, event, topics, minute, hour of its mtime).
+- The watermark is defined on the Kafka log, not on micro-batches: a message is *late* when its mtime
+  is more than the allowed lateness older than the greatest mtime seen before it in its partition
+  (every message of one RSVP is in one partition). The same log therefore gives the same late rows,
+  however it is cut into batches: a replay agrees with the first run. Late messages go to
+  `late_rsvps`; they never enter the windowed counts.
+- Gold keeps its own state of each RSVP (the newest admitted fact). When a newer fact replaces the
+  state, the old state's contribution is subtracted and the new one added: a duplicate counts once,
+  and a yes that flips to no moves from the yes count to the no count (of its new minute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from pipelines.silver.schemas import VERSION_COLUMNS
+from pipelines.silver.transforms import is_newer, newest_per_key
+
+DEFAULT_LATENESS_MS = 10 * 60 * 1000
+MEASURES = ("yes", "no", "guests")
+
+
+def to_facts(valid_df: DataFrame) -> DataFrame:
+    """Valid parsed RSVP messages (silver's validation) -> one fact per message."""
+    return valid_df.select(
+        F.col("msg.rsvp_id").alias("rsvp_id"),
+        F.col("msg.mtime").alias("version_mtime"),
+        F.col("partition").alias("version_partition"),
+        F.col("offset").alias("version_offset"),
+        F.col("msg.response").alias("response"),
+        F.col("msg.guests").alias("guests"),
+        F.col("msg.group.group_country").alias("country"),
+        F.col("msg.group.group_state").alias("state"),
+        F.col("msg.group.group_city").alias("city"),
+        F.col("msg.group.group_id").alias("group_id"),
+        F.col("msg.event.event_id").alias("event_id"),
+        F.transform(F.col("msg.group.group_topics"), lambda t: t["urlkey"]).alias("topics"),
+        F.col("kafka_timestamp"),
+    )
+
+
+def with_lateness(facts_df: DataFrame, prior_max_df: DataFrame, lateness_ms: int) -> DataFrame:
+    """Adds `watermark_ms` and `late` to each fact.
+
+    prior_max_df: (version_partition, prior_max_mtime), the greatest mtime of each partition before this
+    batch. Within the batch, the greatest mtime of the earlier offsets of the same partition counts too.
+    """
+    earlier = (
+        Window.partitionBy("version_partition").orderBy("version_offset").rowsBetween(Window.unboundedPreceding, -1)
+    )
+    seen = F.greatest(F.max("version_mtime").over(earlier), F.col("prior_max_mtime"))  # greatest skips nulls
+    return (
+        facts_df.join(F.broadcast(prior_max_df), "version_partition", "left")
+        .withColumn("watermark_ms", seen - F.lit(lateness_ms))
+        .withColumn("late", F.coalesce(F.col("version_mtime") < F.col("watermark_ms"), F.lit(False)))
+        .drop("prior_max_mtime")
+    )
+
+
+def next_prior_max(facts_df: DataFrame, prior_max_df: DataFrame) -> DataFrame:
+    """The watermark state after this batch: per partition, its last offset and greatest mtime so far."""
+    batch = facts_df.groupBy("version_partition").agg(
+        F.max("version_offset").alias("through_offset"), F.max("version_mtime").alias("batch_max")
+    )
+    return batch.join(prior_max_df, "version_partition", "left").select(
+        "version_partition",
+        "through_offset",
+        F.greatest("batch_max", "prior_max_mtime").alias("max_mtime"),
+    )
+
+
+def winners(batch_state_df: DataFrame, current_state_df: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(new states, the old states they replace) for the batch's newest admitted fact per RSVP.
+
+    A batch fact wins when its RSVP has no state yet or its version is greater than the state's.
+    """
+    candidates = newest_per_key(batch_state_df, ["rsvp_id"]).alias("s")
+    joined = candidates.join(current_state_df.alias("t"), "rsvp_id", "left")
+    won = joined.filter(F.col("t.version_mtime").isNull() | F.expr(is_newer("s", "t")))
+    new_states = won.select("rsvp_id", *(f"s.{c}" for c in STATE_COLUMNS[1:]))
+    old_states = won.filter(F.col("t.version_mtime").isNotNull()).select(
+        "rsvp_id", *(f"t.{c}" for c in STATE_COLUMNS[1:])
+    )
+    return new_states, old_states
+
+
+STATE_COLUMNS = (
+    "rsvp_id",
+    *VERSION_COLUMNS,
+    "response",
+    "guests",
+    "country",
+    "state",
+    "city",
+    "group_id",
+    "event_id",
+    "topics",
+)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A gold count table: the keys a state is counted under and the measures summed."""
+
+    name: str
+    keys: tuple[str, ...]
+    explode_topics: bool = False
+
+
+AGGREGATES = (
+    Aggregate("rsvps_by_region_minute", ("minute", "country", "state", "city")),
+    Aggregate("rsvps_by_region_hour", ("hour", "country", "state", "city")),
+    Aggregate("topics_by_hour", ("hour", "urlkey"), explode_topics=True),
+    Aggregate("groups_by_minute", ("minute", "group_id")),
+    Aggregate("events_by_minute", ("event_id", "minute")),
+    Aggregate("rsvp_totals", ("stream",)),
+)
+
+
+def contributions(states_df: DataFrame, aggregate: Aggregate, sign: int) -> DataFrame:
+    """Each state's signed contribution (+1 added, -1 taken back) under the aggregate's keys."""
+    at = F.timestamp_millis(F.col("version_mtime"))
+    yes = F.col("response") == "yes"
+    df = states_df.select(
+        F.date_trunc("minute", at).alias("minute"),
+        F.date_trunc("hour", at).alias("hour"),
+        "country",
+        "state",
+        "city",
+        "group_id",
+        "event_id",
+        F.lit("rsvps").alias("stream"),
+        (F.when(yes, 1).otherwise(0) * sign).cast("long").alias("yes"),
+        (F.when(yes, 0).otherwise(1) * sign).cast("long").alias("no"),
+        (F.when(yes, F.col("guests")).otherwise(0) * sign).cast("long").alias("guests"),
+        F.col("topics"),
+    )
+    if aggregate.explode_topics:
+        df = df.withColumn("urlkey", F.explode(F.array_distinct("topics")))
+    return df.select(*aggregate.keys, *MEASURES)
+
+
+def count_deltas(new_states: DataFrame, old_states: DataFrame, aggregate: Aggregate) -> DataFrame:
+    """Net change per key of one batch: new states added, replaced states taken back; zero changes dropped."""
+    both = contributions(new_states, aggregate, +1).unionByName(contributions(old_states, aggregate, -1))
+    summed = both.groupBy(*aggregate.keys).agg(*(F.sum(m).alias(m) for m in MEASURES))
+    return summed.filter(" OR ".join(f"{m} != 0" for m in MEASURES))
+
+
+def null_safe_on(keys: Sequence[str], left: str = "t", right: str = "s") -> str:
+    """Join condition for keys that may be null (a region without a state)."""
+    return " AND ".join(f"{left}.`{k}` <=> {right}.`{k}`" for k in keys)
+
+
+def rank_change(topics_by_hour_df: DataFrame) -> DataFrame:
+    """Each topic's rank in each hour (by yes, then all RSVPs) and its change from the hour before.
+
+    rank_change > 0 means the topic climbed; null means it was not ranked in the previous hour.
+    """
+    by_hour = Window.partitionBy("hour").orderBy(F.col("yes").desc(), (F.col("yes") + F.col("no")).desc(), "urlkey")
+    ranked = topics_by_hour_df.withColumn("rank", F.row_number().over(by_hour))
+    previous = ranked.select(
+        (F.col("hour") + F.expr("INTERVAL 1 HOUR")).alias("hour"), "urlkey", F.col("rank").alias("previous_rank")
+    )
+    return ranked.join(previous, ["hour", "urlkey"], "left").withColumn(
+        "rank_change", F.col("previous_rank") - F.col("rank")
+    )
+
+
+def top_groups(groups_by_minute_df: DataFrame, now: Column, minutes: int = 5, limit: int = 20) -> DataFrame:
+    """Groups with the most yes RSVPs in the last `minutes` minutes of stream time before `now`."""
+    since = now - F.expr(f"INTERVAL {minutes} MINUTES")
+    recent = groups_by_minute_df.filter((F.col("minute") > since) & (F.col("minute") <= now))
+    summed = recent.groupBy("group_id").agg(F.sum("yes").alias("yes"), F.sum("no").alias("no"))
+    return summed.filter(F.col("yes") > 0).orderBy(F.col("yes").desc(), "group_id").limit(limit)
+
+
+def upcoming_events(
+    events_by_minute_df: DataFrame, events_df: DataFrame, now: Column, window_minutes: int = 60, limit: int = 50
+) -> DataFrame:
+    """Events not yet started at `now`, by yes RSVPs in the last hour of stream time (the fill rate)."""
+    since = now - F.expr(f"INTERVAL {window_minutes} MINUTES")
+    counts = events_by_minute_df.groupBy("event_id").agg(
+        F.sum("yes").alias("yes"),
+        F.sum("no").alias("no"),
+        F.sum("guests").alias("guests"),
+        F.sum(F.when(F.col("minute") > since, F.col("yes")).otherwise(0)).alias("yes_last_hour"),
+    )
+    return (
+        counts.join(events_df.select("event_id", "event_name", "group_id", "time"), "event_id")
+        .filter(F.col("time") > now)
+        .filter(F.col("yes_last_hour") > 0)
+        .orderBy(F.col("yes_last_hour").desc(), F.col("yes").desc(), "event_id")
+        .limit(limit)
+    )

@@ -1,0 +1,62 @@
+"""Helpers for tests that run the chain: isolated settings, available-now runs, table contents."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import psycopg2
+from psycopg2 import sql
+from pyspark.sql import functions as F
+
+from common.settings import Settings
+from pipelines.chain import run_chain
+from pipelines.layout import Layout
+from stack import kafka as kafka_service
+from tests.expected import COLUMNS
+
+MS_COLUMNS = {"mtime_ms": "mtime", "time_ms": "time"}
+
+
+def isolated(stack: Settings, name: str) -> Settings:
+    """Settings whose topics, lakehouse prefix and PostgreSQL schema belong to this test alone."""
+    settings = replace(
+        stack,
+        kafka=replace(stack.kafka, topic_prefix=name),
+        postgres=replace(stack.postgres, schema=name),
+        lakehouse_root=stack.path(name),
+    )
+    kafka_service.ensure_topics(settings)
+    return settings
+
+
+def silver_rows(spark, layout: Layout, table: str) -> set[tuple]:
+    columns = [F.unix_millis(MS_COLUMNS[c]).alias(c) if c in MS_COLUMNS else F.col(c) for c in COLUMNS[table]]
+    return {
+        tuple(row) for row in spark.read.format("delta").load(layout.table("silver", table)).select(*columns).collect()
+    }
+
+
+def postgres_rows(settings: Settings, table: str) -> set[tuple]:
+    columns = [
+        sql.SQL("(extract(epoch FROM {}) * 1000)::bigint").format(sql.Identifier(MS_COLUMNS[c]))
+        if c in MS_COLUMNS
+        else sql.Identifier(c)
+        for c in COLUMNS[table]
+    ]
+    conn = psycopg2.connect(settings.postgres.dsn(), password=settings.postgres.password_for())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(columns), sql.Identifier(settings.postgres.schema, table)
+                )
+            )
+            return set(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def run_available_now(spark, settings: Settings, **options) -> Layout:
+    layout = Layout.from_settings(settings)
+    run_chain(spark, settings, layout=layout, streams=("rsvps",), available_now=True, progress_every=3600, **options)
+    return layout

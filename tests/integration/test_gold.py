@@ -1,0 +1,117 @@
+"""Gold on the real services: counts, late rows, flips and re-runs, checked against tests/expected_gold.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from pipelines.gold.job import GoldBatch
+from pipelines.gold.transforms import AGGREGATES, DEFAULT_LATENESS_MS
+from pipelines.layout import Layout
+from tests.expected_gold import expected_gold
+from tests.helpers import consume_with_coordinates, produce
+from tests.integration.lakehouse import isolated, run_available_now
+
+pytestmark = pytest.mark.integration
+
+
+def gold_rows(spark, layout: Layout, table: str) -> set[tuple]:
+    df = spark.read.format("delta").load(layout.table("gold", table))
+    if table == "late_rsvps":
+        df = df.select("version_partition", "version_offset")
+    return {tuple(row) for row in df.collect()}
+
+
+def assert_gold_exact(spark, layout: Layout, records, lateness_ms: int = DEFAULT_LATENESS_MS) -> dict:
+    expected = expected_gold(records, lateness_ms)
+    for table in [aggregate.name for aggregate in AGGREGATES] + ["late_rsvps"]:
+        assert gold_rows(spark, layout, table) == expected[table], table
+    return expected
+
+
+def test_gold_counts_on_the_real_captures_equal_an_independent_computation(spark, real_run):
+    _, layout, records = real_run
+    expected = assert_gold_exact(spark, layout, records)
+    ((_, yes, no, _),) = expected["rsvp_totals"]
+    states = spark.read.format("delta").load(layout.table("gold", "rsvp_state")).count()
+    assert yes + no == states, "every RSVP counts once"
+    assert 3000 < states <= 3260  # 3,260 RSVPs; those only ever seen late are not counted
+    assert len(expected["late_rsvps"]) > 0, "the captures hold late messages: the late table must see them"
+
+
+def test_a_rerun_gold_batch_changes_no_count(spark, real_run):
+    _, layout, records = real_run
+    bronze_df = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)(bronze_df, 0)  # batch 0 again, as after a crash
+    assert_gold_exact(spark, layout, records)
+
+
+def test_snapshots_rank_topics_and_list_top_groups_and_upcoming_events(spark, real_run):
+    _, layout, _ = real_run
+    read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
+    trends = read("topic_trends")
+    assert trends.count() > 0
+    per_hour = trends.groupBy("hour").agg(F.min("rank"), F.max("rank"), F.count(F.lit(1))).collect()
+    assert all(low == 1 and high == n for _, low, high, n in per_hour), "ranks are 1..n within each hour"
+    groups = read("top_groups_5min").collect()
+    assert groups and [g.yes for g in groups] == sorted((g.yes for g in groups), reverse=True)
+    as_of = read("top_groups_5min").first().as_of
+    minute_counts = read("groups_by_minute").filter(
+        (F.col("minute") > F.lit(as_of) - F.expr("INTERVAL 5 MINUTES")) & (F.col("minute") <= F.lit(as_of))
+    )
+    top = minute_counts.groupBy("group_id").agg(F.sum("yes").alias("yes")).orderBy(F.desc("yes")).first()
+    assert groups[0].yes == top.yes
+
+
+def rsvp(rsvp_id: int, mtime: int, response: str, guests: int = 0, *, city: str = "Berlin") -> bytes:
+    return json.dumps(
+        {
+            "rsvp_id": rsvp_id,
+            "mtime": mtime,
+            "response": response,
+            "guests": guests,
+            "visibility": "public",
+            "member": {"member_id": 7, "member_name": "Ada"},
+            "event": {"event_id": "ev1", "event_name": "Talk", "event_url": "https://x/1", "time": mtime + 86_400_000},
+            "group": {
+                "group_id": 11,
+                "group_name": "Py",
+                "group_urlname": "py",
+                "group_city": city,
+                "group_country": "de",
+                "group_lat": 52.5,
+                "group_lon": 13.4,
+                "group_topics": [{"urlkey": "python", "topic_name": "Python"}],
+            },
+        }
+    ).encode()
+
+
+def test_a_flip_moves_the_rsvp_from_yes_to_no_and_late_rows_are_listed_not_counted(stack, spark, unique):
+    settings = isolated(stack, unique)
+    t0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+    first = [rsvp(1, t0, "yes", 2), rsvp(2, t0 + 1_000, "yes"), rsvp(3, t0 + 2_000, "no")]
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), first, partition=0)
+    layout = run_available_now(spark, settings, mirror_to_postgres=False)
+    counts = lambda: gold_rows(spark, layout, "rsvps_by_region_minute")  # noqa: E731
+    minute = lambda ms: F.timestamp_millis(F.lit(ms))  # noqa: E731
+    m0 = spark.range(1).select(minute(t0 // 60_000 * 60_000)).first()[0]
+    assert counts() == {(m0, "de", None, "Berlin", 2, 1, 2)}
+
+    second = [
+        rsvp(1, t0 + 5_000, "no"),  # a flip within the same minute
+        rsvp(2, t0 + 1_000, "yes"),  # a byte-identical resend: counts once
+        rsvp(4, t0 + 600_000 + 30_000, "yes"),  # ten and a half minutes on: moves the watermark
+        rsvp(5, t0 + 3_000, "yes"),  # now more than 10 minutes behind: late
+    ]
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), second, partition=0)
+    run_available_now(spark, settings, mirror_to_postgres=False)
+    m10 = spark.range(1).select(minute((t0 + 630_000) // 60_000 * 60_000)).first()[0]
+    assert counts() == {(m0, "de", None, "Berlin", 1, 2, 0), (m10, "de", None, "Berlin", 1, 0, 0)}
+    late = spark.read.format("delta").load(layout.table("gold", "late_rsvps")).collect()
+    assert [(r.rsvp_id, r.lateness_ms) for r in late] == [(5, 630_000 - 3_000 - DEFAULT_LATENESS_MS)]
+    assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 2, 2, 0)}
+    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), 7)
+    assert_gold_exact(spark, layout, records)
