@@ -181,10 +181,11 @@ class GoldBatch:
         snapshots = {
             "topic_trends": transforms.rank_change(topic_hours),
             "top_groups_5min": transforms.top_groups(read("groups_by_minute"), now),
-            "upcoming_events": transforms.upcoming_events(
-                read("events_by_minute"), spark.read.format("delta").load(self.layout.table("silver", "events")), now
-            ),
         }
+        silver_events = self.layout.table("silver", "events")
+        if DeltaTable.isDeltaTable(spark, silver_events):  # names and start times come from silver
+            events = spark.read.format("delta").load(silver_events)
+            snapshots["upcoming_events"] = transforms.upcoming_events(read("events_by_minute"), events, now)
         for name, df in snapshots.items():
             df.withColumn("as_of", now).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
                 self.path(name)
