@@ -19,10 +19,11 @@ from pyspark.sql import SparkSession
 from common import health
 from common.settings import STREAMS, Settings, load_settings
 from common.spark import build_spark
+from pipelines import generations
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.job import start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
-from pipelines.layout import DEFAULT_GENERATION, Layout
+from pipelines.layout import Layout
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
 
@@ -44,6 +45,7 @@ def run_chain(
     stop_event: threading.Event | StopRequest | None = None,
     progress_every: float = 15.0,
     lateness_ms: int = DEFAULT_LATENESS_MS,
+    starting_offsets: dict[str, str] | None = None,
 ) -> None:
     """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
     (gold's snapshots name events from silver, so silver goes first)."""
@@ -79,6 +81,7 @@ def run_chain(
                             stream,
                             trigger=trigger,
                             max_offsets_per_trigger=max_offsets_per_trigger,
+                            starting_offsets=(starting_offsets or {}).get(stream, "earliest"),
                         )
                     )
                 else:
@@ -161,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
     parser.add_argument("--available-now", action="store_true", help="process everything available, then exit")
     parser.add_argument("--interval", default="2 seconds", help="micro-batch trigger interval")
-    parser.add_argument("--generation", default=DEFAULT_GENERATION, help="tables and checkpoints generation")
+    parser.add_argument(
+        "--generation", help="tables and checkpoints generation (default: the current one, see meetup-replay --list)"
+    )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mirror")
     parser.add_argument(
         "--max-offsets-per-trigger", type=int, default=100_000, help="bronze: Kafka records per stream per batch"
@@ -190,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except health.ServiceUnavailable as error:
         print(f"meetup-chain: {error}", file=sys.stderr)
         return 2
+    generation = args.generation or generations.current(settings)
     spark = build_spark(settings, "meetup-chain")
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     stop_event = StopRequest()
@@ -197,13 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, stop_event.set)
     print(
         f"meetup-chain: {', '.join(args.stages)} for {', '.join(args.streams)} "
-        f"under {settings.lakehouse_root}/{args.generation}",
+        f"under {settings.lakehouse_root}/{generation}",
         file=sys.stderr,
     )
     run_chain(
         spark,
         settings,
-        layout=Layout.from_settings(settings, args.generation),
+        layout=Layout.from_settings(settings, generation),
         stages=tuple(args.stages),
         streams=tuple(args.streams),
         available_now=args.available_now,

@@ -48,10 +48,13 @@ def start_bronze(
     *,
     trigger: dict[str, object],
     max_offsets_per_trigger: int | None = None,
+    starting_offsets: str = "earliest",
 ) -> StreamingQuery:
+    """starting_offsets applies only to a new checkpoint: a restarted query goes on from its own."""
     path = layout.table("bronze", stream)
     ensure_bronze_table(spark, path)
-    reader = spark.readStream.format("kafka").options(**kafka_source_options(settings, settings.kafka.topic(stream)))
+    topic = settings.kafka.topic(stream)
+    reader = spark.readStream.format("kafka").options(**kafka_source_options(settings, topic, starting_offsets))
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     return (

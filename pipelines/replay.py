@@ -1,0 +1,268 @@
+"""Reprocess history: replay Kafka offsets through the same chain into a new generation, then switch.
+
+meetup-replay --to g2                              # from offset 0 of every partition
+meetup-replay --to g2 --from-timestamp 2026-11-29T06:00:00Z
+meetup-replay --to g2 --from-offsets '{"0": 1200, "1": 0, "2": 977}'
+meetup-replay --list                               # the generations, and which one readers use
+meetup-replay --switch g1                          # point readers back (atomic)
+meetup-replay --drop g1                            # delete a generation readers no longer use
+
+A replay runs bronze, silver (with its PostgreSQL mirror) and gold with available-now triggers into
+<root>/<new generation>/, with fresh checkpoints, while the current generation keeps serving readers;
+when it has caught up it switches readers to the new generation in one atomic write. The old one stays
+until dropped. Offsets that Kafka's retention has already deleted are refused with what is still there,
+never skipped: a replay that silently starts later would rewrite history with a hole in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from confluent_kafka import Consumer, TopicPartition
+
+from common import health
+from common.settings import STREAMS, Settings, load_settings
+from pipelines import generations
+from pipelines.layout import Layout
+
+
+class RetentionGap(RuntimeError):
+    """The requested offsets are older than what Kafka still holds."""
+
+
+@dataclass(frozen=True)
+class PartitionRange:
+    partition: int
+    low: int  # first offset Kafka still holds (retention moves it up)
+    high: int  # next offset to be written
+    low_timestamp_ms: int | None  # append time of the record at `low`, when there is one
+
+
+def _probe(settings: Settings) -> Consumer:
+    """A consumer that only looks: assigned partitions, no group offsets committed."""
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": "meetup-replay-probe",
+            "enable.auto.commit": False,
+            **settings.kafka.client_config,
+        }
+    )
+
+
+def partition_ranges(settings: Settings, topic: str) -> list[PartitionRange]:
+    consumer = _probe(settings)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise RetentionGap(f"topic {topic} does not exist on {settings.kafka.bootstrap_servers}")
+        ranges = []
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low_ts = None
+            if high > low:
+                consumer.assign([TopicPartition(topic, partition, low)])
+                message = consumer.poll(10)
+                if message is not None and message.error() is None:
+                    low_ts = message.timestamp()[1]
+            ranges.append(PartitionRange(partition, low, high, low_ts))
+        return ranges
+    finally:
+        consumer.close()
+
+
+def starting_offsets(
+    settings: Settings,
+    topic: str,
+    *,
+    offsets: dict[int, int] | None = None,
+    timestamp_ms: int | None = None,
+) -> dict[int, int]:
+    """The first offset to replay per partition, checked against retention.
+
+    offsets: explicit per partition (missing partitions start at 0); timestamp_ms: the first record
+    appended at or after that time; neither: offset 0 everywhere.
+    """
+    ranges = partition_ranges(settings, topic)
+    wanted: dict[int, int] = {}
+    gaps = []
+    for r in ranges:
+        if timestamp_ms is not None:
+            if r.low > 0 and (r.low_timestamp_ms is None or r.low_timestamp_ms > timestamp_ms):
+                gaps.append((r, f"records from {timestamp_ms} ms on"))
+                continue
+            wanted[r.partition] = _offset_for_time(settings, topic, r.partition, timestamp_ms, r.high)
+        else:
+            start = (offsets or {}).get(r.partition, 0)
+            if start < r.low:
+                gaps.append((r, f"offset {start}"))
+                continue
+            wanted[r.partition] = min(start, r.high)
+    if gaps:
+        lines = [
+            f"  partition {r.partition}: asked for {asked}, but retention has deleted everything before offset "
+            f"{r.low}; still available: offsets {r.low}..{r.high - 1}{_since(r.low_timestamp_ms)}"
+            for r, asked in gaps
+        ]
+        raise RetentionGap(
+            f"cannot replay {topic}: the requested history is past Kafka's retention\n"
+            + "\n".join(lines)
+            + "\nReplay from what is still there (--from-offsets with the offsets above), or from bronze, "
+            "which keeps every record Kafka ever gave it."
+        )
+    return wanted
+
+
+def _since(timestamp_ms: int | None) -> str:
+    if timestamp_ms is None:
+        return ""
+    return f" (appended from {datetime.fromtimestamp(timestamp_ms / 1000, timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+
+
+def _offset_for_time(settings: Settings, topic: str, partition: int, timestamp_ms: int, high: int) -> int:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": "meetup-replay-probe",
+            **settings.kafka.client_config,
+        }
+    )
+    try:
+        (found,) = consumer.offsets_for_times([TopicPartition(topic, partition, timestamp_ms)], timeout=10)
+        return found.offset if found.offset >= 0 else high  # -1: nothing at or after that time
+    finally:
+        consumer.close()
+
+
+def spark_starting_offsets(topic: str, wanted: dict[int, int]) -> str:
+    """Spark's Kafka source `startingOffsets` JSON."""
+    return json.dumps({topic: {str(p): o for p, o in sorted(wanted.items())}})
+
+
+def replay(
+    spark,
+    settings: Settings,
+    target: str,
+    *,
+    streams: tuple[str, ...] = STREAMS,
+    offsets: dict[int, int] | None = None,
+    timestamp_ms: int | None = None,
+    switch: bool = True,
+    mirror_to_postgres: bool = True,
+    **chain_options,
+) -> Layout:
+    """Replay into generation `target` and (by default) switch readers to it. Returns its layout."""
+    from pipelines.chain import run_chain
+
+    generations.check_name(target)
+    if target in generations.existing(settings):
+        raise generations.GenerationError(
+            f"generation {target!r} already exists: replay into a new name, or drop it first (--drop {target})"
+        )
+    per_stream = {
+        stream: spark_starting_offsets(
+            settings.kafka.topic(stream),
+            starting_offsets(settings, settings.kafka.topic(stream), offsets=offsets, timestamp_ms=timestamp_ms),
+        )
+        for stream in streams
+    }
+    layout = Layout.from_settings(settings, target)
+    print(f"meetup-replay: replaying {', '.join(streams)} into {layout.root}/{target}", file=sys.stderr, flush=True)
+    run_chain(
+        spark,
+        settings,
+        layout=layout,
+        streams=streams,
+        available_now=True,
+        starting_offsets=per_stream,
+        mirror_to_postgres=mirror_to_postgres,
+        **chain_options,
+    )
+    if switch:
+        previous = generations.switch(settings, target)
+        print(
+            f"meetup-replay: readers now use {target} (was {previous}); drop the old one with "
+            f"`meetup-replay --drop {previous}` once it is no longer needed",
+            file=sys.stderr,
+            flush=True,
+        )
+    return layout
+
+
+def _timestamp_ms(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meetup-replay",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--to", metavar="GENERATION", help="replay into this new generation")
+    action.add_argument("--list", action="store_true", help="list the generations")
+    action.add_argument("--switch", metavar="GENERATION", help="point readers at this generation")
+    action.add_argument("--drop", metavar="GENERATION", help="delete a generation readers do not use")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--from-offsets", metavar="JSON", help='per partition, e.g. \'{"0": 1200, "1": 0}\' (default: 0 everywhere)'
+    )
+    start.add_argument("--from-timestamp", metavar="TIME", help="ISO time (2026-11-29T06:00:00Z) or epoch ms")
+    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
+    parser.add_argument("--no-switch", action="store_true", help="replay only; switch later with --switch")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mirror")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    try:
+        if args.list:
+            now = generations.current(settings)
+            for name in generations.existing(settings):
+                print(f"{'*' if name == now else ' '} {name}")
+            return 0
+        if args.switch:
+            previous = generations.switch(settings, args.switch)
+            print(f"meetup-replay: readers now use {args.switch} (was {previous})")
+            return 0
+        if args.drop:
+            print(f"meetup-replay: dropped {args.drop} ({generations.drop(settings, args.drop)} objects)")
+            return 0
+        health.preflight(settings, ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
+        offsets = {int(p): int(o) for p, o in json.loads(args.from_offsets).items()} if args.from_offsets else None
+        timestamp_ms = _timestamp_ms(args.from_timestamp) if args.from_timestamp else None
+        for stream in args.streams:  # refuse before Spark starts
+            starting_offsets(settings, settings.kafka.topic(stream), offsets=offsets, timestamp_ms=timestamp_ms)
+        from common.spark import build_spark
+
+        spark = build_spark(settings, "meetup-replay")
+        spark.sparkContext.setLogLevel("WARN")
+        replay(
+            spark,
+            settings,
+            args.to,
+            streams=tuple(args.streams),
+            offsets=offsets,
+            timestamp_ms=timestamp_ms,
+            switch=not args.no_switch,
+            mirror_to_postgres=not args.no_postgres,
+        )
+        spark.stop()
+        return 0
+    except (RetentionGap, generations.GenerationError, health.ServiceUnavailable) as error:
+        print(f"meetup-replay: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

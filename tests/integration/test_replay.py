@@ -1,0 +1,86 @@
+"""Reprocessing by replaying Kafka offsets into a new generation, on the real services."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import TopicPartition
+
+from common import health
+from pipelines import generations
+from pipelines.gold.transforms import AGGREGATES
+from pipelines.layout import Layout
+from pipelines.replay import RetentionGap, replay, starting_offsets
+from tests.expected import COLUMNS, expected_tables
+from tests.helpers import capture_frames, produce
+from tests.integration.lakehouse import isolated, postgres_rows, silver_rows
+
+pytestmark = pytest.mark.integration
+
+
+def gold_rows(spark, layout: Layout, table: str) -> set[tuple]:
+    """A gold table's rows without the columns that record when or in which batch they were written."""
+    df = spark.read.format("delta").load(layout.table("gold", table))
+    return {tuple(r) for r in df.drop("batch_id", "recorded_at").collect()}
+
+
+def test_a_replay_from_offset_zero_rebuilds_equal_tables_and_switches_readers_atomically(spark, real_run):
+    settings, first, records = real_run
+    assert generations.current(settings) == first.generation == "g1"
+
+    second = replay(spark, settings, "g2", streams=("rsvps",), progress_every=3600)
+
+    assert generations.current(settings) == "g2"
+    assert set(generations.existing(settings)) == {"g1", "g2"}, "the old generation stays until dropped"
+    expected = expected_tables(records)
+    for table in COLUMNS:
+        assert silver_rows(spark, second, table) == silver_rows(spark, first, table) == expected[table], table
+        assert postgres_rows(settings, table) == expected[table], table
+    for table in [a.name for a in AGGREGATES] + ["late_rsvps"]:
+        assert gold_rows(spark, second, table) == gold_rows(spark, first, table), table
+
+    with pytest.raises(generations.GenerationError, match="already exists"):
+        replay(spark, settings, "g2", streams=("rsvps",))
+    with pytest.raises(generations.GenerationError, match="current generation"):
+        generations.drop(settings, "g2")
+    assert generations.switch(settings, "g1") == "g2"
+    assert generations.drop(settings, "g2") > 0
+    assert generations.existing(settings) == ["g1"]
+
+
+def test_a_replay_past_retention_is_refused_with_what_is_still_there(stack, unique):
+    settings = isolated(stack, unique)
+    topic = settings.kafka.topic("rsvps")
+    produce(settings.kafka.bootstrap_servers, topic, capture_frames()[:60], partition=1)
+    # What retention does when a segment expires: the log start offset moves up.
+    admin = health.kafka_admin(settings)
+    for future in admin.delete_records([TopicPartition(topic, 1, 25)]).values():
+        future.result(timeout=30)
+
+    with pytest.raises(RetentionGap) as refused:
+        starting_offsets(settings, topic)
+    message = str(refused.value)
+    assert "partition 1: asked for offset 0" in message
+    assert "still available: offsets 25..59" in message
+    with pytest.raises(RetentionGap, match="partition 1: asked for records from 0 ms on"):
+        starting_offsets(settings, topic, timestamp_ms=0)
+
+    assert starting_offsets(settings, topic, offsets={1: 25}) == {0: 0, 1: 25, 2: 0}
+    assert starting_offsets(settings, topic, offsets={1: 40}) == {0: 0, 1: 40, 2: 0}
+
+
+def test_the_replay_cli_refuses_a_gap_before_starting_spark(stack, unique, monkeypatch, capsys):
+    from pipelines.replay import main
+
+    settings = isolated(stack, unique)
+    topic = settings.kafka.topic("rsvps")
+    produce(settings.kafka.bootstrap_servers, topic, capture_frames()[:10], partition=0)
+    admin = health.kafka_admin(settings)
+    for future in admin.delete_records([TopicPartition(topic, 0, 5)]).values():
+        future.result(timeout=30)
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", settings.kafka.topic_prefix)
+    monkeypatch.setenv("LAKEHOUSE_ROOT", settings.lakehouse_root)
+
+    assert main(["--to", "g2", "--streams", "rsvps", "--no-postgres"]) == 2
+    err = capsys.readouterr().err
+    assert "past Kafka's retention" in err and "offsets 5..9" in err
+    assert "g2" not in generations.existing(settings), "nothing was written"
