@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
@@ -24,6 +25,7 @@ from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.job import start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
+from pipelines.metrics import MetricsListener, ensure_metrics_tables
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
 
@@ -53,51 +55,58 @@ def run_chain(
     if "silver" in stages and mirror_to_postgres and "rsvps" in streams:
         mirror.apply_ddl(settings)
     waves = [(stage,) for stage in STAGES] if available_now else [stages]
-    for wave in waves:
-        queries = []
-        for stage in wave:
-            if stage not in stages:
-                continue
-            if stage == "gold":
-                if "rsvps" in streams:
-                    ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
-                    queries.append(
-                        start_gold(
-                            spark,
-                            layout,
-                            trigger=trigger,
-                            lateness_ms=lateness_ms,
-                            max_files_per_trigger=max_files_per_trigger,
+    ensure_metrics_tables(spark, layout)
+    listener = MetricsListener()
+    spark.streams.addListener(listener)
+    try:
+        for wave in waves:
+            queries = []
+            for stage in wave:
+                if stage not in stages:
+                    continue
+                if stage == "gold":
+                    if "rsvps" in streams:
+                        ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
+                        queries.append(
+                            start_gold(
+                                spark,
+                                layout,
+                                trigger=trigger,
+                                lateness_ms=lateness_ms,
+                                max_files_per_trigger=max_files_per_trigger,
+                            )
                         )
-                    )
-                continue
-            for stream in streams:
-                if stage == "bronze":
-                    queries.append(
-                        start_bronze(
-                            spark,
-                            settings,
-                            layout,
-                            stream,
-                            trigger=trigger,
-                            max_offsets_per_trigger=max_offsets_per_trigger,
-                            starting_offsets=(starting_offsets or {}).get(stream, "earliest"),
+                    continue
+                for stream in streams:
+                    if stage == "bronze":
+                        queries.append(
+                            start_bronze(
+                                spark,
+                                settings,
+                                layout,
+                                stream,
+                                trigger=trigger,
+                                max_offsets_per_trigger=max_offsets_per_trigger,
+                                starting_offsets=(starting_offsets or {}).get(stream, "earliest"),
+                            )
                         )
-                    )
-                else:
-                    ensure_bronze_table(spark, layout.table("bronze", stream))
-                    queries.append(
-                        start_silver(
-                            spark,
-                            settings,
-                            layout,
-                            stream,
-                            trigger=trigger,
-                            mirror_to_postgres=mirror_to_postgres,
-                            max_files_per_trigger=max_files_per_trigger,
+                    else:
+                        ensure_bronze_table(spark, layout.table("bronze", stream))
+                        queries.append(
+                            start_silver(
+                                spark,
+                                settings,
+                                layout,
+                                stream,
+                                trigger=trigger,
+                                mirror_to_postgres=mirror_to_postgres,
+                                max_files_per_trigger=max_files_per_trigger,
+                            )
                         )
-                    )
-        _wait(queries, stop_event or threading.Event(), progress_every)
+            _wait(queries, stop_event or threading.Event(), progress_every, lambda: listener.flush(spark, layout))
+    finally:
+        spark.streams.removeListener(listener)
+        listener.flush(spark, layout)
 
 
 class StopRequest:
@@ -113,13 +122,22 @@ class StopRequest:
         return self.requested
 
 
-def _wait(queries: list, stop_event: threading.Event | StopRequest, progress_every: float) -> None:
-    last_report = time.monotonic()
+def _wait(
+    queries: list,
+    stop_event: threading.Event | StopRequest,
+    progress_every: float,
+    flush_metrics: Callable[[], int],
+    flush_every: float = 10.0,
+) -> None:
+    last_report = last_flush = time.monotonic()
     try:
         while any(query.isActive for query in queries) and not stop_event.is_set():
             for query in queries:
                 if query.exception() is not None:
                     raise query.exception()
+            if time.monotonic() - last_flush >= flush_every:
+                last_flush = time.monotonic()
+                flush_metrics()
             if time.monotonic() - last_report >= progress_every:
                 last_report = time.monotonic()
                 for query in queries:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -27,9 +28,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from pipelines.gold import transforms
-from pipelines.gold.schemas import FRESHNESS, LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
+from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
 from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
 from pipelines.layout import Layout
+from pipelines.metrics import freshness_row
 from pipelines.silver import validation
 from pipelines.silver.job import append_once
 from pipelines.silver.schemas import RSVP_MESSAGE
@@ -47,21 +49,6 @@ def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -
     finally:
         session.conf.unset("spark.databricks.delta.write.txnAppId")
         session.conf.unset("spark.databricks.delta.write.txnVersion")
-
-
-def freshness_row(spark: SparkSession, stage: str, query: str, batch_id: int, kafka_ts_df: DataFrame) -> DataFrame:
-    """How long the batch's rows took from their Kafka append to being visible now (one row)."""
-    lag_ms = (F.unix_micros(F.current_timestamp()) - F.unix_micros(F.col("kafka_timestamp"))) / 1000
-    return kafka_ts_df.agg(
-        F.lit(stage).alias("stage"),
-        F.lit(query).alias("query"),
-        F.lit(batch_id).cast("long").alias("batch_id"),
-        F.count(F.lit(1)).alias("rows"),
-        F.percentile_approx(lag_ms, 0.5).cast("long").alias("p50_ms"),
-        F.percentile_approx(lag_ms, 0.95).cast("long").alias("p95_ms"),
-        F.max(lag_ms).cast("long").alias("max_ms"),
-        F.current_timestamp().alias("visible_at"),
-    )
 
 
 class GoldBatch:
@@ -136,9 +123,10 @@ class GoldBatch:
             )
             next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
             append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
+            visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
             self._rebuild_snapshots()
             append_once(
-                freshness_row(spark, "gold", self.query_name, batch_id, facts),
+                freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at),
                 self.path("freshness"),
                 self.app_id,
                 batch_id,
@@ -197,7 +185,6 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
         "rsvp_state": RSVP_STATE,
         "watermarks": WATERMARKS,
         "late_rsvps": LATE_RSVPS,
-        "freshness": FRESHNESS,
         **{aggregate.name: count_schema(aggregate) for aggregate in AGGREGATES},
     }
     for name, schema in tables.items():

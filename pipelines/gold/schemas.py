@@ -49,17 +49,6 @@ LATE_RSVPS = _fields(
     ("recorded_at", _TS, False),
 )
 
-FRESHNESS = _fields(
-    ("stage", _S, False),
-    ("query", _S, False),
-    ("batch_id", _L, False),
-    ("rows", _L, False),
-    ("p50_ms", _L, True),
-    ("p95_ms", _L, True),
-    ("max_ms", _L, True),
-    ("visible_at", _TS, False),
-)
-
 KEY_TYPES = {
     "minute": _TS,
     "hour": _TS,

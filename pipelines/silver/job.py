@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -25,6 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
 from pipelines.layout import Layout
+from pipelines.metrics import freshness_row
 from pipelines.silver import mirror, transforms, validation
 from pipelines.silver.schemas import (
     BATCH_STATS,
@@ -150,6 +152,7 @@ class SilverBatch:
                         merge.result()
                 self._created.update(tables)
                 merged_at = time.perf_counter()
+                silver_visible_at = postgres_visible_at = datetime.now(timezone.utc)
                 if self.mirror_to_postgres:
                     rows = {
                         name: [tuple(row) for row in tables[name].select(*mirror.TABLES[name].columns).collect()]
@@ -162,9 +165,20 @@ class SilverBatch:
                         batch_id,
                         rows,
                     )
+                    postgres_visible_at = datetime.now(timezone.utc)
             finally:
                 for df in tables.values():
                     df.unpersist()
+            if self.stream == "rsvps":
+                for stage, at in (("silver", silver_visible_at), ("postgres", postgres_visible_at)):
+                    if stage == "postgres" and not self.mirror_to_postgres:
+                        continue
+                    append_once(
+                        freshness_row(checked_df, stage, self.query_name, batch_id, visible_at=at),
+                        self.layout.table("gold", "freshness"),
+                        f"{self.app_id}-{stage}",
+                        batch_id,
+                    )
             counted = T.StructType(BATCH_STATS.fields[:-1])
             stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
                 "processed_at", F.current_timestamp()

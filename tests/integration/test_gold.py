@@ -115,3 +115,24 @@ def test_a_flip_moves_the_rsvp_from_yes_to_no_and_late_rows_are_listed_not_count
     assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 2, 2, 0)}
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), 7)
     assert_gold_exact(spark, layout, records)
+
+
+def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, real_run):
+    _, layout, records = real_run
+    metrics = spark.read.format("delta").load(layout.table("gold", "pipeline_metrics"))
+    per_query = {r.query: r for r in metrics.groupBy("query").agg(F.sum("input_rows").alias("rows")).collect()}
+    assert {q: r.rows for q, r in per_query.items() if q.endswith("rsvps")} == {
+        "bronze-rsvps": len(records),
+        "silver-rsvps": len(records),
+        "gold-rsvps": len(records),
+    }
+    kafka_lag = metrics.filter(F.col("query") == "bronze-rsvps").agg(F.max("kafka_offsets_behind_max")).first()[0]
+    assert kafka_lag is not None and kafka_lag >= 0
+    freshness = spark.read.format("delta").load(layout.table("gold", "freshness"))
+    rows = {r.stage: r for r in freshness.groupBy("stage").agg(F.sum("rows").alias("rows"), F.min("p50_ms")).collect()}
+    assert {stage: r.rows for stage, r in rows.items()} == {
+        "silver": len(records),
+        "postgres": len(records),
+        "gold": len(records),
+    }
+    assert freshness.filter("p50_ms <= 0 OR p95_ms < p50_ms OR max_ms < p95_ms").count() == 0

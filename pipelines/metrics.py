@@ -1,0 +1,136 @@
+"""Pipeline metrics: every streaming query's progress, collected by a listener, kept in gold.
+
+`gold/pipeline_metrics` gets one row per micro-batch of every query of the chain: input and processing
+rates, the batch's duration and where it went, and for Kafka sources the lag (offsets behind the latest).
+Freshness (Kafka append -> visible in gold or PostgreSQL) is measured by the batches themselves and kept
+in `gold/freshness`; quarantine counts are in `silver/batch_stats`. The listener only buffers: the chain
+appends the buffer to Delta every `flush_every` seconds, off the listener's thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming import StreamingQueryListener
+
+from pipelines.layout import Layout
+
+PIPELINE_METRICS = T.StructType(
+    [
+        T.StructField("query", T.StringType(), True),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+        T.StructField("batch_started", T.TimestampType(), False),
+        T.StructField("input_rows", T.LongType(), False),
+        T.StructField("input_rows_per_s", T.DoubleType(), True),
+        T.StructField("processed_rows_per_s", T.DoubleType(), True),
+        T.StructField("batch_ms", T.LongType(), True),
+        T.StructField("add_batch_ms", T.LongType(), True),
+        T.StructField("kafka_offsets_behind_max", T.LongType(), True),
+        T.StructField("kafka_offsets_behind_avg", T.DoubleType(), True),
+    ]
+)
+
+
+FRESHNESS = T.StructType(
+    [
+        T.StructField("stage", T.StringType(), False),
+        T.StructField("query", T.StringType(), False),
+        T.StructField("batch_id", T.LongType(), False),
+        T.StructField("rows", T.LongType(), False),
+        T.StructField("p50_ms", T.LongType(), True),
+        T.StructField("p95_ms", T.LongType(), True),
+        T.StructField("max_ms", T.LongType(), True),
+        T.StructField("visible_at", T.TimestampType(), False),
+    ]
+)
+
+
+def ensure_metrics_tables(spark: SparkSession, layout: Layout) -> None:
+    """Create both tables before any query starts: several queries append to them."""
+    for name, schema in (("pipeline_metrics", PIPELINE_METRICS), ("freshness", FRESHNESS)):
+        DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number  # NaN (no rate yet) -> null
+
+
+def progress_row(progress) -> tuple:
+    """One StreamingQueryProgress -> a PIPELINE_METRICS row."""
+    durations = progress.durationMs or {}
+    behind_max, behind_avg = None, None
+    for source in progress.sources:
+        metrics = source.metrics or {}
+        if "maxOffsetsBehindLatest" in metrics:
+            behind_max = int(float(metrics["maxOffsetsBehindLatest"]))
+            behind_avg = _number(metrics.get("avgOffsetsBehindLatest"))
+    started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return (
+        progress.name,
+        str(progress.runId),
+        int(progress.batchId),
+        started,
+        int(progress.numInputRows),
+        _number(progress.inputRowsPerSecond),
+        _number(progress.processedRowsPerSecond),
+        durations.get("triggerExecution"),
+        durations.get("addBatch"),
+        behind_max,
+        behind_avg,
+    )
+
+
+class MetricsListener(StreamingQueryListener):
+    """Buffers a row per progress event; `flush` appends them to gold/pipeline_metrics."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def onQueryStarted(self, event) -> None:
+        pass
+
+    def onQueryProgress(self, event) -> None:
+        row = progress_row(event.progress)
+        with self._lock:
+            self._rows.append(row)
+
+    def onQueryIdle(self, event) -> None:
+        pass
+
+    def onQueryTerminated(self, event) -> None:
+        pass
+
+    def flush(self, spark: SparkSession, layout: Layout) -> int:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if rows:
+            spark.createDataFrame(rows, PIPELINE_METRICS).write.format("delta").mode("append").save(
+                layout.table("gold", "pipeline_metrics")
+            )
+        return len(rows)
+
+
+def freshness_row(kafka_ts_df: DataFrame, stage: str, query: str, batch_id: int, *, visible_at: datetime) -> DataFrame:
+    """One row: how long the batch's rows took from their Kafka append until `visible_at` (p50, p95, max)."""
+    lag_ms = (F.unix_micros(F.lit(visible_at).cast("timestamp")) - F.unix_micros(F.col("kafka_timestamp"))) / 1000
+    return kafka_ts_df.agg(
+        F.lit(stage).alias("stage"),
+        F.lit(query).alias("query"),
+        F.lit(batch_id).cast("long").alias("batch_id"),
+        F.count(F.lit(1)).alias("rows"),
+        F.percentile_approx(lag_ms, 0.5).cast("long").alias("p50_ms"),
+        F.percentile_approx(lag_ms, 0.95).cast("long").alias("p95_ms"),
+        F.max(lag_ms).cast("long").alias("max_ms"),
+        F.lit(visible_at).cast("timestamp").alias("visible_at"),
+    )
