@@ -44,6 +44,10 @@ def lakehouse_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         # Delta rebuilds table state with this many tasks (default 50): far too many for small tables.
         "spark.databricks.delta.snapshotPartitions": str(settings.spark.shuffle_partitions),
+        # Streams write small files every batch: each writer compacts them once a table has 50
+        # (see pipelines/maintenance.py).
+        "spark.databricks.delta.autoCompact.enabled": "true",
+        "spark.databricks.delta.autoCompact.minNumFiles": "50",
         "spark.hadoop.fs.s3a.endpoint": s3.endpoint,
         "spark.hadoop.fs.s3a.endpoint.region": s3.region,
         "spark.hadoop.fs.s3a.path.style.access": str(s3.path_style).lower(),

@@ -22,9 +22,10 @@ from common.settings import STREAMS, Settings, load_settings
 from common.spark import build_spark
 from pipelines import generations
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
-from pipelines.gold.job import start_gold
+from pipelines.gold.job import rebuild_snapshots, start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
+from pipelines.maintenance import VacuumSchedule
 from pipelines.metrics import MetricsListener, ensure_metrics_tables
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
@@ -48,6 +49,7 @@ def run_chain(
     progress_every: float = 15.0,
     lateness_ms: int = DEFAULT_LATENESS_MS,
     starting_offsets: dict[str, str] | None = None,
+    vacuum_every_s: float | None = None,
 ) -> None:
     """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
     (gold's snapshots name events from silver, so silver goes first)."""
@@ -58,6 +60,9 @@ def run_chain(
     ensure_metrics_tables(spark, layout)
     listener = MetricsListener()
     spark.streams.addListener(listener)
+    vacuums = VacuumSchedule(spark, layout, vacuum_every_s) if vacuum_every_s and not available_now else None
+    if vacuums:
+        vacuums.start()
     try:
         for wave in waves:
             queries = []
@@ -74,6 +79,7 @@ def run_chain(
                                 trigger=trigger,
                                 lateness_ms=lateness_ms,
                                 max_files_per_trigger=max_files_per_trigger,
+                                snapshot_every_s=None if available_now else 30.0,
                             )
                         )
                     continue
@@ -104,7 +110,11 @@ def run_chain(
                             )
                         )
             _wait(queries, stop_event or threading.Event(), progress_every, lambda: listener.flush(spark, layout))
+            if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
+                rebuild_snapshots(spark, layout)
     finally:
+        if vacuums:
+            vacuums.stop()
         spark.streams.removeListener(listener)
         listener.flush(spark, layout)
 
@@ -201,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LATENESS_MS / 60_000,
         help="gold: how far behind its partition's newest mtime an RSVP may be before it counts as late",
     )
+    parser.add_argument(
+        "--vacuum-every-minutes",
+        type=float,
+        default=60,
+        help="vacuum every table (7-day retention) this often while streaming; 0 turns it off",
+    )
     return parser
 
 
@@ -237,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         max_files_per_trigger=args.max_files_per_trigger,
         stop_event=stop_event,
         lateness_ms=int(args.lateness_minutes * 60_000),
+        vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,
     )
     spark.stop()
     return 0

@@ -6,8 +6,9 @@ with silver's own code, so both see the same valid messages. Per micro-batch (fo
 2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
    every count table and the replaced state's is taken back, in one MERGE per table;
 3. `rsvp_state` takes the new states; `watermarks` the new per-partition maxima;
-4. the snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events filling
-   fastest) are rebuilt from the counts, and the batch's freshness (Kafka append -> visible) appended.
+4. the batch's freshness (Kafka append -> visible) is appended; at most every 30 s, the snapshot tables
+   (topic trends, top groups of the last 5 minutes, upcoming events filling fastest) are rebuilt from
+   the counts (an available-now run rebuilds them once, at its end).
 
 Exactly once: the count MERGEs are not idempotent by themselves (they add), so each carries Delta's
 transaction id (app id, batch id): a batch re-run after a crash skips every table it already changed.
@@ -31,6 +32,7 @@ from pipelines.gold import transforms
 from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
 from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
 from pipelines.layout import Layout
+from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
 from pipelines.silver import validation
 from pipelines.silver.job import append_once
@@ -45,7 +47,7 @@ def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -
     session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
     session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
     try:
-        merge.execute()
+        retry_on_conflict(merge.execute)
     finally:
         session.conf.unset("spark.databricks.delta.write.txnAppId")
         session.conf.unset("spark.databricks.delta.write.txnVersion")
@@ -54,10 +56,13 @@ def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -
 class GoldBatch:
     """The foreachBatch function of the gold query."""
 
-    def __init__(self, spark: SparkSession, layout: Layout, *, lateness_ms: int):
+    def __init__(self, spark: SparkSession, layout: Layout, *, lateness_ms: int, snapshot_every_s: float | None = 30.0):
         self.spark = spark
         self.layout = layout
         self.lateness_ms = lateness_ms
+        # Snapshots are three more commits: rebuilt at most this often (None: never; the caller does it).
+        self.snapshot_every_s = snapshot_every_s
+        self.snapshot_at = float("-inf")
         self.query_name = "gold-rsvps"
         self.app_id = f"{layout.generation}-{self.query_name}"
         # Delta's transaction id for a MERGE is a session setting, so each table gets a session of its own
@@ -89,7 +94,9 @@ class GoldBatch:
         judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
         state_now = spark.read.format("delta").load(self.path("rsvp_state"))
         new_states, old_states = transforms.winners(judged.filter(~F.col("late")).select(*STATE_COLUMNS), state_now)
-        new_states, old_states = new_states.persist(), old_states.persist()
+        # Materialize both now, against the state as it is before this batch: later steps write the state,
+        # and a lazily recomputed winner would then compare the batch with itself.
+        new_states, old_states = new_states.localCheckpoint(), old_states.localCheckpoint()
         try:
             late = (
                 judged.filter(F.col("late"))
@@ -113,18 +120,20 @@ class GoldBatch:
                     future.result()
             counted_at = time.perf_counter()
             # Only now may the state move on: every count table has this batch's deltas.
-            (
+            retry_on_conflict(
                 DeltaTable.forPath(spark, self.path("rsvp_state"))
                 .alias("t")
                 .merge(new_states.alias("s"), "t.rsvp_id = s.rsvp_id")
                 .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
                 .whenNotMatchedInsertAll()
-                .execute()
+                .execute
             )
             next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
             append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
             visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
-            self._rebuild_snapshots()
+            if self.snapshot_every_s is not None and time.monotonic() - self.snapshot_at >= self.snapshot_every_s:
+                rebuild_snapshots(spark, self.layout)
+                self.snapshot_at = time.monotonic()
             append_once(
                 freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at),
                 self.path("freshness"),
@@ -140,7 +149,7 @@ class GoldBatch:
             )
         finally:
             for df in (judged, new_states, old_states):
-                df.unpersist()
+                df.unpersist()  # also frees the checkpointed blocks
 
     def _apply_counts(self, aggregate: Aggregate, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:
         session = self.sessions[aggregate.name]
@@ -158,26 +167,29 @@ class GoldBatch:
         )
         idempotent_merge(session, self.app_id, batch_id, merge)
 
-    def _rebuild_snapshots(self) -> None:
-        spark = self.spark
-        now_ms = spark.read.format("delta").load(self.path("watermarks")).agg(F.max("max_mtime")).first()[0]
-        now = F.timestamp_millis(F.lit(now_ms))
-        read = lambda name: spark.read.format("delta").load(self.path(name))  # noqa: E731
-        topic_hours = read("topics_by_hour").filter(
-            F.col("hour") >= F.date_trunc("hour", now) - F.expr(f"INTERVAL {SNAPSHOT_HOURS} HOURS")
+
+def rebuild_snapshots(spark: SparkSession, layout: Layout) -> None:
+    """Rebuild the snapshot tables from the count tables, as of the stream time (the greatest mtime seen)."""
+    read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
+    now_ms = read("watermarks").agg(F.max("max_mtime")).first()[0]
+    if now_ms is None:
+        return
+    now = F.timestamp_millis(F.lit(now_ms))
+    topic_hours = read("topics_by_hour").filter(
+        F.col("hour") >= F.date_trunc("hour", now) - F.expr(f"INTERVAL {SNAPSHOT_HOURS} HOURS")
+    )
+    snapshots = {
+        "topic_trends": transforms.rank_change(topic_hours),
+        "top_groups_5min": transforms.top_groups(read("groups_by_minute"), now),
+    }
+    silver_events = layout.table("silver", "events")
+    if DeltaTable.isDeltaTable(spark, silver_events):  # names and start times come from silver
+        events = spark.read.format("delta").load(silver_events)
+        snapshots["upcoming_events"] = transforms.upcoming_events(read("events_by_minute"), events, now)
+    for name, df in snapshots.items():
+        df.withColumn("as_of", now).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+            layout.table("gold", name)
         )
-        snapshots = {
-            "topic_trends": transforms.rank_change(topic_hours),
-            "top_groups_5min": transforms.top_groups(read("groups_by_minute"), now),
-        }
-        silver_events = self.layout.table("silver", "events")
-        if DeltaTable.isDeltaTable(spark, silver_events):  # names and start times come from silver
-            events = spark.read.format("delta").load(silver_events)
-            snapshots["upcoming_events"] = transforms.upcoming_events(read("events_by_minute"), events, now)
-        for name, df in snapshots.items():
-            df.withColumn("as_of", now).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
-                self.path(name)
-            )
 
 
 def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
@@ -198,6 +210,7 @@ def start_gold(
     trigger: dict[str, object],
     lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
     max_files_per_trigger: int | None = None,
+    snapshot_every_s: float | None = 30.0,
 ) -> StreamingQuery:
     ensure_gold_tables(spark, layout)
     reader = spark.readStream.format("delta")
@@ -206,7 +219,7 @@ def start_gold(
     return (
         reader.load(layout.table("bronze", "rsvps"))
         .writeStream.queryName("gold-rsvps")
-        .foreachBatch(GoldBatch(spark, layout, lateness_ms=lateness_ms))
+        .foreachBatch(GoldBatch(spark, layout, lateness_ms=lateness_ms, snapshot_every_s=snapshot_every_s))
         .option("checkpointLocation", layout.checkpoint("gold-rsvps"))
         .trigger(**trigger)
         .start()

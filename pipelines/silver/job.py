@@ -26,6 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
 from pipelines.layout import Layout
+from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
 from pipelines.silver import mirror, transforms, validation
 from pipelines.silver.schemas import (
@@ -81,13 +82,15 @@ def merge_newest(
     if create:
         DeltaTable.createIfNotExists(spark).location(path).addColumns(rows_df.schema).execute()
     on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(rows_df.alias("s"), on)
-        .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
-        .whenNotMatchedInsertAll()
-        .execute()
+    retry_on_conflict(
+        lambda: (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(rows_df.alias("s"), on)
+            .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
     )
 
 

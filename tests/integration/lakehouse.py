@@ -60,3 +60,17 @@ def run_available_now(spark, settings: Settings, **options) -> Layout:
     layout = Layout.from_settings(settings)
     run_chain(spark, settings, layout=layout, streams=("rsvps",), available_now=True, progress_every=3600, **options)
     return layout
+
+
+def s3_keys(settings: Settings, relative_prefix: str) -> list[str]:
+    """Object keys under the lakehouse root + relative_prefix (the objects themselves, not Delta's view)."""
+    from urllib.parse import urlparse
+
+    from common import health
+
+    root = urlparse(settings.lakehouse_root)
+    prefix = f"{root.path.strip('/')}/{relative_prefix}"
+    paginator = health.s3_client(settings).get_paginator("list_objects_v2")
+    return [
+        obj["Key"] for page in paginator.paginate(Bucket=root.netloc, Prefix=prefix) for obj in page.get("Contents", [])
+    ]

@@ -14,6 +14,7 @@ from pipelines.silver.job import SilverBatch
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
 from tests.integration.lakehouse import isolated, postgres_rows, run_available_now, silver_rows
+from tests.integration.test_gold import assert_gold_exact
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ def test_a_replayed_batch_changes_no_table(spark, real_run):
         assert postgres_rows(settings, table) == expected[table], table
 
 
-def test_shuffled_input_sent_twice_in_many_small_batches_gives_the_same_tables(stack, spark, unique):
+def test_shuffled_input_sent_twice_in_many_small_batches_gives_the_same_silver_and_gold(stack, spark, unique):
     settings = isolated(stack, f"{unique}s")
     shuffled = list(REAL)
     random.Random(8).shuffle(shuffled)
@@ -81,6 +82,7 @@ def test_shuffled_input_sent_twice_in_many_small_batches_gives_the_same_tables(s
     for table in COLUMNS:
         assert silver_rows(spark, layout, table) == expected[table], table
         assert postgres_rows(settings, table) == expected[table], table
+    assert_gold_exact(spark, layout, records)
 
 
 def test_comments_and_photos_reach_their_silver_tables(stack, spark, unique):

@@ -21,6 +21,7 @@ from pipelines.layout import Layout
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
 from tests.integration.lakehouse import isolated, postgres_rows, run_available_now, silver_rows
+from tests.integration.test_gold import assert_gold_exact
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ def test_ten_thousand_mutated_frames_are_all_accounted_for(stack, spark, unique)
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), frames)
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(frames))
 
-    layout = run_available_now(spark, settings)
+    layout = run_available_now(spark, settings, stages=("bronze", "silver"))
 
     invalid = sum(1 for frame in frames if not plainly_valid(frame))
     bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps")).count()
@@ -129,6 +130,7 @@ def test_a_chain_killed_with_sigkill_mid_stream_then_restarted_is_exact(stack, s
         assert postgres_rows(settings, table) == expected[table], table
     bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
     assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(frames)
+    assert_gold_exact(spark, layout, records)  # gold was killed mid-stream too
 
 
 def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(stack, spark, unique, capfd):
@@ -145,7 +147,7 @@ def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(s
 
     def chain() -> None:
         try:
-            run_available_now(spark, settings)
+            run_available_now(spark, settings, stages=("bronze", "silver"))
         except BaseException as error:  # surfaced by the assertion below
             failures.append(error)
 

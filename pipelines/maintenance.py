@@ -1,0 +1,170 @@
+"""Table maintenance: small files are compacted as they are written; old files are vacuumed on a schedule.
+
+Streams write many small files (one set per micro-batch). Two mechanisms keep that bounded, neither of
+which stops a stream:
+- **compaction** is Delta's auto compaction (`spark.databricks.delta.autoCompact.*`, set in
+  `common.spark`): right after a write commits, the writer itself rewrites the table's small files
+  into one once there are `minNumFiles` of them. It runs in the writing query's own thread, so it never
+  races that query's next MERGE; readers of bronze skip its commits (they change no data).
+- **vacuum** deletes the files that no version within the retention period (default 7 days) still
+  needs. The chain runs it every `--vacuum-every-minutes` in a background thread; VACUUM commits no data,
+  so it does not conflict with the writers. `meetup-maintain` runs it (and a full OPTIMIZE) by hand.
+
+meetup-maintain                               # OPTIMIZE + VACUUM every table of the current generation
+meetup-maintain --generation g1 --no-optimize
+meetup-maintain --retain-hours 1 --allow-short-retention   # only when no reader lags more than that
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from delta.exceptions import DeltaConcurrentModificationException
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+
+from common.settings import STREAMS, load_settings
+from pipelines.gold.transforms import AGGREGATES
+from pipelines.layout import Layout
+from pipelines.silver.schemas import TABLE_KEYS
+
+T = TypeVar("T")
+DEFAULT_RETAIN_HOURS = 168.0
+TABLES = {
+    "bronze": list(STREAMS),
+    "silver": [*TABLE_KEYS, "quarantine", "batch_stats"],
+    "gold": [
+        "rsvp_state",
+        "watermarks",
+        "late_rsvps",
+        *(a.name for a in AGGREGATES),
+        "topic_trends",
+        "top_groups_5min",
+        "upcoming_events",
+        "pipeline_metrics",
+        "freshness",
+    ],
+}
+
+
+def table_paths(spark: SparkSession, layout: Layout) -> list[str]:
+    """Every Delta table of the generation that exists."""
+    paths = [layout.table(layer, name) for layer, names in TABLES.items() for name in names]
+    return [path for path in paths if DeltaTable.isDeltaTable(spark, path)]
+
+
+def file_count(spark: SparkSession, path: str) -> int:
+    """Data files in the table's current version."""
+    return DeltaTable.forPath(spark, path).detail().first()["numFiles"]
+
+
+def retry_on_conflict(action: Callable[[], T], attempts: int = 5) -> T:
+    """Run a Delta commit again when it lost a race with another commit (e.g. an OPTIMIZE by hand
+    beside a stream's MERGE): the loser committed nothing, so running it again is safe."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except DeltaConcurrentModificationException:
+            if attempt == attempts:
+                raise
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
+def optimize(spark: SparkSession, path: str) -> None:
+    retry_on_conflict(lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction())
+
+
+def vacuum(spark: SparkSession, path: str, retain_hours: float = DEFAULT_RETAIN_HOURS) -> None:
+    DeltaTable.forPath(spark, path).vacuum(retain_hours)
+
+
+def maintain(
+    spark: SparkSession,
+    layout: Layout,
+    *,
+    run_optimize: bool = True,
+    retain_hours: float = DEFAULT_RETAIN_HOURS,
+    log=print,
+) -> dict[str, tuple[int, int]]:
+    """OPTIMIZE (optional) and VACUUM every table; returns {path: (files before, files after)}."""
+    result = {}
+    for path in table_paths(spark, layout):
+        before = file_count(spark, path)
+        started = time.perf_counter()
+        if run_optimize:
+            optimize(spark, path)
+        vacuum(spark, path, retain_hours)
+        result[path] = (before, file_count(spark, path))
+        log(f"maintain: {path}: {before} -> {result[path][1]} files ({time.perf_counter() - started:.1f}s)")
+    return result
+
+
+class VacuumSchedule(threading.Thread):
+    """Vacuums the generation's tables every `every_s` seconds until stopped (a daemon thread)."""
+
+    def __init__(self, spark: SparkSession, layout: Layout, every_s: float, retain_hours: float = DEFAULT_RETAIN_HOURS):
+        super().__init__(name="vacuum-schedule", daemon=True)
+        self.spark, self.layout, self.every_s, self.retain_hours = spark, layout, every_s, retain_hours
+        self.stopped = threading.Event()
+        self.runs = 0
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every_s):
+            try:
+                for path in table_paths(self.spark, self.layout):
+                    if self.stopped.is_set():
+                        return
+                    vacuum(self.spark, path, self.retain_hours)
+                self.runs += 1
+            except Exception as error:  # a failed vacuum must never stop the chain; it is retried next time
+                print(f"chain: vacuum failed, will retry: {error}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from common import health
+    from common.spark import build_spark
+    from pipelines import generations
+
+    parser = argparse.ArgumentParser(prog="meetup-maintain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--generation", help="default: the current one")
+    parser.add_argument("--no-optimize", action="store_true", help="vacuum only")
+    parser.add_argument("--retain-hours", type=float, default=DEFAULT_RETAIN_HOURS)
+    parser.add_argument(
+        "--allow-short-retention",
+        action="store_true",
+        help="allow --retain-hours under 168: a stream reading further behind than that would fail",
+    )
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    try:
+        health.preflight(settings, ["s3"])
+    except health.ServiceUnavailable as error:
+        print(f"meetup-maintain: {error}", file=sys.stderr)
+        return 2
+    if args.retain_hours < DEFAULT_RETAIN_HOURS and not args.allow_short_retention:
+        print(
+            f"meetup-maintain: --retain-hours {args.retain_hours} is under Delta's safety limit of 168 hours; "
+            "add --allow-short-retention if no stream or reader lags further behind than that",
+            file=sys.stderr,
+        )
+        return 2
+    extra = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if args.allow_short_retention else {}
+    spark = build_spark(settings, "meetup-maintain", extra_conf=extra)
+    spark.sparkContext.setLogLevel("WARN")
+    layout = Layout.from_settings(settings, args.generation or generations.current(settings))
+    maintain(spark, layout, run_optimize=not args.no_optimize, retain_hours=args.retain_hours)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

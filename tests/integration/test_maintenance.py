@@ -1,0 +1,108 @@
+"""Compaction keeps streaming-written tables small in files; vacuum removes what no version needs."""
+
+from __future__ import annotations
+
+import pytest
+from delta.tables import DeltaTable
+
+from pipelines import maintenance
+from pipelines.chain import run_chain
+from pipelines.layout import Layout
+from tests.helpers import capture_frames, produce
+from tests.integration.lakehouse import isolated, s3_keys
+
+pytestmark = pytest.mark.integration
+
+MIN_FILES = 3
+
+
+def added_files(commit) -> int:
+    """Data files a commit added, whatever the operation calls them."""
+    metrics = commit.operationMetrics or {}
+    return sum(int(metrics.get(key) or 0) for key in ("numFiles", "numAddedFiles", "numTargetFilesAdded"))
+
+
+@pytest.fixture
+def compact_early(spark):
+    """Auto compaction at 3 small files instead of 50, so a short run shows it."""
+    key = "spark.databricks.delta.autoCompact.minNumFiles"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(MIN_FILES))
+    yield
+    spark.conf.set(key, before)
+
+
+def test_a_streaming_append_compacts_its_small_files_as_it_goes(stack, spark, unique, compact_early):
+    settings = isolated(stack, unique)
+    layout = Layout.from_settings(settings)
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), capture_frames()[:300])
+    run_chain(
+        spark,
+        settings,
+        layout=layout,
+        stages=("bronze",),
+        streams=("rsvps",),
+        available_now=True,
+        max_offsets_per_trigger=20,
+        progress_every=3600,
+    )
+    bronze = layout.table("bronze", "rsvps")
+    assert spark.read.format("delta").load(bronze).count() == 300
+    history = DeltaTable.forPath(spark, bronze).history().collect()
+    written = sum(added_files(h) for h in history if h.operation != "OPTIMIZE")
+    assert written > 3 * MIN_FILES, "the stream wrote many small files"
+    assert sum(1 for h in history if h.operation == "OPTIMIZE") >= 2, "and compacted them as it went"
+    assert maintenance.file_count(spark, bronze) <= 2 * MIN_FILES
+
+
+@pytest.mark.slow
+def test_streaming_writes_compact_their_small_files_so_file_counts_stay_bounded(stack, spark, unique, compact_early):
+    settings = isolated(stack, unique)
+    layout = Layout.from_settings(settings)
+    topic, bootstrap = settings.kafka.topic("rsvps"), settings.kafka.bootstrap_servers
+    frames = capture_frames()[:400]
+    # Two rounds, as data keeps arriving: the second round's silver and gold batches read bronze's new
+    # commits (a stream that starts from scratch reads bronze's compacted snapshot in one go instead).
+    for start in (0, 200):
+        produce(bootstrap, topic, frames[start : start + 200])
+        run_chain(
+            spark,
+            settings,
+            layout=layout,
+            streams=("rsvps",),
+            available_now=True,
+            mirror_to_postgres=False,
+            max_offsets_per_trigger=50,
+            max_files_per_trigger=2,
+            progress_every=3600,
+        )
+    assert spark.read.format("delta").load(layout.table("bronze", "rsvps")).count() == 400
+
+    for path in maintenance.table_paths(spark, layout):
+        # a writer compacts once MIN_FILES small files are there; one batch adds a few more at most
+        assert maintenance.file_count(spark, path) <= 2 * MIN_FILES, path
+    # MERGE rewrites the files it touches, so small tables stay compact by themselves; the append-heavy
+    # ones show the compaction (gold's count MERGEs run in sessions of their own, at the default 50)
+    for layer, name in (("bronze", "rsvps"), ("silver", "rsvps"), ("silver", "batch_stats")):
+        history = DeltaTable.forPath(spark, layout.table(layer, name)).history().collect()
+        written = sum(added_files(h) for h in history if h.operation != "OPTIMIZE")
+        assert written > 2 * MIN_FILES, f"{layer}/{name}: the run wrote too few files to show anything"
+        assert any(h.operation == "OPTIMIZE" for h in history), f"{layer}/{name} was never compacted"
+
+
+def test_vacuum_deletes_the_files_no_version_needs(stack, spark, unique):
+    settings = isolated(stack, unique)
+    path = f"{settings.lakehouse_root}/g1/gold/scratch"
+    for start in range(0, 50, 10):
+        spark.range(start, start + 10).repartition(2).write.format("delta").mode("append").save(path)
+    maintenance.optimize(spark, path)
+    assert maintenance.file_count(spark, path) == 1
+    assert len(s3_keys(settings, "g1/gold/scratch/part-")) > 1
+
+    spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
+    try:
+        maintenance.vacuum(spark, path, retain_hours=0)
+    finally:
+        spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
+    assert len(s3_keys(settings, "g1/gold/scratch/part-")) == 1
+    assert spark.read.format("delta").load(path).count() == 50
