@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-unit lint bench-ingest bench-backlog chain clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-unit lint bench-ingest bench-backlog bench-freshness chain replay maintain clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -62,11 +62,21 @@ test-unit: venv ## the tests that need no service
 bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest
 
-bench-backlog: stack-up ## Kafka -> bronze -> silver -> PostgreSQL catch-up, 100k and 1M RSVPs (bench/results/backlog.md)
+bench-backlog: stack-up ## Kafka -> bronze -> silver + PostgreSQL -> gold catch-up, 100k and 1M RSVPs (bench/results/backlog.md)
 	$(BIN)/python -m bench.backlog --sizes 100000 1000000
 
-chain: stack-up ## the Spark chain (bronze -> silver -> PostgreSQL), continuously; ARGS="--available-now" etc.
+bench-freshness: stack-up ## Kafka append -> gold / PostgreSQL freshness at 20 and 200 RSVPs/s (bench/results/freshness.md)
+	$(BIN)/python -m bench.freshness --rates 20 200 --minutes 4
+
+chain: stack-up ## the Spark chain (bronze -> silver + PostgreSQL, gold), continuously; ARGS="--available-now" etc.
 	$(BIN)/meetup-chain $(ARGS)
+
+replay: stack-up ## reprocess Kafka history into a new generation and switch to it: make replay TO=g2 [ARGS=...]
+	@test -n "$(TO)" || { echo "usage: make replay TO=<new generation, e.g. g2> [ARGS='--from-timestamp ...']"; exit 2; }
+	$(BIN)/meetup-replay --to $(TO) $(ARGS)
+
+maintain: stack-up ## OPTIMIZE + VACUUM every table of the current generation
+	$(BIN)/meetup-maintain $(ARGS)
 
 lint: venv ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

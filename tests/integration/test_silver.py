@@ -74,7 +74,7 @@ def test_shuffled_input_sent_twice_in_many_small_batches_gives_the_same_silver_a
     twice = shuffled + REAL  # every message twice: shuffled first, then again in capture order
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), twice)
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(twice))
-    layout = run_available_now(spark, settings, max_offsets_per_trigger=2800, max_files_per_trigger=4)
+    layout = run_available_now(spark, settings, max_offsets_per_trigger=2800, max_files_per_trigger=3)
 
     batches = spark.read.format("delta").load(layout.table("silver", "batch_stats")).count()
     assert batches >= 3

@@ -1,0 +1,60 @@
+"""Print the gold tables of the current generation in the terminal (the app shows them in a browser).
+
+meetup-gold                          # totals, newest minutes per region, top groups, topic trends, late rows
+meetup-gold --table upcoming_events --rows 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pyspark.sql import functions as F
+
+VIEWS = {
+    "rsvp_totals": lambda df: df,
+    "rsvps_by_region_minute": lambda df: df.orderBy(F.desc("minute"), F.desc("yes")),
+    "top_groups_5min": lambda df: df.orderBy(F.desc("yes")),
+    "topic_trends": lambda df: df.orderBy(F.desc("hour"), "rank"),
+    "upcoming_events": lambda df: df.orderBy(F.desc("yes_last_hour")),
+    "late_rsvps": lambda df: df.orderBy(F.desc("recorded_at")),
+    "freshness": lambda df: df.orderBy(F.desc("visible_at")),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from delta.tables import DeltaTable
+
+    from common import health
+    from common.settings import load_settings
+    from common.spark import build_spark
+    from pipelines import generations
+    from pipelines.layout import Layout
+
+    parser = argparse.ArgumentParser(prog="meetup-gold", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", choices=sorted(VIEWS), action="append", help="default: all of them")
+    parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--generation", help="default: the current one")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    try:
+        health.preflight(settings, ["s3"])
+    except health.ServiceUnavailable as error:
+        print(f"meetup-gold: {error}", file=sys.stderr)
+        return 2
+    spark = build_spark(settings, "meetup-gold", master="local[1]")
+    spark.sparkContext.setLogLevel("ERROR")
+    layout = Layout.from_settings(settings, args.generation or generations.current(settings))
+    for name in args.table or list(VIEWS):
+        path = layout.table("gold", name)
+        print(f"== {name} ({path})")
+        if not DeltaTable.isDeltaTable(spark, path):
+            print("   (not written yet: is the chain running?)")
+            continue
+        VIEWS[name](spark.read.format("delta").load(path)).show(args.rows, truncate=40)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
