@@ -66,3 +66,11 @@ def start_bronze(
         .trigger(**trigger)
         .start(path)
     )
+
+
+def read_bronze_stream(spark: SparkSession, layout: Layout, stream: str, max_files_per_trigger: int | None = None):
+    """A bronze table as a streaming source (silver and gold read it), at most N files per batch."""
+    reader = spark.readStream.format("delta")
+    if max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    return reader.load(layout.table("bronze", stream))

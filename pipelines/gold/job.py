@@ -28,6 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from pipelines.bronze.job import read_bronze_stream
 from pipelines.gold import transforms
 from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
 from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
@@ -213,11 +214,8 @@ def start_gold(
     snapshot_every_s: float | None = 30.0,
 ) -> StreamingQuery:
     ensure_gold_tables(spark, layout)
-    reader = spark.readStream.format("delta")
-    if max_files_per_trigger:
-        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
     return (
-        reader.load(layout.table("bronze", "rsvps"))
+        read_bronze_stream(spark, layout, "rsvps", max_files_per_trigger)
         .writeStream.queryName("gold-rsvps")
         .foreachBatch(GoldBatch(spark, layout, lateness_ms=lateness_ms, snapshot_every_s=snapshot_every_s))
         .option("checkpointLocation", layout.checkpoint("gold-rsvps"))

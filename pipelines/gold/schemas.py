@@ -15,7 +15,8 @@ def _fields(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
 
 VERSION = (("version_mtime", _L, False), ("version_partition", _I, False), ("version_offset", _L, False))
 
-RSVP_STATE = _fields(
+# an RSVP's version and what it counts: shared by the state and the late rows
+RSVP_VERSION = (
     ("rsvp_id", _L, False),
     *VERSION,
     ("response", _S, False),
@@ -23,6 +24,10 @@ RSVP_STATE = _fields(
     ("country", _S, True),
     ("state", _S, True),
     ("city", _S, True),
+)
+
+RSVP_STATE = _fields(
+    *RSVP_VERSION,
     ("group_id", _L, True),
     ("event_id", _S, True),
     ("topics", T.ArrayType(_S), True),
@@ -36,13 +41,7 @@ WATERMARKS = _fields(
 )
 
 LATE_RSVPS = _fields(
-    ("rsvp_id", _L, False),
-    *VERSION,
-    ("response", _S, False),
-    ("guests", _I, False),
-    ("country", _S, True),
-    ("state", _S, True),
-    ("city", _S, True),
+    *RSVP_VERSION,
     ("watermark_ms", _L, False),
     ("lateness_ms", _L, False),
     ("batch_id", _L, False),

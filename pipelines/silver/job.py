@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
+from pipelines.bronze.job import read_bronze_stream
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
@@ -223,11 +224,8 @@ def start_silver(
     max_files_per_trigger: int | None = None,
 ) -> StreamingQuery:
     ensure_shared_tables(spark, layout)
-    reader = spark.readStream.format("delta")
-    if max_files_per_trigger:
-        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
     return (
-        reader.load(layout.table("bronze", stream))
+        read_bronze_stream(spark, layout, stream, max_files_per_trigger)
         .writeStream.queryName(f"silver-{stream}")
         .foreachBatch(SilverBatch(spark, settings, layout, stream, mirror_to_postgres=mirror_to_postgres))
         .option("checkpointLocation", layout.checkpoint(f"silver-{stream}"))

@@ -47,14 +47,20 @@ def test_a_replay_from_offset_zero_rebuilds_equal_tables_and_switches_readers_at
     assert generations.existing(settings) == ["g1"]
 
 
+def produce_then_expire(settings, *, count: int, partition: int, expire_before: int) -> None:
+    """`count` frames into one partition, then what retention does when a segment expires: the log
+    start offset moves up to `expire_before`."""
+    topic = settings.kafka.topic("rsvps")
+    produce(settings.kafka.bootstrap_servers, topic, capture_frames()[:count], partition=partition)
+    admin = health.kafka_admin(settings)
+    for future in admin.delete_records([TopicPartition(topic, partition, expire_before)]).values():
+        future.result(timeout=30)
+
+
 def test_a_replay_past_retention_is_refused_with_what_is_still_there(stack, unique):
     settings = isolated(stack, unique)
     topic = settings.kafka.topic("rsvps")
-    produce(settings.kafka.bootstrap_servers, topic, capture_frames()[:60], partition=1)
-    # What retention does when a segment expires: the log start offset moves up.
-    admin = health.kafka_admin(settings)
-    for future in admin.delete_records([TopicPartition(topic, 1, 25)]).values():
-        future.result(timeout=30)
+    produce_then_expire(settings, count=60, partition=1, expire_before=25)
 
     with pytest.raises(RetentionGap) as refused:
         starting_offsets(settings, topic)
@@ -72,11 +78,7 @@ def test_the_replay_cli_refuses_a_gap_before_starting_spark(stack, unique, monke
     from pipelines.replay import main
 
     settings = isolated(stack, unique)
-    topic = settings.kafka.topic("rsvps")
-    produce(settings.kafka.bootstrap_servers, topic, capture_frames()[:10], partition=0)
-    admin = health.kafka_admin(settings)
-    for future in admin.delete_records([TopicPartition(topic, 0, 5)]).values():
-        future.result(timeout=30)
+    produce_then_expire(settings, count=10, partition=0, expire_before=5)
     monkeypatch.setenv("KAFKA_TOPIC_PREFIX", settings.kafka.topic_prefix)
     monkeypatch.setenv("LAKEHOUSE_ROOT", settings.lakehouse_root)
 
