@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-unit lint bench-ingest bench-backlog bench-freshness chain replay maintain clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness chain replay maintain clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ ingest: venv ## follow a stream endpoint into Kafka (ARGS="--url ws://host:port 
 
 test: stack-up ## set up, start the stack and run the test suite (not the slow marks)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: stack-up ## only the slow tests (compaction of every layer over a longer run, ~7 min)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-unit: venv ## the tests that need no service
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
