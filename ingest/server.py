@@ -92,7 +92,11 @@ class ReplayServer:
                     first_clock = clock
                 delay = self._delay(sent, clock - first_clock, started)
                 if delay > 0:
-                    await asyncio.sleep(delay)
+                    # a recorded gap may last hours: a stop must not wait for it
+                    await asyncio.wait([self._stop[1]], timeout=delay)
+                    if self._stop[1].done():
+                        await connection.close(1001, "server stopping")
+                        return
                 await connection.send(frame, text=True)
                 sent += 1
                 self.stats.frames_sent += 1

@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     generation = args.generation or generations.current(settings)
     spark = build_spark(settings, "meetup-chain")
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
+    # Gold frees its locally checkpointed batch data each batch, on purpose; Spark warns about that every time.
+    spark.sparkContext._jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.rdd.MapPartitionsRDD", spark.sparkContext._jvm.org.apache.logging.log4j.Level.ERROR
+    )
     stop_event = StopRequest()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop_event.set)

@@ -157,3 +157,23 @@ def test_one_process_follows_all_three_generated_streams_into_their_topics(stack
         assert sorted(m.value() for m in messages) == sorted(frames), stream
         for message in messages:
             assert message.key() == str(json.loads(message.value())[id_field[stream]]).encode()
+
+
+def test_the_server_stops_at_once_even_in_the_middle_of_a_long_recorded_gap():
+    import json
+    import time
+
+    first, second = json.loads(REAL[0]), json.loads(REAL[1])
+    second["mtime"] = first["mtime"] + 3_600_000  # an hour later: a gap the server sleeps through
+    frames = [REAL[0], json.dumps(second).encode()]
+    server = ReplayServer({"rsvps": lambda: iter(frames)}, pace=Pace("recorded", speed=1.0))
+    from websocket import create_connection
+
+    with replay_server(server) as url:
+        client = create_connection(f"{url}/2/rsvps", timeout=10)
+        assert client.recv() == REAL[0].decode()
+        time.sleep(0.5)  # the server is now waiting out the hour
+        stopping = time.monotonic()
+        server.shutdown()
+        client.recv()  # the close frame
+    assert time.monotonic() - stopping < 10
