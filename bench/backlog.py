@@ -15,14 +15,13 @@ Writes bench/results/backlog.json and .md. Needs the local stack (make stack-up)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from dataclasses import replace
 
 from pyspark.sql import functions as F
 
-from common.settings import PROJECT_ROOT, load_settings
+from bench.common import isolated, write_results
+from common.settings import load_settings
 from common.spark import build_spark
 from ingest import generator
 from pipelines.bronze.job import start_bronze
@@ -35,17 +34,10 @@ from pipelines.silver.schemas import RSVP_MESSAGE
 from stack import kafka as kafka_service
 from tests.helpers import produce
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
-
 
 def run_size(spark, base, size: int, max_offsets: int) -> dict:
     name = f"bench{int(time.time())}n{size}"
-    settings = replace(
-        base,
-        kafka=replace(base.kafka, topic_prefix=name),
-        postgres=replace(base.postgres, schema=name),
-        lakehouse_root=base.path("bench", name),
-    )
+    settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))
     started = time.perf_counter()
     produce(
@@ -132,10 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         results.append(run_size(spark, base, size, args.max_offsets_per_trigger))
         print(f"bench: {results[-1]}", file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "backlog.json").write_text(
-        json.dumps({"targets": {"bronze_per_s": 60_000, "whole_chain_per_s": 20_000}, "results": results}, indent=2)
-    )
     lines = [
         "| RSVPs | bronze /s | Spark from_json /s (reference) | silver + PostgreSQL /s | gold /s | whole chain /s "
         "| batches | validate s | merge s | mirror s |",
@@ -148,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['silver_and_postgres_per_s']:,} | {r['gold_per_s']:,} | {r['whole_chain_per_s']:,} "
             f"| {r['silver_batches']} | {s['validate_quarantine_s']} | {s['merge_s']} | {s['mirror_s']} |"
         )
-    (RESULTS / "backlog.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    targets = {"bronze_per_s": 60_000, "whole_chain_per_s": 20_000}
+    write_results("backlog", {"targets": targets, "results": results}, lines)
     spark.stop()
     return 0
 

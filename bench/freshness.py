@@ -14,23 +14,21 @@ p95 over rows). Writes bench/results/freshness.json and .md. Needs the local sta
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 
 from pyspark.sql import functions as F
 
+from bench.common import isolated, write_results
 from common.settings import PROJECT_ROOT, load_settings
 from common.spark import build_spark
 from pipelines.chain import StopRequest, run_chain
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 BIN = PROJECT_ROOT / ".venv" / "bin"
 
 
@@ -48,12 +46,7 @@ def weighted_quantile(pairs: list[tuple[float, int]], q: float) -> float | None:
 
 def run_rate(spark, base, rate: int, minutes: float, port: int) -> dict:
     name = f"fresh{int(time.time())}r{rate}"
-    settings = replace(
-        base,
-        kafka=replace(base.kafka, topic_prefix=name),
-        postgres=replace(base.postgres, schema=name),
-        lakehouse_root=base.path("bench", name),
-    )
+    settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))
     env = {**os.environ, "KAFKA_TOPIC_PREFIX": name}
     server = subprocess.Popen(
@@ -119,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     for rate in args.rates:
         results.append(run_rate(spark, base, rate, args.minutes, args.port))
         print(f"bench: {results[-1]}", file=sys.stderr)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "freshness.json").write_text(json.dumps({"target_p95_s": 10, "results": results}, indent=2))
     lines = [
         "| RSVPs/s | stage | batches | rows | p50 s | p95 s (upper est.) | max s |",
         "|---:|---|---:|---:|---:|---:|---:|",
@@ -132,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {r['rate_per_s']} | {stage} | {s['batches']} | {s['rows']:,} | {s['p50_s']} | {s['p95_s']} "
                 f"| {s['max_s']} |"
             )
-    (RESULTS / "freshness.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("freshness", {"target_p95_s": 10, "results": results}, lines)
     spark.stop()
     return 0
 

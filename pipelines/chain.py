@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except health.ServiceUnavailable as error:
         print(f"meetup-chain: {error}", file=sys.stderr)
         return 2
-    generation = args.generation or generations.current(settings)
+    layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-chain")
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     # Gold frees its locally checkpointed batch data each batch, on purpose; Spark warns about that every time.
@@ -240,14 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop_event.set)
     print(
-        f"meetup-chain: {', '.join(args.stages)} for {', '.join(args.streams)} "
-        f"under {settings.lakehouse_root}/{generation}",
+        f"meetup-chain: {', '.join(args.stages)} for {', '.join(args.streams)} under {layout.root}/{layout.generation}",
         file=sys.stderr,
     )
     run_chain(
         spark,
         settings,
-        layout=Layout.from_settings(settings, generation),
+        layout=layout,
         stages=tuple(args.stages),
         streams=tuple(args.streams),
         available_now=args.available_now,

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from common import health
 from common.settings import Settings
-from pipelines.layout import DEFAULT_GENERATION
+from pipelines.layout import DEFAULT_GENERATION, Layout
 
 POINTER = "CURRENT"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -79,7 +79,7 @@ class _Store:
             while True:
                 extra = {"ContinuationToken": token} if token else {}
                 page = self.client.list_objects_v2(
-                    Bucket=self.bucket, Prefix=self._key("") + "/" if self.prefix else "", Delimiter="/", **extra
+                    Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else "", Delimiter="/", **extra
                 )
                 names += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
                 token = page.get("NextContinuationToken")
@@ -107,6 +107,11 @@ def current(settings: Settings) -> str:
     """The generation readers use now."""
     data = _Store(settings).read(POINTER)
     return json.loads(data)["generation"] if data else DEFAULT_GENERATION
+
+
+def layout(settings: Settings, generation: str | None = None) -> Layout:
+    """The layout of `generation`, or of the current one when none is named."""
+    return Layout.from_settings(settings, generation or current(settings))
 
 
 def switch(settings: Settings, generation: str) -> str:

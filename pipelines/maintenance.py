@@ -160,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if args.allow_short_retention else {}
     spark = build_spark(settings, "meetup-maintain", extra_conf=extra)
     spark.sparkContext.setLogLevel("WARN")
-    layout = Layout.from_settings(settings, args.generation or generations.current(settings))
-    maintain(spark, layout, run_optimize=not args.no_optimize, retain_hours=args.retain_hours)
+    maintain(
+        spark,
+        generations.layout(settings, args.generation),
+        run_optimize=not args.no_optimize,
+        retain_hours=args.retain_hours,
+    )
     spark.stop()
     return 0
 

@@ -36,7 +36,7 @@ from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
 from pipelines.silver import validation
-from pipelines.silver.job import append_once
+from pipelines.silver.job import append_once, merge_newest
 from pipelines.silver.schemas import RSVP_MESSAGE
 
 THREADS = 4
@@ -91,6 +91,7 @@ class GoldBatch:
             watermarks.filter(F.col("batch_id") < batch_id)  # a re-run ignores its own first attempt's row
             .groupBy("version_partition")
             .agg(F.max("max_mtime").alias("prior_max_mtime"))
+            .persist()  # read once: it decides lateness now and the next maxima below
         )
         judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
         state_now = spark.read.format("delta").load(self.path("rsvp_state"))
@@ -101,12 +102,9 @@ class GoldBatch:
         try:
             late = (
                 judged.filter(F.col("late"))
-                .select(
-                    *(c for c in LATE_RSVPS.fieldNames() if c not in ("batch_id", "lateness_ms", "recorded_at")),
-                    (F.col("watermark_ms") - F.col("version_mtime")).alias("lateness_ms"),
-                    F.lit(batch_id).cast("long").alias("batch_id"),
-                    F.current_timestamp().alias("recorded_at"),
-                )
+                .withColumn("lateness_ms", F.col("watermark_ms") - F.col("version_mtime"))
+                .withColumn("batch_id", F.lit(batch_id).cast("long"))
+                .withColumn("recorded_at", F.current_timestamp())
                 .select(*LATE_RSVPS.fieldNames())
             )
             late_count = late.count()
@@ -121,14 +119,7 @@ class GoldBatch:
                     future.result()
             counted_at = time.perf_counter()
             # Only now may the state move on: every count table has this batch's deltas.
-            retry_on_conflict(
-                DeltaTable.forPath(spark, self.path("rsvp_state"))
-                .alias("t")
-                .merge(new_states.alias("s"), "t.rsvp_id = s.rsvp_id")
-                .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
-                .whenNotMatchedInsertAll()
-                .execute
-            )
+            merge_newest(spark, self.path("rsvp_state"), new_states, ("rsvp_id",), create=False)
             next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
             append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
             visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
@@ -149,7 +140,7 @@ class GoldBatch:
                 flush=True,
             )
         finally:
-            for df in (judged, new_states, old_states):
+            for df in (prior, judged, new_states, old_states):
                 df.unpersist()  # also frees the checkpointed blocks
 
     def _apply_counts(self, aggregate: Aggregate, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:

@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     from common.settings import load_settings
     from common.spark import build_spark
     from pipelines import generations
-    from pipelines.layout import Layout
 
     parser = argparse.ArgumentParser(prog="meetup-gold", description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", choices=sorted(VIEWS), action="append", help="default: all of them")
@@ -44,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     spark = build_spark(settings, "meetup-gold", master="local[1]")
     spark.sparkContext.setLogLevel("ERROR")
-    layout = Layout.from_settings(settings, args.generation or generations.current(settings))
+    layout = generations.layout(settings, args.generation)
     for name in args.table or list(VIEWS):
         path = layout.table("gold", name)
         print(f"== {name} ({path})")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -156,7 +157,7 @@ class SilverBatch:
                         merge.result()
                 self._created.update(tables)
                 merged_at = time.perf_counter()
-                silver_visible_at = postgres_visible_at = datetime.now(timezone.utc)
+                visible_at = {"silver": datetime.now(timezone.utc)}  # per stage, for the freshness rows
                 if self.mirror_to_postgres:
                     rows = {
                         name: [tuple(row) for row in tables[name].select(*mirror.TABLES[name].columns).collect()]
@@ -169,20 +170,15 @@ class SilverBatch:
                         batch_id,
                         rows,
                     )
-                    postgres_visible_at = datetime.now(timezone.utc)
+                    visible_at["postgres"] = datetime.now(timezone.utc)
             finally:
                 for df in tables.values():
                     df.unpersist()
             if self.stream == "rsvps":
-                for stage, at in (("silver", silver_visible_at), ("postgres", postgres_visible_at)):
-                    if stage == "postgres" and not self.mirror_to_postgres:
-                        continue
-                    append_once(
-                        freshness_row(checked_df, stage, self.query_name, batch_id, visible_at=at),
-                        self.layout.table("gold", "freshness"),
-                        f"{self.app_id}-{stage}",
-                        batch_id,
-                    )
+                rows = [freshness_row(checked_df, stage, self.query_name, batch_id, visible_at=at)
+                        for stage, at in visible_at.items()]  # fmt: skip
+                freshness = reduce(DataFrame.unionByName, rows)
+                append_once(freshness, self.layout.table("gold", "freshness"), f"{self.app_id}-freshness", batch_id)
             counted = T.StructType(BATCH_STATS.fields[:-1])
             stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
                 "processed_at", F.current_timestamp()
