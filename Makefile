@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness chain replay maintain clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness bench-ml chain replay maintain train score clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ stack-status: ## health of each service
 SPEED ?= 10
 demo: stack-up ## set up, start the stack, replay the captures (SPEED x real time) through Kafka, bronze, silver, PostgreSQL
 	@$(STACK) status
-	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL); Ctrl-C stops (the stack stays up)"
+	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL, gold, scoring); Ctrl-C stops (the stack stays up)"
 	@trap 'trap - INT TERM; kill -TERM $$(jobs -p) 2>/dev/null; wait' INT TERM; \
 	$(BIN)/meetup-replay-server --captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded --speed $(SPEED) & \
 	sleep 2; $(BIN)/meetup-ingest --streams rsvps & \
@@ -71,7 +71,10 @@ bench-backlog: stack-up ## Kafka -> bronze -> silver + PostgreSQL -> gold catch-
 bench-freshness: stack-up ## Kafka append -> gold / PostgreSQL freshness at 20 and 200 RSVPs/s (bench/results/freshness.md)
 	$(BIN)/python -m bench.freshness --rates 20 200 --minutes 4
 
-chain: stack-up ## the Spark chain (bronze -> silver + PostgreSQL, gold), continuously; ARGS="--available-now" etc.
+bench-ml: stack-up ## model training time on the captures, batch and streaming scoring rates (bench/results/ml.md)
+	$(BIN)/python -m bench.ml --size 100000
+
+chain: stack-up ## the Spark chain (bronze -> silver + PostgreSQL, gold, scoring), continuously; ARGS="--available-now" etc.
 	$(BIN)/meetup-chain $(ARGS)
 
 replay: stack-up ## reprocess Kafka history into a new generation and switch to it: make replay TO=g2 [ARGS=...]
@@ -80,6 +83,14 @@ replay: stack-up ## reprocess Kafka history into a new generation and switch to 
 
 maintain: stack-up ## OPTIMIZE + VACUUM every table of the current generation
 	$(BIN)/meetup-maintain $(ARGS)
+
+train: stack-up ## train the yes/no model and the group categories on the current generation (ARGS="--test-from 2021-01-01")
+	$(BIN)/meetup-train $(ARGS)
+	$(BIN)/meetup-categories
+
+score: stack-up ## score a capture with the current model: make score CAPTURE=data/rsvps/2021-09-02_capture.jsonl
+	@test -n "$(CAPTURE)" || { echo "usage: make score CAPTURE=<file.jsonl> [ARGS='--out predictions.csv']"; exit 2; }
+	$(BIN)/meetup-score $(CAPTURE) $(ARGS)
 
 lint: venv ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

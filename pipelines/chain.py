@@ -1,9 +1,9 @@
-"""The chain: Kafka -> bronze -> silver (-> PostgreSQL) and gold, as one Spark application.
+"""The chain: Kafka -> bronze -> silver (-> PostgreSQL), gold and scoring, as one Spark application.
 
 meetup-chain                                   # every stage, continuously (Ctrl-C stops cleanly)
 meetup-chain --stages bronze                   # one stage alone
 meetup-chain --available-now                   # process what is there, then exit
-meetup-submit pipelines/chain.py --stages bronze silver gold
+meetup-submit pipelines/chain.py --stages bronze silver gold score
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from common import health
 from common.settings import STREAMS, Settings, load_settings
 from common.spark import build_spark
+from ml.stream import start_scoring
 from pipelines import generations
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.job import rebuild_snapshots, start_gold
@@ -30,7 +31,8 @@ from pipelines.metrics import MetricsListener, ensure_metrics_tables
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
 
-STAGES = ("bronze", "silver", "gold")
+# score: the yes/no model on every new RSVP (ml/stream.py); it needs gold's freshness table and a model
+STAGES = ("bronze", "silver", "gold", "score")
 
 
 def run_chain(
@@ -69,6 +71,11 @@ def run_chain(
             for stage in wave:
                 if stage not in stages:
                     continue
+                if stage == "score":
+                    if "rsvps" in streams:
+                        ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
+                        queries.append(start_scoring(spark, settings, layout, trigger=trigger))
+                    continue
                 if stage == "gold":
                     if "rsvps" in streams:
                         ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
@@ -80,6 +87,7 @@ def run_chain(
                                 lateness_ms=lateness_ms,
                                 max_files_per_trigger=max_files_per_trigger,
                                 snapshot_every_s=None if available_now else 30.0,
+                                settings=settings,
                             )
                         )
                     continue
@@ -111,7 +119,7 @@ def run_chain(
                         )
             _wait(queries, stop_event or threading.Event(), progress_every, lambda: listener.flush(spark, layout))
             if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
-                rebuild_snapshots(spark, layout)
+                rebuild_snapshots(spark, layout, settings)
     finally:
         if vacuums:
             vacuums.stop()

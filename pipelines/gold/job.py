@@ -28,6 +28,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from common.settings import Settings
+from ml.categories import group_topic_sets, load_assigner
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.gold import transforms
 from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
@@ -57,9 +59,18 @@ def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -
 class GoldBatch:
     """The foreachBatch function of the gold query."""
 
-    def __init__(self, spark: SparkSession, layout: Layout, *, lateness_ms: int, snapshot_every_s: float | None = 30.0):
+    def __init__(
+        self,
+        spark: SparkSession,
+        layout: Layout,
+        *,
+        lateness_ms: int,
+        snapshot_every_s: float | None = 30.0,
+        settings: Settings | None = None,
+    ):
         self.spark = spark
         self.layout = layout
+        self.settings = settings  # where the category model is found, for category_trends
         self.lateness_ms = lateness_ms
         # Snapshots are three more commits: rebuilt at most this often (None: never; the caller does it).
         self.snapshot_every_s = snapshot_every_s
@@ -124,7 +135,7 @@ class GoldBatch:
             append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
             visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
             if self.snapshot_every_s is not None and time.monotonic() - self.snapshot_at >= self.snapshot_every_s:
-                rebuild_snapshots(spark, self.layout)
+                rebuild_snapshots(spark, self.layout, self.settings)
                 self.snapshot_at = time.monotonic()
             append_once(
                 freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at),
@@ -160,8 +171,11 @@ class GoldBatch:
         idempotent_merge(session, self.app_id, batch_id, merge)
 
 
-def rebuild_snapshots(spark: SparkSession, layout: Layout) -> None:
-    """Rebuild the snapshot tables from the count tables, as of the stream time (the greatest mtime seen)."""
+def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | None = None) -> None:
+    """Rebuild the snapshot tables from the count tables, as of the stream time (the greatest mtime seen).
+
+    With settings, and once categories are trained (meetup-categories), category_trends too.
+    """
     read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
     now_ms = read("watermarks").agg(F.max("max_mtime")).first()[0]
     if now_ms is None:
@@ -178,10 +192,31 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout) -> None:
     if DeltaTable.isDeltaTable(spark, silver_events):  # names and start times come from silver
         events = spark.read.format("delta").load(silver_events)
         snapshots["upcoming_events"] = transforms.upcoming_events(read("events_by_minute"), events, now)
+    if settings is not None:
+        trends = category_trends(spark, settings, layout, read("groups_by_minute"), now)
+        if trends is not None:
+            snapshots["category_trends"] = trends
     for name, df in snapshots.items():
         df.withColumn("as_of", now).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
             layout.table("gold", name)
         )
+
+
+def category_trends(
+    spark: SparkSession, settings: Settings, layout: Layout, groups_by_minute: DataFrame, now
+) -> DataFrame | None:
+    """Category popularity per hour with rank change, groups assigned by the current category model."""
+    group_topics = layout.table("silver", "group_topics")
+    assigner = load_assigner(settings) if DeltaTable.isDeltaTable(spark, group_topics) else None
+    if assigner is None:
+        return None
+    version, assign = assigner
+    categories = assign(group_topic_sets(spark.read.format("delta").load(group_topics)))
+    recent = groups_by_minute.filter(
+        F.col("minute") >= F.date_trunc("hour", now) - F.expr(f"INTERVAL {SNAPSHOT_HOURS} HOURS")
+    )
+    hours = transforms.categories_by_hour(recent, categories)
+    return transforms.rank_change(hours, key="category").withColumn("categories_version", F.lit(version))
 
 
 def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
@@ -203,12 +238,15 @@ def start_gold(
     lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
     max_files_per_trigger: int | None = None,
     snapshot_every_s: float | None = 30.0,
+    settings: Settings | None = None,
 ) -> StreamingQuery:
     ensure_gold_tables(spark, layout)
     return (
         read_bronze_stream(spark, layout, "rsvps", max_files_per_trigger)
         .writeStream.queryName("gold-rsvps")
-        .foreachBatch(GoldBatch(spark, layout, lateness_ms=lateness_ms, snapshot_every_s=snapshot_every_s))
+        .foreachBatch(
+            GoldBatch(spark, layout, lateness_ms=lateness_ms, snapshot_every_s=snapshot_every_s, settings=settings)
+        )
         .option("checkpointLocation", layout.checkpoint("gold-rsvps"))
         .trigger(**trigger)
         .start()

@@ -160,18 +160,26 @@ def null_safe_on(keys: Sequence[str], left: str = "t", right: str = "s") -> str:
     return " AND ".join(f"{left}.`{k}` <=> {right}.`{k}`" for k in keys)
 
 
-def rank_change(topics_by_hour_df: DataFrame) -> DataFrame:
-    """Each topic's rank in each hour (by yes, then all RSVPs) and its change from the hour before.
-
-    rank_change > 0 means the topic climbed; null means it was not ranked in the previous hour.
+def rank_change(by_hour_df: DataFrame, key: str = "urlkey") -> DataFrame:
+    """Each key's (topic's, category's) rank in each hour (by yes, then all RSVPs) and its change from the
+    hour before. rank_change > 0 means it climbed; null means it was not ranked in the previous hour.
     """
-    by_hour = Window.partitionBy("hour").orderBy(F.col("yes").desc(), (F.col("yes") + F.col("no")).desc(), "urlkey")
-    ranked = topics_by_hour_df.withColumn("rank", F.row_number().over(by_hour))
+    by_hour = Window.partitionBy("hour").orderBy(F.col("yes").desc(), (F.col("yes") + F.col("no")).desc(), key)
+    ranked = by_hour_df.withColumn("rank", F.row_number().over(by_hour))
     previous = ranked.select(
-        (F.col("hour") + F.expr("INTERVAL 1 HOUR")).alias("hour"), "urlkey", F.col("rank").alias("previous_rank")
+        (F.col("hour") + F.expr("INTERVAL 1 HOUR")).alias("hour"), key, F.col("rank").alias("previous_rank")
     )
-    return ranked.join(previous, ["hour", "urlkey"], "left").withColumn(
+    return ranked.join(previous, ["hour", key], "left").withColumn(
         "rank_change", F.col("previous_rank") - F.col("rank")
+    )
+
+
+def categories_by_hour(groups_by_minute_df: DataFrame, categories_df: DataFrame, other: str = "other") -> DataFrame:
+    """Group counts per minute + each group's category (group_id, category) -> yes and no per category per hour."""
+    return (
+        groups_by_minute_df.join(categories_df.select("group_id", "category"), "group_id", "left")
+        .groupBy(F.date_trunc("hour", "minute").alias("hour"), F.coalesce("category", F.lit(other)).alias("category"))
+        .agg(F.sum("yes").alias("yes"), F.sum("no").alias("no"))
     )
 
 

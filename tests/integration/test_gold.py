@@ -125,6 +125,7 @@ def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, r
         "bronze-rsvps": len(records),
         "silver-rsvps": len(records),
         "gold-rsvps": len(records),
+        "score-rsvps": len(records),
     }
     kafka_lag = metrics.filter(F.col("query") == "bronze-rsvps").agg(F.max("kafka_offsets_behind_max")).first()[0]
     assert kafka_lag is not None and kafka_lag >= 0
@@ -134,5 +135,6 @@ def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, r
         "silver": len(records),
         "postgres": len(records),
         "gold": len(records),
+        "score": len(records),
     }
     assert freshness.filter("p50_ms <= 0 OR p95_ms < p50_ms OR max_ms < p95_ms").count() == 0

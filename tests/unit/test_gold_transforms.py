@@ -103,3 +103,23 @@ def test_rank_change_compares_with_the_hour_before(spark):
     )
     ranked = transforms.rank_change(hours).filter(F.col("hour") == datetime(2023, 1, 1, 11))
     assert {(r.urlkey, r.rank, r.rank_change) for r in ranked.collect()} == {("b", 1, 1), ("c", 2, None), ("a", 3, -2)}
+
+
+def test_categories_by_hour_sums_the_groups_of_each_category_and_ranks_them(spark):
+    minute = "minute timestamp, group_id long, yes long, no long, guests long"
+    counts = spark.createDataFrame(
+        [(M0, 1, 3, 0, 0), (M0, 2, 1, 1, 0), (M0, 3, 5, 0, 0), (M0.replace(hour=23), 3, 1, 0, 0)], minute
+    )
+    categories = spark.createDataFrame([(1, "Outdoors"), (2, "Outdoors")], "group_id long, category string")
+    by_hour = transforms.categories_by_hour(counts, categories)  # group 3 has no category: "other"
+    expected = spark.createDataFrame(
+        [(datetime(2023, 11, 14, 22), "Outdoors", 4, 1), (datetime(2023, 11, 14, 22), "other", 5, 0),
+         (datetime(2023, 11, 14, 23), "other", 1, 0)],
+        "hour timestamp, category string, yes long, no long",
+    )  # fmt: skip
+    assert_df_equality(by_hour, expected, ignore_row_order=True, ignore_nullable=True)
+    ranked = {
+        (r.hour.hour, r.category): (r["rank"], r.rank_change)
+        for r in transforms.rank_change(by_hour, key="category").collect()
+    }
+    assert ranked == {(22, "other"): (1, None), (22, "Outdoors"): (2, None), (23, "other"): (1, 0)}

@@ -1,0 +1,117 @@
+"""Batch scoring: a JSONL capture of raw RSVP messages in, one prediction per RSVP out.
+
+meetup-score data/rsvps/2021-09-02_capture.jsonl                     # CSV on stdout, metrics on stderr
+meetup-score capture.jsonl --out predictions.jsonl --model-version v1
+
+Each RSVP is scored on its first message in the file, with history from the lines before it (the file
+is the log: line order is arrival order), exactly as the chain scores a live RSVP. The file's own final
+answers then judge the model: ROC AUC, log loss and Brier score beside the majority baseline, so any
+capture can test any version. Lines that silver would quarantine are counted, with their reasons, and
+not scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.settings import load_settings
+from common.spark import build_spark
+from ml import features as X
+from ml import model as M
+from ml.registry import NoModelError, Registry
+from pipelines.silver import validation
+from pipelines.silver.schemas import RSVP_MESSAGE
+
+OUTPUT_COLUMNS = ("rsvp_id", "probability_yes", "predicted", "model_version")
+
+
+def score_capture(
+    spark: SparkSession, registry: Registry, path: str, version: str | None = None
+) -> tuple[DataFrame, dict]:
+    """(predictions, summary): predictions has OUTPUT_COLUMNS plus `answer` (the file's final answer)."""
+    version, model = registry.load(version)
+    raw = X.lines_as_messages(spark.read.text(path))
+    checked = validation.with_reason(validation.with_parsed(raw, RSVP_MESSAGE), validation.rsvp_rules()).persist()
+    messages = validation.filter_valid(checked).select("msg", *X.ARRIVAL)
+    reasons = {
+        r["reason"]: r["count"] for r in checked.filter(F.col("reason").isNotNull()).groupBy("reason").count().collect()
+    }
+    answers = X.newest_states(messages).select("rsvp_id", F.when(F.col("yes"), "yes").otherwise("no").alias("answer"))
+    predictions = (
+        M.predict(model, X.rsvp_features(messages))
+        .select(
+            "rsvp_id",
+            F.col("p_yes").alias("probability_yes"),
+            "predicted",
+            F.lit(version).alias("model_version"),
+            *X.ARRIVAL,
+        )
+        .join(answers, "rsvp_id")
+        .orderBy(*X.ARRIVAL)
+        .select(*OUTPUT_COLUMNS, "answer")
+    )
+    summary = {"model_version": version, "lines": checked.count(), "quarantined": reasons}
+    return predictions, summary
+
+
+def evaluate(predictions: DataFrame) -> dict:
+    """The model's metrics on the file's final answers, and the majority baseline's (the file's own yes rate)."""
+    labelled = predictions.select(
+        (F.col("answer") == "yes").cast("double").alias("label"), F.col("probability_yes").alias("p_yes")
+    )
+    model_metrics = M.metrics(labelled)
+    # the baseline that knows the file's yes rate: a constant, so ROC AUC 0.5 and the best constant log loss
+    majority = M.metrics(labelled.withColumn("p_yes", F.lit(model_metrics["yes_rate"])))
+    return {"model": model_metrics, "majority": majority}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meetup-score", description=__doc__.split("\n\n")[0])
+    parser.add_argument("capture", help="a JSONL file, one raw message per line")
+    parser.add_argument("--out", help="write predictions here (.csv or .jsonl) instead of CSV on stdout")
+    parser.add_argument("--model-version", help="e.g. v2 (default: the current version)")
+    args = parser.parse_args(argv)
+    if not Path(args.capture).is_file():
+        print(f"meetup-score: no such file: {args.capture}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    spark = build_spark(settings, "meetup-score")
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        predictions, summary = score_capture(
+            spark, Registry(settings), str(Path(args.capture).resolve()), args.model_version
+        )
+    except NoModelError as error:
+        print(f"meetup-score: {error}", file=sys.stderr)
+        return 2
+    rows = predictions.toPandas()
+    output = rows[list(OUTPUT_COLUMNS)]
+    if args.out and args.out.endswith(".jsonl"):
+        output.to_json(args.out, orient="records", lines=True)
+    else:
+        output.to_csv(args.out or sys.stdout, index=False)
+    scores = evaluate(predictions)
+    quarantined = sum(summary["quarantined"].values())
+    print(
+        f"meetup-score: {summary['lines']} lines, {len(rows)} RSVPs scored by {summary['model_version']}, "
+        f"{quarantined} lines not scored {summary['quarantined'] or ''}".rstrip(),
+        file=sys.stderr,
+    )
+    for name, m in scores.items():
+        auc = "-" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
+        print(
+            f"meetup-score: {name:8} ROC AUC {auc}  log loss {m['log_loss']:.3f}  Brier {m['brier']:.3f}  "
+            f"accuracy {m['accuracy']:.3f}",
+            file=sys.stderr,
+        )
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The scoring stage of the chain: every new RSVP scored by the current model, its final answer joined later.
+
+Query `score-rsvps` reads bronze (like gold) and, per micro-batch (foreachBatch):
+1. validates with silver's rules; computes each *new* RSVP's features against `score_state`, the
+   newest version of every RSVP seen so far (ml/features.py: history is point-in-time);
+2. scores them with the model CURRENT names in the registry, polled every batch: a newly trained
+   version is picked up by the next batch, without a restart. With no model yet, nothing is scored
+   (the state still moves on, so the history of later RSVPs is complete);
+3. one MERGE into gold `scored_rsvps`: new RSVPs are inserted with their prediction, and every RSVP
+   already there takes the batch's newest answer (newest mtime wins), which is what live accuracy is
+   measured against;
+4. `score_state` takes the batch's newest versions.
+
+Exactly once: both writes are idempotent (insert-if-absent, newest-wins), and the scores are written
+before the state moves, so a batch re-run after a crash computes the same features and changes nothing.
+The stage reads bronze without gold's small file limit (Delta's default admits up to 1,000 files a batch,
+and a bronze commit has one file per Kafka partition), so a batch boundary practically never splits the
+messages of one bronze commit, and a batch sees everything that arrived before it; a test checks that
+scores across runs equal one pass over the whole log.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming import StreamingQuery
+
+from common.settings import Settings
+from ml import features as X
+from ml.model import predict
+from ml.registry import Registry
+from pipelines.bronze.job import read_bronze_stream
+from pipelines.layout import Layout
+from pipelines.maintenance import retry_on_conflict
+from pipelines.metrics import freshness_row
+from pipelines.silver.job import append_once, merge_newest
+from pipelines.silver.schemas import VERSION_COLUMNS
+from pipelines.silver.transforms import is_newer
+
+QUERY = "score-rsvps"
+SCORED_RSVPS = T.StructType(
+    [
+        T.StructField("rsvp_id", T.LongType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("probability_yes", T.DoubleType()),
+        T.StructField("predicted", T.StringType()),
+        T.StructField("scored_at", T.TimestampType()),
+        T.StructField("rsvp_time", T.TimestampType()),  # mtime of the first message: when it was made
+        T.StructField("member_id", T.LongType()),
+        T.StructField("group_id", T.LongType()),
+        T.StructField("event_id", T.StringType()),
+        T.StructField("group_name", T.StringType()),
+        T.StructField("event_name", T.StringType()),
+        T.StructField("country", T.StringType()),
+        T.StructField("answer", T.StringType()),  # the newest answer so far; the final one in the end
+        *(T.StructField(c, T.IntegerType() if c == "version_partition" else T.LongType()) for c in VERSION_COLUMNS),
+    ]
+)
+
+
+class ModelPoller:
+    """Holds the current model version, reloading it when the registry's CURRENT changes."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.version: str | None = None
+        self.model = None
+
+    def get(self):
+        current = self.registry.current()
+        if current is not None and current != self.version:
+            self.version, self.model = self.registry.load(current)
+            print(f"{QUERY}: scoring with model {current}", file=sys.stderr, flush=True)
+        return self.version, self.model
+
+
+def scored_rows(features_df: DataFrame, model, version: str) -> DataFrame:
+    """Feature rows of new RSVPs -> prediction rows (without the answer columns)."""
+    return predict(model, features_df).select(
+        "rsvp_id",
+        F.lit(version).alias("model_version"),
+        F.col("p_yes").alias("probability_yes"),
+        "predicted",
+        F.current_timestamp().alias("scored_at"),
+        F.timestamp_millis("mtime").alias("rsvp_time"),
+        "member_id",
+        "group_id",
+        "event_id",
+        "group_name",
+        "event_name",
+        "country",
+    )
+
+
+def with_answers(predictions_df: DataFrame | None, newest_df: DataFrame) -> DataFrame:
+    """The MERGE source: every RSVP of the batch with its newest answer, and its prediction if it is new."""
+    answers = newest_df.select("rsvp_id", F.when(F.col("yes"), "yes").otherwise("no").alias("answer"), *VERSION_COLUMNS)
+    if predictions_df is None:
+        empty = [
+            F.lit(None).cast(f.dataType).alias(f.name) for f in SCORED_RSVPS.fields if f.name not in answers.columns
+        ]
+        return answers.select(*answers.columns, *empty).select(*SCORED_RSVPS.fieldNames())
+    return answers.join(predictions_df, "rsvp_id", "left").select(*SCORED_RSVPS.fieldNames())
+
+
+class ScoreBatch:
+    """The foreachBatch function of the scoring query."""
+
+    def __init__(self, spark: SparkSession, settings: Settings, layout: Layout):
+        self.spark = spark
+        self.layout = layout
+        self.models = ModelPoller(Registry(settings))
+        self.app_id = f"{layout.generation}-{QUERY}"
+
+    def path(self, name: str) -> str:
+        return self.layout.table("gold", name)
+
+    def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        started = time.perf_counter()
+        # read the batch once: a second read of the source would count its rows twice in the query's progress
+        raw = bronze_batch_df.select("value", "partition", "offset", "kafka_timestamp").persist()
+        messages = X.valid_messages(raw).persist()
+        try:
+            if messages.isEmpty():
+                return
+            state = self.spark.read.format("delta").load(self.path("score_state"))
+            version, model = self.models.get()
+            predictions = None
+            if model is not None:
+                # materialized now, against the state before this batch (the state is written below)
+                predictions = scored_rows(X.rsvp_features(messages, state), model, version).localCheckpoint()
+            newest = X.newest_states(messages).localCheckpoint()
+            source = with_answers(predictions, newest)
+            retry_on_conflict(
+                lambda: (
+                    DeltaTable.forPath(self.spark, self.path("scored_rsvps"))
+                    .alias("t")
+                    .merge(source.alias("s"), "t.rsvp_id = s.rsvp_id")
+                    .whenMatchedUpdate(
+                        condition=is_newer("s", "t"),
+                        set={c: f"s.{c}" for c in ("answer", *VERSION_COLUMNS)},
+                    )
+                    .whenNotMatchedInsertAll(condition="s.probability_yes IS NOT NULL")
+                    .execute()
+                )
+            )
+            merge_newest(self.spark, self.path("score_state"), newest, ("rsvp_id",), create=False)
+            visible_at = datetime.now(timezone.utc)
+            append_once(
+                freshness_row(raw, "score", QUERY, batch_id, visible_at=visible_at),
+                self.path("freshness"),
+                self.app_id,
+                batch_id,
+            )
+            scored = predictions.count() if predictions is not None else 0
+            print(
+                f"{QUERY}: batch {batch_id}: {scored} new RSVPs scored"
+                f"{f' by {version}' if version else ' (no model yet: make train)'} "
+                f"({time.perf_counter() - started:.1f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            for df in (predictions, newest):
+                if df is not None:
+                    df.unpersist()
+        finally:
+            messages.unpersist()
+            raw.unpersist()
+
+
+def ensure_scoring_tables(spark: SparkSession, layout: Layout) -> None:
+    for name, schema in {"score_state": X.STATE, "scored_rsvps": SCORED_RSVPS}.items():
+        DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
+
+
+def start_scoring(
+    spark: SparkSession, settings: Settings, layout: Layout, *, trigger: dict[str, object]
+) -> StreamingQuery:
+    ensure_scoring_tables(spark, layout)
+    return (
+        read_bronze_stream(spark, layout, "rsvps")  # whole bronze commits: see the module's docstring
+        .writeStream.queryName(QUERY)
+        .foreachBatch(ScoreBatch(spark, settings, layout))
+        .option("checkpointLocation", layout.checkpoint(QUERY))
+        .trigger(**trigger)
+        .start()
+    )

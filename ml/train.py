@@ -1,0 +1,199 @@
+"""Train the yes/no model on the lakehouse and persist it as a new version.
+
+meetup-train                                   # last 25% of RSVPs (by mtime) held out for the test
+meetup-train --test-from 2021-01-01            # train before a date, test after it
+meetup-train --classifier logistic_regression  # skip the comparison
+meetup-train --no-promote                      # save the version, leave CURRENT as it is
+
+Features come from bronze (every message, so history is point-in-time; ml/features.py), labels (the
+final answer) from silver `rsvps`. The split is by time: the test RSVPs are the latest. The candidate
+classifiers are compared on a validation period (the latest part of the training period); the winner,
+by validation log loss, is refitted on the whole training period and judged once on the test period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from common.settings import Settings, load_settings
+from common.spark import build_spark
+from ml import model as M
+from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TOKEN_FEATURES, rsvp_features, valid_messages
+from ml.registry import Registry
+from pipelines import generations
+from pipelines.layout import Layout
+
+
+def log(message: str) -> None:
+    print(f"meetup-train: {message}", file=sys.stderr, flush=True)
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+
+
+def labelled_examples(spark: SparkSession, layout: Layout) -> tuple[DataFrame, dict]:
+    """One row per RSVP with features and label, and the table versions they were read at."""
+    bronze_path, silver_path = layout.table("bronze", "rsvps"), layout.table("silver", "rsvps")
+    for path in (bronze_path, silver_path):
+        if not DeltaTable.isDeltaTable(spark, path):
+            raise SystemExit(f"meetup-train: no table at {path}: run the chain first (make demo or meetup-chain)")
+    versions = {"bronze.rsvps": table_version(spark, bronze_path), "silver.rsvps": table_version(spark, silver_path)}
+    bronze = spark.read.format("delta").option("versionAsOf", versions["bronze.rsvps"]).load(bronze_path)
+    silver = spark.read.format("delta").option("versionAsOf", versions["silver.rsvps"]).load(silver_path)
+    return M.with_label(rsvp_features(valid_messages(bronze)), silver), versions
+
+
+def time_split(df: DataFrame, *, test_from_ms: int | None, test_fraction: float) -> tuple[DataFrame, DataFrame, int]:
+    """(earlier, later, cut): later = the RSVPs whose first message has mtime >= cut."""
+    cut = test_from_ms
+    if cut is None:
+        cut = int(df.approxQuantile("mtime", [1 - test_fraction], 0.0005)[0])
+    return df.filter(F.col("mtime") < cut), df.filter(F.col("mtime") >= cut), cut
+
+
+def window(df: DataFrame) -> dict:
+    row = df.agg(F.count("*").alias("rsvps"), F.min("mtime").alias("lo"), F.max("mtime").alias("hi")).first()
+    iso = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds") if ms else None  # noqa: E731
+    return {"rsvps": row["rsvps"], "from": iso(row["lo"]), "to": iso(row["hi"])}
+
+
+def train(
+    spark: SparkSession,
+    settings: Settings,
+    layout: Layout,
+    *,
+    test_from_ms: int | None = None,
+    test_fraction: float = 0.25,
+    validation_fraction: float = 0.2,
+    classifier: str = "auto",
+    promote: bool = True,
+) -> dict:
+    """Fit, judge and persist a model; returns its metadata (with `version`)."""
+    started = time.perf_counter()
+    examples, table_versions = labelled_examples(spark, layout)
+    examples = examples.persist()
+    try:
+        train_df, test_df, cut = time_split(examples, test_from_ms=test_from_ms, test_fraction=test_fraction)
+        train_df, test_df = train_df.persist(), test_df.persist()
+        windows = {"train": window(train_df), "test": window(test_df)}
+        log(f"{windows['train']['rsvps']} training RSVPs, {windows['test']['rsvps']} test RSVPs (cut at {cut})")
+        if not windows["train"]["rsvps"] or not windows["test"]["rsvps"]:
+            raise SystemExit("meetup-train: the split left no training or no test RSVPs; change --test-from")
+
+        candidates = M.classifiers()
+        if classifier != "auto":
+            candidates = {classifier: candidates[classifier]}
+        comparison = {}
+        if len(candidates) > 1:
+            fit_df, validation_df, _ = time_split(train_df, test_from_ms=None, test_fraction=validation_fraction)
+            for name, estimator in candidates.items():
+                t0 = time.perf_counter()
+                fitted = M.build_pipeline(estimator).fit(fit_df)
+                scores = M.metrics(M.predict(fitted, validation_df))
+                comparison[name] = {k: scores[k] for k in ("roc_auc", "pr_auc_no", "log_loss", "brier")}
+                comparison[name]["fit_seconds"] = round(time.perf_counter() - t0, 1)
+                log(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
+            chosen = min(comparison, key=lambda n: comparison[n]["log_loss"])
+        else:
+            chosen = next(iter(candidates))
+        t0 = time.perf_counter()
+        fitted = M.build_pipeline(candidates[chosen]).fit(train_df)
+        fit_seconds = time.perf_counter() - t0
+        test_metrics = M.metrics(M.predict(fitted, test_df))
+        baselines = M.fit_baselines(train_df)
+        baseline_metrics = {b.name: {**b.describe(), **M.metrics(b.apply(test_df))} for b in baselines}
+        metadata = {
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "classifier": chosen,
+            "chosen_by": "lowest log loss on the validation period" if comparison else "named on the command line",
+            "validation": comparison,
+            "metrics": test_metrics,
+            "baselines": baseline_metrics,
+            "features": {
+                "numeric": list(NUMERIC_FEATURES),
+                "categorical": list(CATEGORICAL_FEATURES),
+                "tokens": list(TOKEN_FEATURES),
+            },
+            "importances": M.importances(fitted, train_df),
+            "training_window": windows["train"],
+            "test_window": windows["test"],
+            "test_from_ms": cut,
+            "generation": layout.generation,
+            "table_versions": table_versions,
+            "fit_seconds": round(fit_seconds, 1),
+            "train_seconds": None,
+        }
+        metadata["train_seconds"] = round(time.perf_counter() - started, 1)
+        version = Registry(settings).save(fitted, metadata, promote=promote)
+        metadata["version"] = version
+        return metadata
+    finally:
+        examples.unpersist()
+
+
+def report(metadata: dict) -> str:
+    """The test metrics beside the baselines, as a small table."""
+    rows = [("model: " + metadata["classifier"], metadata["metrics"])]
+    rows += [
+        (f"baseline: {name}" + (f" ({b['rule']})" if b["rule"] else ""), b) for name, b in metadata["baselines"].items()
+    ]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"{'':44} {'ROC AUC':>8} {'PR AUC no':>10} {'log loss':>9} {'Brier':>7} {'accuracy':>9}"]
+    for name, m in rows:
+        lines.append(
+            f"{name:44} {fmt(m['roc_auc']):>8} {fmt(m['pr_auc_no']):>10} {fmt(m['log_loss']):>9} "
+            f"{fmt(m['brier']):>7} {fmt(m['accuracy']):>9}"
+        )
+    lines.append("calibration (test): predicted p(yes) bin, rows, mean predicted, observed yes rate")
+    for b in metadata["metrics"]["calibration"]:
+        lines.append(f"  {b['bin']}  {b['rows']:>6}  {b['predicted']:.3f}  {b['observed']:.3f}")
+    return "\n".join(lines)
+
+
+def parse_time_ms(text: str) -> int:
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return int(stamp.timestamp() * 1000)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meetup-train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--generation", help="tables to train on (default: the current generation)")
+    parser.add_argument("--test-from", type=parse_time_ms, help="ISO date/time: RSVPs from then on are the test set")
+    parser.add_argument("--test-fraction", type=float, default=0.25, help="else: the latest fraction is the test set")
+    parser.add_argument("--classifier", default="auto", choices=["auto", *M.classifiers()])
+    parser.add_argument("--no-promote", action="store_true", help="save the version without making it current")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    layout = generations.layout(settings, args.generation)
+    spark = build_spark(settings, "meetup-train")
+    spark.sparkContext.setLogLevel("WARN")
+    log(f"training on {layout.root}/{layout.generation}")
+    metadata = train(
+        spark,
+        settings,
+        layout,
+        test_from_ms=args.test_from,
+        test_fraction=args.test_fraction,
+        classifier=args.classifier,
+        promote=not args.no_promote,
+    )
+    print(report(metadata))
+    state = "current" if not args.no_promote else "saved, not promoted"
+    where = Registry(settings).path(metadata["version"])
+    log(f"{metadata['version']} ({state}) in {metadata['train_seconds']} s: {where}")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
