@@ -59,15 +59,18 @@ def score_capture(
     return predictions, summary
 
 
-def evaluate(predictions: DataFrame) -> dict:
-    """The model's metrics on the file's final answers, and the majority baseline's (the file's own yes rate)."""
+def evaluate(predictions: DataFrame, training_yes_rate: float | None = None) -> dict:
+    """The model's metrics on the file's final answers, beside constant predictions: the majority baseline
+    (the training yes rate, from the model's record) and, for reference, the file's own yes rate (a
+    constant that knows the answers' share: the best any constant can do here)."""
     labelled = predictions.select(
         (F.col("answer") == "yes").cast("double").alias("label"), F.col("probability_yes").alias("p_yes")
     )
-    model_metrics = M.metrics(labelled)
-    # the baseline that knows the file's yes rate: a constant, so ROC AUC 0.5 and the best constant log loss
-    majority = M.metrics(labelled.withColumn("p_yes", F.lit(model_metrics["yes_rate"])))
-    return {"model": model_metrics, "majority": majority}
+    result = {"model": M.metrics(labelled)}
+    if training_yes_rate is not None:
+        result["majority"] = M.metrics(labelled.withColumn("p_yes", F.lit(training_yes_rate)))
+    result["file rate"] = M.metrics(labelled.withColumn("p_yes", F.lit(result["model"]["yes_rate"])))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         output.to_json(args.out, orient="records", lines=True)
     else:
         output.to_csv(args.out or sys.stdout, index=False)
-    scores = evaluate(predictions)
+    record = Registry(settings).metadata(summary["model_version"])
+    scores = evaluate(predictions, record.get("baselines", {}).get("majority", {}).get("default"))
     quarantined = sum(summary["quarantined"].values())
     print(
         f"meetup-score: {summary['lines']} lines, {len(rows)} RSVPs scored by {summary['model_version']}, "
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, m in scores.items():
         auc = "-" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
         print(
-            f"meetup-score: {name:8} ROC AUC {auc}  log loss {m['log_loss']:.3f}  Brier {m['brier']:.3f}  "
+            f"meetup-score: {name:9} ROC AUC {auc}  log loss {m['log_loss']:.3f}  Brier {m['brier']:.3f}  "
             f"accuracy {m['accuracy']:.3f}",
             file=sys.stderr,
         )

@@ -88,9 +88,7 @@ def train(
         if not windows["train"]["rsvps"] or not windows["test"]["rsvps"]:
             raise SystemExit("meetup-train: the split left no training or no test RSVPs; change --test-from")
 
-        candidates = M.classifiers()
-        if classifier != "auto":
-            candidates = {classifier: candidates[classifier]}
+        candidates = {name: M.classifier(name) for name in (M.CLASSIFIERS if classifier == "auto" else (classifier,))}
         comparison = {}
         if len(candidates) > 1:
             fit_df, validation_df, _ = time_split(train_df, test_from_ms=None, test_fraction=validation_fraction)
@@ -170,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generation", help="tables to train on (default: the current generation)")
     parser.add_argument("--test-from", type=parse_time_ms, help="ISO date/time: RSVPs from then on are the test set")
     parser.add_argument("--test-fraction", type=float, default=0.25, help="else: the latest fraction is the test set")
-    parser.add_argument("--classifier", default="auto", choices=["auto", *M.classifiers()])
+    parser.add_argument("--classifier", default="auto", choices=["auto", *M.CLASSIFIERS])
     parser.add_argument("--no-promote", action="store_true", help="save the version without making it current")
     args = parser.parse_args(argv)
     settings = load_settings()

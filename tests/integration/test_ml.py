@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from datetime import datetime, timezone
 
 import pytest
 from pyspark.sql import functions as F
 
+from common.settings import PROJECT_ROOT
 from ml import features as X
 from ml import model as M
 from ml.categories import train_categories
@@ -78,8 +82,29 @@ def test_batch_scoring_of_any_capture_gives_one_prediction_per_rsvp(spark, train
     assert all(0.0 <= r.probability_yes <= 1.0 and r.model_version == metadata["version"] for r in rows)
     assert all(r.predicted == ("yes" if r.probability_yes >= 0.5 else "no") for r in rows)
     assert summary["lines"] == len(lines) + 2 and sum(summary["quarantined"].values()) == 2
-    scores = evaluate(predictions)
-    assert scores["model"]["roc_auc"] > scores["majority"]["roc_auc"]
+    scores = evaluate(predictions, metadata["baselines"]["majority"]["default"])
+    assert scores["model"]["roc_auc"] > scores["majority"]["roc_auc"] == 0.5
+    assert scores["model"]["log_loss"] < scores["majority"]["log_loss"]
+
+
+def test_the_scoring_cli_writes_one_prediction_per_rsvp(trained, tmp_path):
+    settings, _, metadata = trained
+    out = tmp_path / "predictions.jsonl"
+    env = {**os.environ, "LAKEHOUSE_ROOT": settings.lakehouse_root}
+    done = subprocess.run(
+        [sys.executable, "-m", "ml.score", str(CAPTURE_2021), "--out", str(out)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len({json.loads(line)["rsvp_id"] for line in CAPTURE_2021.read_bytes().splitlines()})
+    assert set(rows[0]) == {"rsvp_id", "probability_yes", "predicted", "model_version"}
+    assert f"scored by {metadata['version']}" in done.stderr and "majority" in done.stderr
+
+
+def test_the_training_cli_explains_itself_without_starting_spark():
+    done = subprocess.run([sys.executable, "-m", "ml.train", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--test-from" in done.stdout and "random_forest" in done.stdout
 
 
 def bronze_rows(spark, frames: list[bytes], first_offset: int):
