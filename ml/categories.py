@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ml.registry import CATEGORY_MODEL, NoModelError, Registry
+from ml.train import table_version
 from pipelines import generations
 from pipelines.layout import Layout
 
@@ -123,7 +124,7 @@ def train_categories(spark: SparkSession, settings: Settings, layout: Layout, ks
     for path in paths.values():
         if not DeltaTable.isDeltaTable(spark, path):
             raise SystemExit(f"meetup-categories: no table at {path}: run the chain first")
-    versions = {f"silver.{n}": DeltaTable.forPath(spark, p).history(1).first()["version"] for n, p in paths.items()}
+    versions = {f"silver.{n}": table_version(spark, p) for n, p in paths.items()}
     read = lambda n: spark.read.format("delta").option("versionAsOf", versions[f"silver.{n}"]).load(paths[n])  # noqa: E731
     topic_sets = group_topic_sets(read("group_topics")).persist()
     model, summary = fit_categories(topic_sets, ks)

@@ -63,6 +63,10 @@ CONTEXT_COLUMNS = (
     "first_response",
     *ARRIVAL,
 )
+# an RSVP's version (silver's newest-wins order), as fields of the scorer's tables
+VERSION_FIELDS = tuple(
+    T.StructField(c, T.IntegerType() if c == "version_partition" else T.LongType()) for c in VERSION_COLUMNS
+)
 STATE = T.StructType(
     [
         T.StructField("rsvp_id", T.LongType()),
@@ -70,7 +74,7 @@ STATE = T.StructType(
         T.StructField("group_id", T.LongType()),
         T.StructField("event_id", T.StringType()),
         T.StructField("yes", T.BooleanType()),
-        *(T.StructField(c, T.IntegerType() if c == "version_partition" else T.LongType()) for c in VERSION_COLUMNS),
+        *VERSION_FIELDS,
     ]
 )
 

@@ -59,7 +59,7 @@ SCORED_RSVPS = T.StructType(
         T.StructField("event_name", T.StringType()),
         T.StructField("country", T.StringType()),
         T.StructField("answer", T.StringType()),  # the newest answer so far; the final one in the end
-        *(T.StructField(c, T.IntegerType() if c == "version_partition" else T.LongType()) for c in VERSION_COLUMNS),
+        *X.VERSION_FIELDS,
     ]
 )
 
