@@ -1,0 +1,200 @@
+"""What the app reads, apart from page code: gold and silver Delta tables, model records, PostgreSQL.
+
+Delta tables are read with the `deltalake` package (delta-rs: no JVM), straight from the object store
+or a local root, for the generation that `<root>/CURRENT` names. Every function returns a pandas
+DataFrame (or a dict) and raises one of two errors the pages turn into plain empty states:
+- `NoData`: the table is not there yet (or holds nothing), with the command that fills it;
+- `ServiceDown`: the object store or PostgreSQL does not answer, with the setting to check.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from common.settings import Settings
+from common.store import Store
+from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
+from pipelines import generations
+
+CHAIN = "make demo (or meetup-chain)"
+
+
+class NoData(Exception):
+    """Nothing to show yet; the message says what to run."""
+
+
+class ServiceDown(Exception):
+    """A service the page needs does not answer; the message names it."""
+
+
+@dataclass(frozen=True)
+class Lakehouse:
+    settings: Settings
+
+    @property
+    def generation(self) -> str:
+        try:
+            return generations.current(self.settings)
+        except Exception as error:  # boto3 raises many kinds for an endpoint that is down
+            raise ServiceDown(f"the object store at {self.settings.s3.endpoint} does not answer ({error})") from error
+
+    def uri(self, layer: str, name: str) -> str:
+        root = self.settings.lakehouse_root.rstrip("/")
+        if root.startswith("s3a://"):
+            root = "s3://" + root[len("s3a://") :]
+        return f"{root}/{self.generation}/{layer}/{name}"
+
+    def storage_options(self) -> dict[str, str]:
+        if urlparse(self.settings.lakehouse_root).scheme not in ("s3a", "s3"):
+            return {}
+        import boto3
+
+        options = {
+            "AWS_ENDPOINT_URL": self.settings.s3.endpoint,
+            "AWS_REGION": self.settings.s3.region,
+            "AWS_ALLOW_HTTP": str(not self.settings.s3.secure).lower(),
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not self.settings.s3.path_style).lower(),
+        }
+        credentials = boto3.session.Session().get_credentials()  # the provider chain, as everywhere else
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options.update({"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key})
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
+        return options
+
+    def table(self, layer: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """A whole table as pandas; NoData when it does not exist or is empty."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        uri = self.uri(layer, name)
+        try:
+            df = DeltaTable(uri, storage_options=self.storage_options()).to_pandas(columns=columns)
+        except TableNotFoundError as error:
+            raise NoData(f"no {layer} table `{name}` yet in generation {self.generation}: run {CHAIN}") from error
+        except OSError as error:
+            raise ServiceDown(f"cannot read {uri}: {error}") from error
+        if df.empty:
+            raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
+        return df
+
+
+# ---- gold ------------------------------------------------------------------------------------------
+
+
+def totals(lake: Lakehouse) -> dict[str, int]:
+    row = lake.table("gold", "rsvp_totals").iloc[0]
+    return {"yes": int(row["yes"]), "no": int(row["no"]), "guests": int(row["guests"])}
+
+
+def rate_per_minute(lake: Lakehouse, minutes: int = 120) -> pd.DataFrame:
+    """RSVPs per minute of stream time (yes, no), the last `minutes` minutes."""
+    df = lake.table("gold", "rsvps_by_region_minute", ["minute", "yes", "no"])
+    per_minute = df.groupby("minute", as_index=False)[["yes", "no"]].sum().sort_values("minute")
+    return per_minute[per_minute["minute"] > per_minute["minute"].max() - pd.Timedelta(minutes=minutes)]
+
+
+def top_groups(lake: Lakehouse) -> pd.DataFrame:
+    groups = lake.table("gold", "top_groups_5min")
+    try:
+        names = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"])
+        groups = groups.merge(names, on="group_id", how="left")
+    except NoData:
+        groups["group_name"] = groups["group_id"].astype(str)
+    return groups.sort_values("yes", ascending=False)
+
+
+def scored_feed(lake: Lakehouse, limit: int = 50) -> pd.DataFrame:
+    try:
+        df = lake.table("gold", "scored_rsvps")
+    except NoData as error:
+        raise NoData(f"{error}. RSVPs are scored once a model exists: run `make train`") from error
+    return df.sort_values(["scored_at", "rsvp_time"], ascending=False).head(limit)
+
+
+def live_accuracy(lake: Lakehouse) -> pd.DataFrame:
+    """Per model version: RSVPs scored, share predicted right against the newest answer, mean p(yes)."""
+    df = lake.table("gold", "scored_rsvps", ["model_version", "predicted", "answer", "probability_yes"])
+    df = df.assign(correct=(df["predicted"] == df["answer"]).astype(float), yes=(df["answer"] == "yes").astype(float))
+    return df.groupby("model_version", as_index=False).agg(
+        scored=("correct", "size"), accuracy=("correct", "mean"), mean_p_yes=("probability_yes", "mean"),
+        yes_rate=("yes", "mean"),
+    )  # fmt: skip
+
+
+def regions(lake: Lakehouse, level: str = "country") -> pd.DataFrame:
+    """yes / no / guests per country (or country, state, city) over all hours."""
+    keys = {"country": ["country"], "city": ["country", "state", "city"]}[level]
+    df = lake.table("gold", "rsvps_by_region_hour")
+    return df.groupby(keys, as_index=False, dropna=False)[["yes", "no", "guests"]].sum()
+
+
+def iso3(alpha_2: str | None) -> str | None:
+    """Plotly's world map wants ISO 3166 alpha-3 codes; the stream has lower-case alpha-2."""
+    import pycountry
+
+    country = pycountry.countries.get(alpha_2=(alpha_2 or "").upper()) if alpha_2 else None
+    return country.alpha_3 if country else None
+
+
+def topic_trends(lake: Lakehouse) -> pd.DataFrame:
+    trends = lake.table("gold", "topic_trends")
+    try:
+        names = lake.table("silver", "topics", ["urlkey", "topic_name"])
+        trends = trends.merge(names, on="urlkey", how="left")
+    except NoData:
+        trends["topic_name"] = trends["urlkey"]
+    return trends
+
+
+def category_trends(lake: Lakehouse) -> pd.DataFrame:
+    try:
+        return lake.table("gold", "category_trends")
+    except NoData as error:
+        raise NoData(f"{error} (categories appear once `make train` has run meetup-categories)") from error
+
+
+def pipeline_metrics(lake: Lakehouse) -> pd.DataFrame:
+    return lake.table("gold", "pipeline_metrics").sort_values("batch_started")
+
+
+def freshness(lake: Lakehouse) -> pd.DataFrame:
+    return lake.table("gold", "freshness").sort_values("visible_at")
+
+
+def quarantine(lake: Lakehouse, limit: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(counts per reason, the most recent rows) of silver's quarantine."""
+    df = lake.table("silver", "quarantine", ["topic", "partition", "offset", "reason", "detail", "quarantined_at"])
+    counts = df.groupby("reason", as_index=False).size().rename(columns={"size": "rows"})
+    return counts.sort_values("rows", ascending=False), df.sort_values("quarantined_at", ascending=False).head(limit)
+
+
+# ---- models ----------------------------------------------------------------------------------------
+
+
+def model_record(settings: Settings, name: str = RESPONSE_MODEL) -> dict:
+    """The current version's metadata.json; NoData before the first training."""
+    try:
+        return Registry(settings, name).metadata()
+    except NoModelError as error:
+        raise NoData(f"no model yet: run `make train` once the chain has data ({error})") from error
+    except Exception as error:
+        raise ServiceDown(f"the object store at {settings.s3.endpoint} does not answer ({error})") from error
+
+
+def model_versions(settings: Settings) -> list[str]:
+    return Registry(settings).versions()
+
+
+def categories_record(settings: Settings) -> dict:
+    return model_record(settings, CATEGORY_MODEL)
+
+
+def generations_record(settings: Settings) -> dict:
+    data = Store(settings).read(generations.POINTER)
+    return json.loads(data) if data else {"generation": "g1"}

@@ -1,0 +1,52 @@
+"""Live: RSVP rate, running yes/no, top groups of the last 5 minutes, the scored feed; refreshes itself."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from app import data
+from app.ui import REFRESH, lake, load
+
+st.title("Live")
+minutes = st.slider("Minutes of stream time on the rate chart", 10, 240, 60, step=10, key="live_minutes")
+feed_rows = st.selectbox("Scored RSVPs in the feed", [20, 50, 100], index=0, key="live_feed_rows")
+
+
+@st.fragment(run_every=REFRESH)
+def live() -> None:
+    lh = lake()
+    totals = load(lambda: data.totals(lh))
+    if totals:
+        yes, no, guests = st.columns(3)
+        yes.metric("yes", f"{totals['yes']:,}")
+        no.metric("no", f"{totals['no']:,}")
+        guests.metric("guests (of yes)", f"{totals['guests']:,}")
+    rate = load(lambda: data.rate_per_minute(lh, minutes))
+    if rate is not None:
+        chart = px.bar(rate, x="minute", y=["yes", "no"], title="RSVPs per minute (stream time)")
+        st.plotly_chart(chart, key="rate_chart")
+    left, right = st.columns(2)
+    with left:
+        groups = load(lambda: data.top_groups(lh))
+        if groups is not None:
+            chart = px.bar(
+                groups.head(10), x="yes", y="group_name", orientation="h", title="Top groups, last 5 minutes"
+            )
+            chart.update_yaxes(autorange="reversed")
+            st.plotly_chart(chart, key="groups_chart")
+    with right:
+        if totals:
+            pie = px.pie(names=["yes", "no"], values=[totals["yes"], totals["no"]], title="Running yes / no")
+            st.plotly_chart(pie, key="totals_chart")
+    st.subheader("Scored RSVPs")
+    feed = load(lambda: data.scored_feed(lh, feed_rows))
+    if feed is not None:
+        st.dataframe(
+            feed[["scored_at", "group_name", "event_name", "country", "answer", "probability_yes", "predicted",
+                  "model_version"]],
+            hide_index=True,
+        )  # fmt: skip
+
+
+live()

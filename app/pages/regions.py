@@ -1,0 +1,26 @@
+"""Regions: RSVPs by country on a map, by city in a table, with filters."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from app import data
+from app.ui import lake, load
+
+st.title("Regions")
+lh = lake()
+countries = load(lambda: data.regions(lh, "country"))
+if countries is not None:
+    measure = st.radio("Measure", ["yes", "no", "guests"], horizontal=True, key="regions_measure")
+    shown = countries.assign(iso2=countries["country"].str.upper())
+    shown["iso3"] = shown["country"].map(data.iso3)
+    chart = px.choropleth(shown.dropna(subset=["iso3"]), locations="iso3", color=measure, hover_name="iso2",
+                          title=f"{measure} by group country", color_continuous_scale="Blues")  # fmt: skip
+    st.plotly_chart(chart, key="regions_map")
+    cities = load(lambda: data.regions(lh, "city"))
+    if cities is not None:
+        chosen = st.multiselect("Countries", sorted(cities["country"].dropna().unique()), key="regions_countries")
+        if chosen:
+            cities = cities[cities["country"].isin(chosen)]
+        st.dataframe(cities.sort_values(measure, ascending=False), hide_index=True)

@@ -1,0 +1,77 @@
+"""The model page's form: one hand-written RSVP scored by the persisted MLlib PipelineModel.
+
+The app's only use of Spark: a local session (one core) started on the first score, and the model
+version CURRENT names, loaded once per version. The form's fields become a message like the stream's,
+through the same feature code as training and the chain; the member's history comes from the form.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from common.settings import Settings
+
+_lock = threading.Lock()
+_spark = None
+_models: dict[str, object] = {}
+
+
+def _session(settings: Settings):
+    global _spark
+    if _spark is None:
+        from common.spark import build_spark
+
+        _spark = build_spark(
+            settings, "meetup-app-scoring", master="local[1]", extra_conf={"spark.ui.enabled": "false"}
+        )
+    return _spark
+
+
+def message(
+    *, guests: int, lead_hours: float, country: str | None, online: bool, topics: list[str], now_ms: int
+) -> dict:
+    """A stream-shaped RSVP message from the form (group at longitude 0: local time is UTC)."""
+    starts = now_ms + int(lead_hours * 3_600_000)
+    msg = {
+        "rsvp_id": 1,
+        "mtime": now_ms,
+        "response": "yes",  # the label's field: required by validation, never a feature
+        "guests": guests,
+        "visibility": "public",
+        "member": {"member_id": 1, "member_name": "form"},
+        "event": {"event_id": "form", "event_name": "form", "event_url": "-", "time": starts},
+        "group": {
+            "group_id": 1, "group_name": "form", "group_urlname": "form", "group_city": "-",
+            "group_country": country or "us", "group_lat": 0, "group_lon": 0,
+            "group_topics": [{"urlkey": t, "topic_name": t} for t in topics],
+        },
+    }  # fmt: skip
+    if not online:
+        msg["venue"] = {"venue_id": 1, "venue_name": "venue", "lat": 1.0, "lon": 1.0}
+    return msg
+
+
+def score_one(settings: Settings, *, member_yes: int, member_no: int, **fields) -> tuple[str, float]:
+    """(model version, probability of yes) for the form's RSVP."""
+    from pyspark.sql import functions as F
+
+    from ml import features as X
+    from ml.model import predict
+    from ml.registry import Registry
+
+    with _lock:  # one Spark job at a time from this app
+        spark = _session(settings)
+        registry = Registry(settings)
+        version = registry.current()
+        if version not in _models:
+            _models[version] = registry.load(version)[1]
+        msg = message(now_ms=int(time.time() * 1000), **fields)
+        rows = spark.createDataFrame(
+            [(json.dumps(msg), 0, 0, 0)], "value string, partition int, offset long, arrival_ms long"
+        )
+        features = X.rsvp_features(X.valid_messages(rows))
+        features = features.withColumn("member_yes", F.lit(member_yes)).withColumn("member_no", F.lit(member_no))
+        features = X.history_features(features)  # the derived history columns again, from the form's counts
+        return version, float(predict(_models[version], features).first()["p_yes"])
