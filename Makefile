@@ -7,14 +7,14 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness bench-ml chain replay maintain train score clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness bench-ml chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: system venv jars ## install everything: system packages, Python packages, JVM jars
 
-system: ## apt packages that are missing (Java 17, Maven, PostgreSQL)
+system: ## apt packages that are missing (Java 17, Maven, PostgreSQL, Chromium)
 	@bash stack/install-system.sh
 
 venv: $(VENV)/.installed ## the Python virtualenv with the project and its dev tools
@@ -38,13 +38,14 @@ stack-status: ## health of each service
 	@$(STACK) status
 
 SPEED ?= 10
-demo: stack-up ## set up, start the stack, replay the captures (SPEED x real time) through Kafka, bronze, silver, PostgreSQL
+demo: stack-up ## set up, start the stack, replay the captures (SPEED x real time) through Kafka and the chain, serve the app
 	@$(STACK) status
-	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL, gold, scoring); Ctrl-C stops (the stack stays up)"
+	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL, gold, scoring) -> app on http://127.0.0.1:8501; Ctrl-C stops (the stack stays up)"
 	@trap 'trap - INT TERM; kill -TERM $$(jobs -p) 2>/dev/null; wait' INT TERM; \
 	$(BIN)/meetup-replay-server --captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded --speed $(SPEED) & \
 	sleep 2; $(BIN)/meetup-ingest --streams rsvps & \
 	$(BIN)/meetup-chain --streams rsvps --interval '5 seconds' & \
+	$(BIN)/meetup-app & \
 	wait
 
 replay-server: venv ## the Meetup-compatible stream server on ws://127.0.0.1:8765 (ARGS=... to change)
@@ -91,6 +92,9 @@ train: stack-up ## train the yes/no model and the group categories on the curren
 score: stack-up ## score a capture with the current model: make score CAPTURE=data/rsvps/2021-09-02_capture.jsonl
 	@test -n "$(CAPTURE)" || { echo "usage: make score CAPTURE=<file.jsonl> [ARGS='--out predictions.csv']"; exit 2; }
 	$(BIN)/meetup-score $(CAPTURE) $(ARGS)
+
+app: venv ## the Streamlit app on http://127.0.0.1:8501 (ARGS="--port 8600")
+	$(BIN)/meetup-app $(ARGS)
 
 lint: venv ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

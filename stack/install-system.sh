@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the project needs, only those that are missing:
-# Java 17 (Kafka, S3Proxy, Spark), Maven (resolves the jars), PostgreSQL (the mirror), python3-venv.
+# Java 17 (Kafka, S3Proxy, Spark), Maven (resolves the jars), PostgreSQL (the mirror), python3-venv,
+# Chromium (the app's browser tests drive it headless through Playwright).
 # Uses apt-get (Debian/Ubuntu); as non-root it goes through sudo.
 set -euo pipefail
 
@@ -10,9 +11,10 @@ command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "system: java, maven, postgresql and python3-venv already installed"
+  echo "system: java, maven, postgresql, python3-venv and chromium already installed"
   exit 0
 fi
 

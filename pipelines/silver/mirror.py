@@ -79,6 +79,10 @@ def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('meetup-rsvps ddl'))")  # two jobs starting at once
             for path in files:
                 cur.execute(path.read_text())
+            # the app's query page reads as the reader role, whichever schema the mirror writes
+            schema, reader = sql.Identifier(settings.postgres.schema), sql.Identifier(settings.postgres.reader_user)
+            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, reader))
+            cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, reader))
     finally:
         conn.close()
     return [path.name for path in files]

@@ -1,0 +1,38 @@
+"""The scoring form with a real MLlib model persisted in the (local) lakehouse and a real Spark.
+(The query page against the real mirror: tests/integration/test_app_query.py.)"""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import functions as F
+from streamlit.testing.v1 import AppTest
+
+from common.settings import PROJECT_ROOT, load_settings
+from ml import features as X
+from ml import model as M
+from ml.registry import Registry
+from tests.app.conftest import model_record
+from tests.unit.test_ml_features import T0, messages, rsvp
+
+pytestmark = pytest.mark.integration
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(PROJECT_ROOT / "app" / "pages" / f"{name}.py"), default_timeout=180)
+
+
+def test_the_scoring_form_returns_a_probability_from_the_persisted_model(spark, lake):
+    entries = [
+        rsvp(i, member=i % 7, guests=i % 3, mtime=T0 + i, response="no" if i % 4 == 0 else "yes") for i in range(1, 61)
+    ]
+    features = X.rsvp_features(messages(spark, *entries))
+    labelled = features.withColumn("label", (F.col("first_response") == "yes").cast("double"))
+    model = M.build_pipeline(M.classifier("logistic_regression")).fit(labelled)
+    version = Registry(load_settings()).save(model, model_record())  # a real MLlib model in this lakehouse
+
+    at = page("model").run()
+    at.number_input[0].set_value(2)  # guests
+    at.button[0].click().run()
+    assert not at.exception
+    (shown,) = [m for m in at.metric if m.label.startswith("p(yes)")]
+    assert shown.label == f"p(yes) by {version}" and 0.0 < float(shown.value) < 1.0

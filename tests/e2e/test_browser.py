@@ -1,0 +1,194 @@
+"""The app in real headless Chromium (Debian's package, driven by Playwright) against a running system:
+replay server -> producer -> Kafka -> the whole chain -> the app, each its own process.
+
+Screenshots of every page are kept in tests/artifacts/screenshots/ (not committed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from common.settings import PROJECT_ROOT
+from ml import features as X
+from ml import model as M
+from ml.registry import Registry
+from tests.app.conftest import model_record
+from tests.conftest import new_name
+from tests.integration.lakehouse import isolated
+from tests.unit.test_ml_features import T0, messages, rsvp
+
+pytestmark = pytest.mark.integration
+
+SHOTS = PROJECT_ROOT / "tests" / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+PAGES = {"live": "Live", "regions": "Regions", "categories": "Categories and topics", "model": "Model",
+         "health": "Pipeline health", "query": "Query the PostgreSQL mirror"}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=PROJECT_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_for_http(url: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def system(stack, spark, tmp_path_factory):
+    settings = isolated(stack, new_name())
+    # a real MLlib model in this lakehouse (fitted on a few synthetic RSVPs), so the chain scores and the form answers
+    entries = [
+        rsvp(i, member=i % 7, guests=i % 3, mtime=T0 + i, response="no" if i % 4 == 0 else "yes") for i in range(1, 61)
+    ]
+    labelled = X.rsvp_features(messages(spark, *entries)).withColumn(
+        "label", (F.col("first_response") == "yes").cast("double")
+    )
+    Registry(settings).save(M.build_pipeline(M.classifier("logistic_regression")).fit(labelled), model_record())
+    logs = tmp_path_factory.mktemp("system")
+    env = {
+        **os.environ,
+        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "LAKEHOUSE_ROOT": settings.lakehouse_root,
+        "POSTGRES_SCHEMA": settings.postgres.schema,
+        "SPARK_MASTER": "local[2]",
+        "SPARK_SHUFFLE_PARTITIONS": "2",
+        "SPARK_UI_ENABLED": "false",
+    }
+    stream_port, app_port = free_port(), free_port()
+    captures = str(PROJECT_ROOT / "data" / "rsvps" / "2015-03-08_capture.jsonl")
+    processes = [
+        start(["-m", "ingest.server", "--port", str(stream_port), "--captures", captures, "--rebase", "--loop",
+               "--pace", "rate", "--rate", "20"], env, logs / "server.log"),
+        start(["-m", "ingest.producer", "--url", f"ws://127.0.0.1:{stream_port}", "--streams", "rsvps"], env,
+              logs / "ingest.log"),
+        start(["-m", "pipelines.chain", "--streams", "rsvps", "--interval", "3 seconds"], env, logs / "chain.log"),
+        start(["-m", "app.cli", "--port", str(app_port)], env, logs / "app.log"),
+    ]  # fmt: skip
+    try:
+        wait_for_http(f"http://127.0.0.1:{app_port}/_stcore/health")
+        yield f"http://127.0.0.1:{app_port}", logs
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def open_page(browser, url: str, title: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+    return page
+
+
+def wait_until(check, timeout: float, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
+
+def plotted_points(page) -> list[int]:
+    """Points in each Plotly chart on the page, as the browser holds them."""
+    return page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].map(el => (el.data || [])"
+        ".reduce((n, t) => n + ((t.x || t.values || t.locations || []).length), 0))"
+    )
+
+
+def metric(page, label: str) -> int | None:
+    found = page.locator('[data-testid="stMetric"]', has_text=label)
+    if not found.count():
+        return None
+    return int(found.first.locator('[data-testid="stMetricValue"]').inner_text().replace(",", ""))
+
+
+def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, browser):
+    url, logs = system
+    page = open_page(browser, url, "Live")
+    first = wait_until(lambda: metric(page, "yes"), timeout=420)
+    assert first, f"no totals within 7 minutes; chain log: {(logs / 'chain.log').read_text()[-3000:]}"
+    later = wait_until(lambda: (metric(page, "yes") or 0) > first and metric(page, "yes"), timeout=240)
+    assert later and later > first, "the live page's numbers grow without a reload"
+    assert wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=60)
+    assert not page.locator('[data-testid="stException"]').count()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["regions", "categories", "model", "health", "query"])
+def test_every_page_loads_without_an_exception(system, browser, path):
+    url, _ = system
+    page = open_page(browser, f"{url}/{path}", PAGES[path])
+    time.sleep(3)  # let the script run to its end
+    assert not page.locator('[data-testid="stException"]').count()
+    if path in ("regions", "health"):
+        assert wait_until(lambda: any(n > 0 for n in plotted_points(page)), timeout=120), f"{path}: no chart data"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+
+
+def test_the_scoring_form_returns_a_probability(system, browser):
+    url, _ = system
+    page = open_page(browser, f"{url}/model", "Model")
+    page.get_by_role("button", name="Score").click()
+    shown = page.locator('[data-testid="stMetric"]', has_text="p(yes) by")
+    shown.wait_for(timeout=180_000)  # the first score starts a local Spark in the app
+    value = float(shown.locator('[data-testid="stMetricValue"]').inner_text())
+    assert 0.0 < value < 1.0
+    page.screenshot(path=str(SHOTS / "model-scored.png"), full_page=True)
+
+
+def test_the_query_page_rejects_a_write(system, browser):
+    url, _ = system
+    page = open_page(browser, f"{url}/query", "Query the PostgreSQL mirror")
+    box = page.get_by_label("SQL")
+    box.fill("DELETE FROM rsvps")
+    box.press("Control+Enter")  # commit the text area's value before the click
+    page.get_by_role("button", name="Run").click()
+    error = page.locator('[data-testid="stAlert"]', has_text="read-only transaction")
+    error.wait_for(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "query-refused.png"), full_page=True)
