@@ -132,10 +132,11 @@ def wait_until(check, timeout: float, every: float = 2.0):
 
 
 def plotted_points(page) -> list[int]:
-    """Points in each Plotly chart on the page, as the browser holds them."""
+    """Points drawn in each Plotly chart on the page: plotly.js's computed data (the traces themselves may
+    hold base64 typed arrays, which have no length)."""
     return page.evaluate(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].map(el => (el.data || [])"
-        ".reduce((n, t) => n + ((t.x || t.values || t.locations || []).length), 0))"
+        "() => [...document.querySelectorAll('.js-plotly-plot')].map(el => (el.calcdata || [])"
+        ".reduce((n, trace) => n + trace.length, 0))"
     )
 
 
