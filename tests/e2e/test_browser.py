@@ -179,7 +179,7 @@ def test_the_scoring_form_returns_a_probability(system, browser):
     shown = page.locator('[data-testid="stMetric"]', has_text="p(yes) by")
     shown.wait_for(timeout=180_000)  # the first score starts a local Spark in the app
     value = float(shown.locator('[data-testid="stMetricValue"]').inner_text())
-    assert 0.0 < value < 1.0
+    assert 0.0 <= value <= 1.0  # the synthetic model is sure of itself: 1.000 is a fair answer
     page.screenshot(path=str(SHOTS / "model-scored.png"), full_page=True)
 
 
