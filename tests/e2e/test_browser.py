@@ -186,7 +186,7 @@ def test_the_scoring_form_returns_a_probability(system, browser):
 def test_the_query_page_rejects_a_write(system, browser):
     url, _ = system
     page = open_page(browser, f"{url}/query", "Query the PostgreSQL mirror")
-    box = page.get_by_label("SQL")
+    box = page.get_by_role("textbox", name="SQL")
     box.fill("DELETE FROM rsvps")
     box.press("Control+Enter")  # commit the text area's value before the click
     page.get_by_role("button", name="Run").click()
