@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness bench-ml chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness bench-ml bench-app chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench-freshness: stack-up ## Kafka append -> gold / PostgreSQL freshness at 20 a
 
 bench-ml: stack-up ## model training time on the captures, batch and streaming scoring rates (bench/results/ml.md)
 	$(BIN)/python -m bench.ml --size 100000
+
+bench-app: stack-up ## the app's time to first render and per refresh at 10k, 100k and 1M RSVPs (bench/results/app.md)
+	$(BIN)/python -m bench.app
 
 chain: stack-up ## the Spark chain (bronze -> silver + PostgreSQL, gold, scoring), continuously; ARGS="--available-now" etc.
 	$(BIN)/meetup-chain $(ARGS)

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         "streamlit", "run", str(APP),
         "--server.address", args.address, "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
     ]  # fmt: skip
     return streamlit_cli.main()
 

@@ -10,10 +10,16 @@ DataFrame (or a dict) and raises one of two errors the pages turn into plain emp
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlparse
 
 import pandas as pd
+import pyarrow as pa
+from deltalake import DeltaTable
 
 from common.settings import Settings
 from common.store import Store
@@ -21,6 +27,7 @@ from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
 from pipelines import generations
 
 CHAIN = "make demo (or meetup-chain)"
+HOUR = pd.Timedelta(hours=1)
 
 
 class NoData(Exception):
@@ -31,11 +38,21 @@ class ServiceDown(Exception):
     """A service the page needs does not answer; the message names it."""
 
 
+# Open tables are kept between page runs and brought up to date with `update_incremental`, which reads only
+# the commits since the last read: reopening a table on every refresh re-reads its log from the last
+# checkpoint. One lock per table, because Streamlit runs each browser session in its own thread.
+_OPEN: dict[tuple, tuple[DeltaTable, threading.Lock]] = {}
+_OPEN_LOCK = threading.Lock()
+_OPEN_MAX = 64
+
+
 @dataclass(frozen=True)
 class Lakehouse:
+    """The lakehouse as one page run sees it: the generation and the credentials are looked up once per run."""
+
     settings: Settings
 
-    @property
+    @cached_property
     def generation(self) -> str:
         try:
             return generations.current(self.settings)
@@ -47,6 +64,10 @@ class Lakehouse:
         if root.startswith("s3a://"):
             root = "s3://" + root[len("s3a://") :]
         return f"{root}/{self.generation}/{layer}/{name}"
+
+    @cached_property
+    def options(self) -> dict[str, str]:
+        return self.storage_options()
 
     def storage_options(self) -> dict[str, str]:
         if urlparse(self.settings.lakehouse_root).scheme not in ("s3a", "s3"):
@@ -67,21 +88,95 @@ class Lakehouse:
                 options["AWS_SESSION_TOKEN"] = frozen.token
         return options
 
-    def table(self, layer: str, name: str, columns: list[str] | None = None) -> pd.DataFrame:
-        """A whole table as pandas; NoData when it does not exist or is empty."""
-        from deltalake import DeltaTable
+    @contextmanager
+    def delta(self, layer: str, name: str) -> Iterator[DeltaTable]:
+        """The table at its newest version, held for this reader alone while the block runs."""
         from deltalake.exceptions import TableNotFoundError
 
         uri = self.uri(layer, name)
-        try:
-            df = DeltaTable(uri, storage_options=self.storage_options()).to_pandas(columns=columns)
-        except TableNotFoundError as error:
-            raise NoData(f"no {layer} table `{name}` yet in generation {self.generation}: run {CHAIN}") from error
-        except OSError as error:
-            raise ServiceDown(f"cannot read {uri}: {error}") from error
+        key = (uri, tuple(sorted(self.options.items())))
+        with _OPEN_LOCK:
+            table, lock = _OPEN.get(key, (None, threading.Lock()))
+        with lock:
+            try:
+                if table is None:
+                    table = DeltaTable(uri, storage_options=self.options)
+                else:
+                    try:
+                        table.update_incremental()
+                    except Exception:  # dropped and re-created under the same name, or vacuumed: start over
+                        table = DeltaTable(uri, storage_options=self.options)
+            except TableNotFoundError as error:
+                raise NoData(f"no {layer} table `{name}` yet in generation {self.generation}: run {CHAIN}") from error
+            except OSError as error:
+                raise ServiceDown(f"cannot read {uri}: {error}") from error
+            with _OPEN_LOCK:
+                if key not in _OPEN and len(_OPEN) >= _OPEN_MAX:
+                    _OPEN.pop(next(iter(_OPEN)))
+                _OPEN[key] = (table, lock)
+            try:
+                yield table
+            except OSError as error:
+                raise ServiceDown(f"cannot read {uri}: {error}") from error
+
+    def table(
+        self, layer: str, name: str, columns: list[str] | None = None, filters: list | None = None
+    ) -> pd.DataFrame:
+        """A table (or the rows that pass `filters`, whose files are pruned by their statistics) as pandas;
+        NoData when it does not exist or is empty."""
+        with self.delta(layer, name) as table:
+            df = table.to_pandas(columns=columns, filters=filters or None)
+        if df.empty and not filters:
+            raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
+        return df
+
+    def newest(self, layer: str, name: str, column: str, limit: int, columns: list[str] | None = None) -> pd.DataFrame:
+        """At least the `limit` rows with the largest `column` (all rows tied with them too), reading only the
+        files that can hold them: files are taken newest-first by their max statistic until they hold `limit`
+        rows, and no row below the smallest min among them can be in the top `limit`."""
+        with self.delta(layer, name) as table:
+            threshold = _threshold(pa.table(table.get_add_actions(flatten=True)), column, limit)
+            filters = [(column, ">=", threshold)] if threshold is not None else None
+            df = table.to_pandas(columns=columns, filters=filters)
+            if len(df) < limit and filters:  # deletion vectors make num_records an overcount: read it all
+                df = table.to_pandas(columns=columns)
         if df.empty:
             raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
         return df
+
+    def since_newest(self, layer: str, name: str, column: str, span: pd.Timedelta, columns: list[str] | None = None):
+        """Rows whose `column` is within `span` of the table's largest value (found from file statistics)."""
+        with self.delta(layer, name) as table:
+            actions = pa.table(table.get_add_actions(flatten=True))
+            newest = _stat(actions, f"max.{column}", max)
+            filters = [(column, ">=", newest - span.to_pytimedelta())] if newest is not None else None
+            df = table.to_pandas(columns=columns, filters=filters)
+        if df.empty:
+            raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
+        return df
+
+
+def _stat(actions: pa.Table, field: str, pick):
+    if field not in actions.column_names:
+        return None
+    values = [v for v in actions.column(field).to_pylist() if v is not None]
+    return pick(values) if values and len(values) == actions.num_rows else None
+
+
+def _threshold(actions: pa.Table, column: str, limit: int):
+    if f"max.{column}" not in actions.column_names or f"min.{column}" not in actions.column_names:
+        return None
+    files = list(zip(actions.column(f"max.{column}").to_pylist(), actions.column(f"min.{column}").to_pylist(),
+                     actions.column("num_records").to_pylist(), strict=True))  # fmt: skip
+    if any(None in f for f in files):
+        return None  # a file without statistics (or all nulls): no safe threshold
+    held, smallest = 0, None
+    for _, least, rows in sorted(files, key=lambda f: f[0], reverse=True):
+        smallest = least if smallest is None else min(smallest, least)
+        held += rows
+        if held >= limit:
+            return smallest
+    return None
 
 
 # ---- gold ------------------------------------------------------------------------------------------
@@ -94,16 +189,18 @@ def totals(lake: Lakehouse) -> dict[str, int]:
 
 def rate_per_minute(lake: Lakehouse, minutes: int = 120) -> pd.DataFrame:
     """RSVPs per minute of stream time (yes, no), the last `minutes` minutes."""
-    df = lake.table("gold", "rsvps_by_region_minute", ["minute", "yes", "no"])
-    per_minute = df.groupby("minute", as_index=False)[["yes", "no"]].sum().sort_values("minute")
-    return per_minute[per_minute["minute"] > per_minute["minute"].max() - pd.Timedelta(minutes=minutes)]
+    df = lake.since_newest("gold", "rsvps_by_region_minute", "minute", pd.Timedelta(minutes=minutes - 1),
+                           ["minute", "yes", "no"])  # fmt: skip
+    return df.groupby("minute", as_index=False)[["yes", "no"]].sum().sort_values("minute")
 
 
 def top_groups(lake: Lakehouse) -> pd.DataFrame:
     groups = lake.table("gold", "top_groups_5min")
     try:
-        names = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"])
+        names = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"],
+                           filters=[("group_id", "in", [int(g) for g in groups["group_id"]])])  # fmt: skip
         groups = groups.merge(names, on="group_id", how="left")
+        groups["group_name"] = groups["group_name"].fillna(groups["group_id"].astype(str))
     except NoData:
         groups["group_name"] = groups["group_id"].astype(str)
     return groups.sort_values("yes", ascending=False)
@@ -111,7 +208,7 @@ def top_groups(lake: Lakehouse) -> pd.DataFrame:
 
 def scored_feed(lake: Lakehouse, limit: int = 50) -> pd.DataFrame:
     try:
-        df = lake.table("gold", "scored_rsvps")
+        df = lake.newest("gold", "scored_rsvps", "scored_at", limit)
     except NoData as error:
         raise NoData(f"{error}. RSVPs are scored once a model exists: run `make train`") from error
     return df.sort_values(["scored_at", "rsvp_time"], ascending=False).head(limit)
@@ -159,12 +256,13 @@ def category_trends(lake: Lakehouse) -> pd.DataFrame:
         raise NoData(f"{error} (categories appear once `make train` has run meetup-categories)") from error
 
 
-def pipeline_metrics(lake: Lakehouse) -> pd.DataFrame:
-    return lake.table("gold", "pipeline_metrics").sort_values("batch_started")
+def pipeline_metrics(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
+    """Per query and batch, the last `span` of batches before the newest."""
+    return lake.since_newest("gold", "pipeline_metrics", "batch_started", span).sort_values("batch_started")
 
 
-def freshness(lake: Lakehouse) -> pd.DataFrame:
-    return lake.table("gold", "freshness").sort_values("visible_at")
+def freshness(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
+    return lake.since_newest("gold", "freshness", "visible_at", span).sort_values("visible_at")
 
 
 def quarantine(lake: Lakehouse, limit: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 PAGES = [
-    st.Page("pages/live.py", title="Live", icon=":material/bolt:", default=True),
-    st.Page("pages/regions.py", title="Regions", icon=":material/public:"),
-    st.Page("pages/categories.py", title="Categories and topics", icon=":material/category:"),
-    st.Page("pages/model.py", title="Model", icon=":material/model_training:"),
-    st.Page("pages/health.py", title="Pipeline health", icon=":material/monitor_heart:"),
-    st.Page("pages/query.py", title="Query", icon=":material/database:"),
+    st.Page("views/live.py", title="Live", icon=":material/bolt:", default=True),
+    st.Page("views/regions.py", title="Regions", icon=":material/public:"),
+    st.Page("views/categories.py", title="Categories and topics", icon=":material/category:"),
+    st.Page("views/model.py", title="Model", icon=":material/model_training:"),
+    st.Page("views/health.py", title="Pipeline health", icon=":material/monitor_heart:"),
+    st.Page("views/query.py", title="Query", icon=":material/database:"),
 ]
 
 st.set_page_config(page_title="meetup-rsvps", layout="wide")

@@ -1,13 +1,16 @@
 """The model page's form: one hand-written RSVP scored by the persisted MLlib PipelineModel.
 
-The app's only use of Spark: a local session (one core) started on the first score, and the model
-version CURRENT names, loaded once per version. The form's fields become a message like the stream's,
+The app's only use of Spark: a local session (one core), and the model version CURRENT names, loaded once
+per version. The model page starts both in the background on its first visit (`warm_up`), so the form
+answers in about a second instead of waiting for a JVM. The form's fields become a message like the stream's,
 through the same feature code as training and the chain; the member's history comes from the form.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 
@@ -16,6 +19,7 @@ from common.settings import Settings
 _lock = threading.Lock()
 _spark = None
 _models: dict[str, object] = {}
+_warming = threading.Event()
 
 
 def _session(settings: Settings):
@@ -27,6 +31,30 @@ def _session(settings: Settings):
             settings, "meetup-app-scoring", master="local[1]", extra_conf={"spark.ui.enabled": "false"}
         )
     return _spark
+
+
+def warm_up(settings: Settings) -> None:
+    """Start the session and load the current version in a background thread, once per app process
+    (MEETUP_APP_WARM_UP=0 turns it off: the first score then starts them)."""
+    if _warming.is_set() or os.environ.get("MEETUP_APP_WARM_UP", "1") == "0":
+        return
+    _warming.set()
+
+    def prepare() -> None:
+        from ml.registry import Registry
+
+        try:
+            with _lock:
+                spark = _session(settings)
+                version = Registry(settings).current()
+                if version and version not in _models:
+                    _models[version] = Registry(settings).load(version)[1]
+                spark.range(1).count()  # the first job pays for code generation; not the user's
+        except Exception as error:  # the form shows its own error when used; the next visit tries again
+            print(f"meetup-app: scoring warm-up failed: {error}", file=sys.stderr, flush=True)
+            _warming.clear()
+
+    threading.Thread(target=prepare, name="scoring-warm-up", daemon=True).start()
 
 
 def message(

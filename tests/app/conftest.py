@@ -90,6 +90,12 @@ def model_record() -> dict:
     }  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def no_scoring_warm_up(monkeypatch):
+    """The model page would start a Spark for its form in the background; these pages have no real model."""
+    monkeypatch.setenv("MEETUP_APP_WARM_UP", "0")
+
+
 @pytest.fixture
 def empty_lake(tmp_path, monkeypatch):
     monkeypatch.setenv("LAKEHOUSE_ROOT", str(tmp_path / "lake"))

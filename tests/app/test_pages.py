@@ -11,7 +11,7 @@ PAGES = ["live", "regions", "categories", "model", "health", "query"]
 
 
 def run(page: str) -> AppTest:
-    at = AppTest.from_file(str(PROJECT_ROOT / "app" / "pages" / f"{page}.py"), default_timeout=60)
+    at = AppTest.from_file(str(PROJECT_ROOT / "app" / "views" / f"{page}.py"), default_timeout=60)
     return at.run()
 
 

@@ -14,6 +14,7 @@ from app.ui import lake, load, settings
 st.title("Model")
 record = load(lambda: data.model_record(settings()))
 if record is not None:
+    scoring.warm_up(settings())
     st.caption(
         f"version **{record['version']}** ({record['classifier']}, {record['chosen_by']}), trained "
         f"{record['created_at']} on {record['training_window']['rsvps']:,} RSVPs "
@@ -67,7 +68,7 @@ if submitted:
     if record is None:
         st.info("No model yet: run `make train` once the chain has data.")
     else:
-        with st.spinner("Loading the MLlib model (the first time starts a local Spark)…"):
+        with st.spinner("Scoring with the MLlib model (a local Spark, started when this page first opened)…"):
             version, probability = scoring.score_one(
                 settings(),
                 guests=int(guests), lead_hours=float(lead_hours), country=country.strip().lower() or None,

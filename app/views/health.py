@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -9,17 +10,20 @@ from app import data
 from app.ui import REFRESH, lake, load
 
 st.title("Pipeline health")
+WINDOWS = {"15 minutes": pd.Timedelta(minutes=15), "1 hour": pd.Timedelta(hours=1), "6 hours": pd.Timedelta(hours=6),
+           "1 day": pd.Timedelta(days=1), "7 days": pd.Timedelta(days=7)}  # fmt: skip
+window = st.selectbox("Batches up to the newest, over the last", list(WINDOWS), index=1, key="health_window")
 
 
 @st.fragment(run_every=REFRESH)
 def health() -> None:
     lh = lake()
-    fresh = load(lambda: data.freshness(lh))
+    fresh = load(lambda: data.freshness(lh, WINDOWS[window]))
     if fresh is not None:
         fig = px.line(fresh, x="visible_at", y="p95_ms", color="stage", markers=True,
                       title="Freshness: Kafka append -> visible, p95 per batch (ms)")  # fmt: skip
         st.plotly_chart(fig, key="freshness_chart")
-    metrics = load(lambda: data.pipeline_metrics(lh))
+    metrics = load(lambda: data.pipeline_metrics(lh, WINDOWS[window]))
     if metrics is not None:
         left, right = st.columns(2)
         left.plotly_chart(px.line(metrics, x="batch_started", y="processed_rows_per_s", color="query",

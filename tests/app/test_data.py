@@ -1,0 +1,71 @@
+"""The app's reads: only the files that can hold the answer are read, and the answer is the whole table's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+
+from app import data
+from common.settings import load_settings
+from tests.app.conftest import H0
+
+
+def append(root, name: str, df: pd.DataFrame, mode: str = "append") -> None:
+    from deltalake import write_deltalake
+
+    write_deltalake(str(root / "g1" / "gold" / name), df, mode=mode)
+
+
+def feed(ids: range, at) -> pd.DataFrame:
+    return pd.DataFrame({"rsvp_id": list(ids), "scored_at": at, "rsvp_time": [H0 + timedelta(seconds=i) for i in ids]})
+
+
+@pytest.fixture
+def lh(empty_lake):
+    return data.Lakehouse(load_settings())
+
+
+def test_newest_holds_the_true_top_rows_with_their_ties_across_files(empty_lake, lh):
+    # five commits, one file each; ties on scored_at across the last two files (one batch time)
+    for batch in range(5):
+        append(
+            empty_lake, "scored_rsvps", feed(range(batch * 10, batch * 10 + 10), H0 + timedelta(minutes=min(batch, 3)))
+        )
+    whole = pd.concat([feed(range(b * 10, b * 10 + 10), H0 + timedelta(minutes=min(b, 3))) for b in range(5)])
+    got = lh.newest("gold", "scored_rsvps", "scored_at", 15)
+    expected = whole[whole["scored_at"] >= whole["scored_at"].nlargest(15).min()]
+    assert sorted(got["rsvp_id"]) == sorted(expected["rsvp_id"])  # all 20 rows of the tied batch time
+    assert len(got) == 20  # and not the older files
+
+
+def test_newest_reads_everything_when_fewer_rows_than_asked(empty_lake, lh):
+    append(empty_lake, "scored_rsvps", feed(range(3), H0))
+    assert sorted(lh.newest("gold", "scored_rsvps", "scored_at", 20)["rsvp_id"]) == [0, 1, 2]
+
+
+def test_since_newest_keeps_the_span_before_the_largest_value(empty_lake, lh):
+    for minute in range(6):
+        append(empty_lake, "scored_rsvps", feed(range(minute, minute + 1), H0 + timedelta(minutes=minute)))
+    got = lh.since_newest("gold", "scored_rsvps", "scored_at", pd.Timedelta(minutes=2))
+    assert sorted(got["rsvp_id"]) == [3, 4, 5]
+
+
+def test_a_kept_table_sees_new_commits_and_a_recreated_table(empty_lake, lh):
+    append(empty_lake, "scored_rsvps", feed(range(2), H0))
+    assert len(lh.table("gold", "scored_rsvps")) == 2
+    append(empty_lake, "scored_rsvps", feed(range(2, 5), H0))
+    assert len(data.Lakehouse(load_settings()).table("gold", "scored_rsvps")) == 5  # the next page run
+    append(empty_lake, "scored_rsvps", feed(range(1), H0), mode="overwrite")
+    assert len(data.Lakehouse(load_settings()).table("gold", "scored_rsvps")) == 1
+
+
+def test_the_rate_chart_sums_the_last_minutes_of_stream_time(empty_lake, lh):
+    for minute in range(10):
+        append(empty_lake, "rsvps_by_region_minute", pd.DataFrame(
+            {"minute": [H0 + timedelta(minutes=minute)] * 2, "country": ["us", "gb"], "yes": [1, 2], "no": [0, 1]}
+        ))  # fmt: skip
+    rate = data.rate_per_minute(lh, minutes=3)
+    assert list(rate["minute"]) == [H0 + timedelta(minutes=m) for m in (7, 8, 9)]
+    assert list(rate["yes"]) == [3, 3, 3] and list(rate["no"]) == [1, 1, 1]
