@@ -25,7 +25,7 @@ def test_the_query_page_reads_the_mirror_and_refuses_a_write(real_run, monkeypat
     finally:
         conn.close()
 
-    at = AppTest.from_file(str(PROJECT_ROOT / "app" / "pages" / "query.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(PROJECT_ROOT / "app" / "views" / "query.py"), default_timeout=60).run()
     at.text_area[0].set_value(QUERY)
     at.button(key="query_run").click().run()
     assert not at.exception and not at.error
