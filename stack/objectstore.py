@@ -14,6 +14,7 @@ from stack import procs
 
 NAME = "s3"
 HEAP = "-Xmx256m"
+LOGGING = Path(__file__).with_name("s3proxy-logback.xml")  # WARN; logback's default would be DEBUG
 
 
 def _dir(settings: Settings) -> Path:
@@ -60,7 +61,8 @@ def up(settings: Settings) -> str:
         conf.write_text(s3proxy_conf(settings, data_dir))
         conf.chmod(0o600)
         procs.spawn(
-            [procs.java(), HEAP, "-cp", f"{jars}/*", "org.gaul.s3proxy.Main", "--properties", str(conf)],
+            [procs.java(), HEAP, f"-Dlogback.configurationFile={LOGGING}", "-cp", f"{jars}/*",
+             "org.gaul.s3proxy.Main", "--properties", str(conf)],  # fmt: skip
             log_file=log_file,
             pid_file=pid_file,
         )
