@@ -16,6 +16,8 @@ from pathlib import Path
 from ingest.protocol import extract_mtime
 
 _TIME_FIELDS = re.compile(rb'"(mtime|time|ctime)"(\s*:\s*)(-?\d+)')
+_RSVP_ID = re.compile(rb'"rsvp_id"(\s*:\s*)(\d+)')
+ID_STRIDE = 10**10  # real rsvp_ids are below 2 * 10**9: pass k's ids never meet another pass's
 
 
 def read_capture(paths: Iterable[Path]) -> list[bytes]:
@@ -44,20 +46,70 @@ def mtime_span(frames: list[bytes]) -> tuple[int, int]:
     return min(mtimes), max(mtimes)
 
 
-def replay(frames: list[bytes], *, rebase_to_ms: int | None = None, loop: bool = False) -> Iterator[bytes]:
-    """The capture once (or forever), optionally shifted so its first mtime becomes `rebase_to_ms`.
+def timeline(captures: list[list[bytes]], max_gap_ms: int | None) -> tuple[list[bytes], list[int]]:
+    """The captures end to end, and each frame's time shift, so that the stream clock (the greatest mtime
+    so far) never jumps by more than `max_gap_ms`.
 
-    Each loop pass is shifted by the capture's span plus a second, so time keeps moving forward and
-    a looped RSVP reappears as a newer version of itself.
+    A capture's clock starts at its first frame's mtime (as the stream's did), not at its smallest mtime:
+    a stale resend months old stays months old. Each later capture starts a second after the one before.
+    Without `max_gap_ms`, nothing is shifted: the captures' own times, one after another.
     """
-    first, last = mtime_span(frames)
+    frames: list[bytes] = []
+    shifts: list[int] = []
+    emitted_clock: int | None = None
+    for capture in captures:
+        mtimes = [extract_mtime(frame) for frame in capture]
+        anchor = next((m for m in mtimes if m is not None), None)
+        shift = 0
+        if max_gap_ms is not None and emitted_clock is not None and anchor is not None:
+            shift = emitted_clock + 1000 - anchor
+        clock = anchor
+        for frame, mtime in zip(capture, mtimes, strict=True):
+            if mtime is not None and clock is not None and mtime > clock:
+                if max_gap_ms is not None and mtime - clock > max_gap_ms:
+                    shift -= mtime - clock - max_gap_ms  # a recorded pause (hours, days) becomes max_gap_ms
+                clock = mtime
+            frames.append(frame)
+            shifts.append(shift)
+        if clock is not None:
+            emitted_clock = clock + shift
+    return frames, shifts
+
+
+def new_rsvp_ids(frame: bytes, offset: int) -> bytes:
+    """The frame with its rsvp_id moved by `offset`, every other byte as it was."""
+    if offset == 0:
+        return frame
+    return _RSVP_ID.sub(lambda m: b'"rsvp_id"%s%d' % (m.group(1), int(m.group(2)) + offset), frame, count=1)
+
+
+def replay(
+    captures: list[list[bytes]],
+    *,
+    rebase_to_ms: int | None = None,
+    loop: bool = False,
+    max_gap_ms: int | None = None,
+    new_ids_each_loop: bool = False,
+) -> Iterator[bytes]:
+    """The captures once (or forever) on one timeline (see `timeline`), optionally shifted so the first
+    capture's first mtime becomes `rebase_to_ms`.
+
+    Each loop pass is shifted by the timeline's span plus a second, so time keeps moving forward and a
+    looped RSVP reappears as a newer version of itself; with `new_ids_each_loop`, as a new RSVP instead
+    (its rsvp_id moved by pass x ID_STRIDE), so a demo keeps seeing new RSVPs to score.
+    """
+    frames, shifts = timeline(captures, max_gap_ms)
+    clocked = [(extract_mtime(f), s) for f, s in zip(frames, shifts, strict=True)]
+    emitted = [m + s for m, s in clocked if m is not None]
+    first = next((m for m, _ in clocked if m is not None), 0)
     offset = 0 if rebase_to_ms is None else rebase_to_ms - first
-    period = last - first + 1000
+    period = (max(emitted) - first + 1000) if emitted else 1000
     passes = 0
     while True:
-        shift = offset + passes * period
-        for frame in frames:
-            yield shift_times(frame, shift)
+        extra = offset + passes * period
+        ids = passes * ID_STRIDE if new_ids_each_loop else 0
+        for frame, shift in zip(frames, shifts, strict=True):
+            yield new_rsvp_ids(shift_times(frame, shift + extra), ids)
         passes += 1
         if not loop:
             return

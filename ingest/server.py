@@ -28,6 +28,7 @@ from ingest import frames as fr
 from ingest.protocol import PATH_STREAMS, STREAM_PATHS
 
 FrameSource = Callable[[], Iterator[bytes]]
+DEFAULT_MAX_GAP_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -143,10 +144,19 @@ class ReplayServer:
         loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
 
 
-def capture_source(paths: list[Path], *, rebase: bool, loop: bool) -> FrameSource:
-    frames = fr.read_capture(paths)
+def capture_source(
+    paths: list[Path], *, rebase: bool, loop: bool, max_gap_s: float | None = None, new_ids_each_loop: bool = False
+) -> FrameSource:
+    """The captures end to end. Rebased, pauses in them longer than max_gap_s (10 s by default) are cut short,
+    so the stream never goes quiet for days."""
+    captures = [fr.read_capture([path]) for path in paths]
+    if max_gap_s is None and rebase:
+        max_gap_s = DEFAULT_MAX_GAP_S
+    max_gap_ms = None if max_gap_s is None else int(max_gap_s * 1000)
     rebase_to = int(time.time() * 1000) if rebase else None  # fixed at start: reconnects see the same times
-    return lambda: fr.replay(frames, rebase_to_ms=rebase_to, loop=loop)
+    return lambda: fr.replay(
+        captures, rebase_to_ms=rebase_to, loop=loop, max_gap_ms=max_gap_ms, new_ids_each_loop=new_ids_each_loop
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,8 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--generate", action="store_true", help="serve all three streams from the generator")
     source.add_argument("--count", type=int, default=0, help="generated RSVPs per connection (0: endless)")
     source.add_argument("--seed", type=int, default=1)
-    source.add_argument("--rebase", action="store_true", help="shift times so the capture starts now")
+    source.add_argument("--rebase", action="store_true", help="shift times so the first capture starts now")
+    source.add_argument(
+        "--max-gap", type=float, default=None, metavar="SECONDS",
+        help=f"cut pauses in the captures to this (default with --rebase: {DEFAULT_MAX_GAP_S:g} s; without: none)",
+    )  # fmt: skip
     source.add_argument("--loop", action="store_true", help="replay captures forever (times keep moving on)")
+    source.add_argument(
+        "--new-ids-each-loop", action="store_true",
+        help="with --loop: each pass's RSVPs are new ones (rsvp_id + pass x 10^10), not newer versions",
+    )  # fmt: skip
     pace = parser.add_argument_group("pace")
     pace.add_argument("--pace", choices=["max", "rate", "recorded"], default="recorded")
     pace.add_argument("--rate", type=float, default=20.0, help="frames/s for --pace rate")
@@ -183,7 +201,9 @@ def sources_from_args(args: argparse.Namespace) -> dict[str, FrameSource]:
         paths = sorted({Path(p) for pattern in args.captures for p in glob.glob(pattern)})
         if not paths:
             raise SystemExit(f"meetup-replay-server: no capture matches {args.captures}")
-        sources["rsvps"] = capture_source(paths, rebase=args.rebase, loop=args.loop)
+        sources["rsvps"] = capture_source(
+            paths, rebase=args.rebase, loop=args.loop, max_gap_s=args.max_gap, new_ids_each_loop=args.new_ids_each_loop
+        )
     if not sources:
         raise SystemExit("meetup-replay-server: give --captures FILE... and/or --generate")
     return sources

@@ -8,7 +8,7 @@ import pytest
 from ingest import frames as fr
 from ingest.producer import Backoff, ResumePoint
 from ingest.protocol import extract_key, extract_mtime
-from tests.helpers import capture_frames
+from tests.helpers import CAPTURES, capture_frames
 
 REAL = capture_frames()
 
@@ -87,13 +87,51 @@ def test_shift_times_changes_only_the_times():
 
 def test_replay_rebases_and_loops_forward_in_time():
     frames = REAL[:50]
-    first, last = fr.mtime_span(frames)
-    replayed = fr.replay(frames, rebase_to_ms=2_000_000_000_000, loop=True)
+    first = extract_mtime(frames[0])  # the stream's clock starts at the first frame, stale or not
+    _, last = fr.mtime_span(frames)
+    replayed = fr.replay([frames], rebase_to_ms=2_000_000_000_000, loop=True)
     two_passes = [next(replayed) for _ in range(100)]
     assert two_passes[:50] == [fr.shift_times(f, 2_000_000_000_000 - first) for f in frames]
     period = last - first + 1000
     assert two_passes[50:] == [fr.shift_times(f, 2_000_000_000_000 - first + period) for f in frames]
-    assert list(fr.replay(frames)) == frames  # no rebase, no loop: byte-for-byte
+    assert list(fr.replay([frames])) == frames  # no rebase, no loop: byte-for-byte
+
+
+def frame(mtime: int, rsvp_id: int = 1) -> bytes:
+    return json.dumps({"rsvp_id": rsvp_id, "mtime": mtime, "event": {"time": mtime + 50_000}}).encode()
+
+
+def test_replay_cuts_long_pauses_and_puts_captures_end_to_end_keeping_stale_frames_stale():
+    day = 86_400_000
+    first = [frame(1_000_000), frame(1_000_000 - 143 * day), frame(1_004_000), frame(1_004_000 + 5 * day)]
+    second = [frame(9 * 10**12), frame(9 * 10**12 + 2000)]  # years later
+    out = [json.loads(f) for f in fr.replay([first, second], rebase_to_ms=5_000_000, max_gap_ms=10_000)]
+    mtimes = [o["mtime"] for o in out]
+    assert mtimes == [5_000_000, 5_000_000 - 143 * day, 5_004_000, 5_014_000, 5_015_000, 5_017_000]
+    assert all(o["event"]["time"] - o["mtime"] == 50_000 for o in out)  # the event moves with its RSVP
+    clock = [max(mtimes[: i + 1]) for i in range(len(mtimes))]
+    assert max(b - a for a, b in zip(clock, clock[1:], strict=False)) <= 10_000
+
+
+def test_each_loop_pass_can_bring_new_rsvps_instead_of_newer_versions():
+    frames = REAL[:20]
+    looped = fr.replay([frames], rebase_to_ms=2_000_000_000_000, loop=True, new_ids_each_loop=True)
+    passes = [[json.loads(next(looped)) for _ in frames] for _ in range(3)]
+    for k, messages in enumerate(passes):
+        assert [m["rsvp_id"] for m in messages] == [json.loads(f)["rsvp_id"] + k * fr.ID_STRIDE for f in frames]
+        assert [m["member"] for m in messages] == [json.loads(f)["member"] for f in frames]  # the same people
+    first = fr.replay([frames], rebase_to_ms=2_000_000_000_000, new_ids_each_loop=True)
+    assert list(first) == [fr.shift_times(f, 2_000_000_000_000 - extract_mtime(frames[0])) for f in frames]
+
+
+def test_the_real_captures_rebased_start_now_and_never_pause_long():
+    captures = [fr.read_capture([p]) for p in CAPTURES]
+    now = 2_000_000_000_000
+    clocked = list(fr.with_clock(fr.replay(captures, rebase_to_ms=now, max_gap_ms=10_000)))
+    assert clocked[0][0] == now
+    steps = [b[0] - a[0] for a, b in zip(clocked, clocked[1:], strict=False)]
+    assert max(steps) <= 10_000 and min(steps) >= 0
+    assert clocked[-1][0] - now < 2 * 3600 * 1000  # ~1 hour of stream, not 6 years and 5 days
 
 
 def test_faults_depend_only_on_seed_and_position():
