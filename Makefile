@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-freshness bench-ml bench-app chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ venv: $(VENV)/.installed ## the Python virtualenv with the project and its dev t
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
 jars: venv ## Spark, Kafka and S3Proxy jars from Maven Central into .stack/jars
@@ -38,15 +38,9 @@ stack-status: ## health of each service
 	@$(STACK) status
 
 SPEED ?= 10
-demo: stack-up ## set up, start the stack, replay the captures (SPEED x real time) through Kafka and the chain, serve the app
+demo: stack-up ## set up, start the stack, then the replay server (SPEED x real time), producer, chain, a first model and the app
 	@$(STACK) status
-	@echo "demo: replay server -> ingest -> Kafka -> chain (bronze, silver, PostgreSQL, gold, scoring) -> app on http://127.0.0.1:8501; Ctrl-C stops (the stack stays up)"
-	@trap 'trap - INT TERM; kill -TERM $$(jobs -p) 2>/dev/null; wait' INT TERM; \
-	$(BIN)/meetup-replay-server --captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded --speed $(SPEED) & \
-	sleep 2; $(BIN)/meetup-ingest --streams rsvps & \
-	$(BIN)/meetup-chain --streams rsvps --interval '5 seconds' & \
-	$(BIN)/meetup-app & \
-	wait
+	$(BIN)/meetup-demo --speed $(SPEED)
 
 replay-server: venv ## the Meetup-compatible stream server on ws://127.0.0.1:8765 (ARGS=... to change)
 	$(BIN)/meetup-replay-server $(or $(ARGS),--captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded)
@@ -63,14 +57,23 @@ test-slow: stack-up ## only the slow tests (compaction of every layer over a lon
 test-unit: venv ## the tests that need no service
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
+bench: stack-up ## every benchmark, then bench/results/summary.md and summary.png (about 2 hours on 2 cores)
+	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.backlog --sizes 100000 300000 1000000
+	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 5
+	$(BIN)/python -m bench.ml --size 100000
+	$(BIN)/python -m bench.app
+	$(BIN)/python -m bench.report
+
+bench-system: stack-up ## the running system at 2, 20 and 200 RSVPs/s: freshness p50/p95/p99, memory per part (bench/results/system.md)
+	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 5
+	$(BIN)/python -m bench.report
+
 bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest
 
 bench-backlog: stack-up ## Kafka -> bronze -> silver + PostgreSQL -> gold catch-up, 100k and 1M RSVPs (bench/results/backlog.md)
 	$(BIN)/python -m bench.backlog --sizes 100000 1000000
-
-bench-freshness: stack-up ## Kafka append -> gold / PostgreSQL freshness at 20 and 200 RSVPs/s (bench/results/freshness.md)
-	$(BIN)/python -m bench.freshness --rates 20 200 --minutes 4
 
 bench-ml: stack-up ## model training time on the captures, batch and streaming scoring rates (bench/results/ml.md)
 	$(BIN)/python -m bench.ml --size 100000

@@ -61,8 +61,16 @@ def up(settings: Settings) -> str:
         conf.write_text(s3proxy_conf(settings, data_dir))
         conf.chmod(0o600)
         procs.spawn(
-            [procs.java(), HEAP, f"-Dlogback.configurationFile={LOGGING}", "-cp", f"{jars}/*",
-             "org.gaul.s3proxy.Main", "--properties", str(conf)],  # fmt: skip
+            [
+                procs.java(),
+                HEAP,
+                f"-Dlogback.configurationFile={LOGGING}",
+                "-cp",
+                f"{jars}/*",
+                "org.gaul.s3proxy.Main",
+                "--properties",
+                str(conf),
+            ],  # fmt: skip
             log_file=log_file,
             pid_file=pid_file,
         )

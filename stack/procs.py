@@ -80,25 +80,28 @@ def log_tail(log_file: Path | None, lines: int = 15) -> str:
     return f"; last lines of {log_file}:\n  " + "\n  ".join(tail)
 
 
-def terminate(pid_file: Path, *, timeout: float = 30.0) -> bool:
-    """SIGTERM the process group in `pid_file`, SIGKILL after `timeout`; True if something was stopped."""
+def terminate(pid_file: Path, *, timeout: float = 30.0, leader_only: bool = False) -> bool:
+    """SIGTERM the process group in `pid_file`, SIGKILL after `timeout`; True if something was stopped.
+
+    With `leader_only`, SIGTERM goes to the leader alone and the rest of its group is swept once it has
+    exited: a PySpark driver must outlive the JVM it started, to stop its queries through it cleanly.
+    """
     pid = read_pid(pid_file)
     if pid is None:
         pid_file.unlink(missing_ok=True)
         return False
     try:
-        os.killpg(pid, signal.SIGTERM)
+        (os.kill if leader_only else os.killpg)(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and read_pid(pid_file) is not None:
         _reap(pid)
         time.sleep(0.2)
-    if read_pid(pid_file) is not None:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)  # what is left: the whole group after a timeout, or stragglers
+    except (ProcessLookupError, PermissionError):
+        pass
     _reap(pid)
     pid_file.unlink(missing_ok=True)
     return True

@@ -1,5 +1,6 @@
-"""The app in real headless Chromium (Debian's package, driven by Playwright) against a running system:
-replay server -> producer -> Kafka -> the whole chain -> the app, each its own process.
+"""The app in real headless Chromium (Debian's package, driven by Playwright) against a running system,
+started as a user starts it: `meetup-demo` (replay server -> producer -> Kafka -> the whole chain -> the
+app, each its own process), and stopped as a user stops it, with Ctrl-C.
 
 Screenshots of every page are kept in tests/artifacts/screenshots/ (not committed).
 """
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,13 +41,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args], cwd=PROJECT_ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
 
 
 def wait_for_http(url: str, timeout: float = 90) -> None:
@@ -82,27 +77,35 @@ def system(stack, spark, tmp_path_factory):
         "SPARK_UI_ENABLED": "false",
     }
     stream_port, app_port = free_port(), free_port()
-    captures = str(PROJECT_ROOT / "data" / "rsvps" / "2015-03-08_capture.jsonl")
-    processes = [
-        start(["-m", "ingest.server", "--port", str(stream_port), "--captures", captures, "--rebase", "--loop",
-               "--pace", "rate", "--rate", "20"], env, logs / "server.log"),
-        start(["-m", "ingest.producer", "--url", f"ws://127.0.0.1:{stream_port}", "--streams", "rsvps"], env,
-              logs / "ingest.log"),
-        start(["-m", "pipelines.chain", "--streams", "rsvps", "--interval", "3 seconds"], env, logs / "chain.log"),
-        start(["-m", "app.cli", "--port", str(app_port)], env, logs / "app.log"),
-    ]  # fmt: skip
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "demo.run", "--no-browser", "--state-dir", str(logs), "--stream-port",
+         str(stream_port), "--app-port", str(app_port), "--speed", "10", "--interval", "3 seconds",
+         "--status-every", "15"],
+        cwd=PROJECT_ROOT, env=env, stdout=(logs / "demo.out").open("w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
     try:
-        wait_for_http(f"http://127.0.0.1:{app_port}/_stcore/health")
-        yield f"http://127.0.0.1:{app_port}", logs
+        wait_for_http(f"http://127.0.0.1:{app_port}/_stcore/health", timeout=180)
+        yield Running(f"http://127.0.0.1:{app_port}", logs, demo)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=60)
+                demo.wait(timeout=120)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(demo.pid, signal.SIGKILL)
+        for pid_file in logs.glob("*.pid"):  # anything the demo left behind
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+@dataclass
+class Running:
+    url: str
+    logs: Path
+    demo: subprocess.Popen
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +151,7 @@ def metric(page, label: str) -> int | None:
 
 
 def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, browser):
-    url, logs = system
+    url, logs = system.url, system.logs
     page = open_page(browser, url, "Live")
     first = wait_until(lambda: metric(page, "yes"), timeout=420)
     assert first, f"no totals within 7 minutes; chain log: {(logs / 'chain.log').read_text()[-3000:]}"
@@ -162,7 +165,7 @@ def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, 
 
 @pytest.mark.parametrize("path", ["regions", "categories", "model", "health", "query"])
 def test_every_page_loads_without_an_exception(system, browser, path):
-    url, _ = system
+    url = system.url
     page = open_page(browser, f"{url}/{path}", PAGES[path])
     time.sleep(3)  # let the script run to its end
     assert not page.locator('[data-testid="stException"]').count()
@@ -173,7 +176,7 @@ def test_every_page_loads_without_an_exception(system, browser, path):
 
 
 def test_the_scoring_form_returns_a_probability(system, browser):
-    url, _ = system
+    url = system.url
     page = open_page(browser, f"{url}/model", "Model")
     page.get_by_role("button", name="Score").click()
     shown = page.locator('[data-testid="stMetric"]', has_text="p(yes) by")
@@ -184,7 +187,7 @@ def test_the_scoring_form_returns_a_probability(system, browser):
 
 
 def test_the_query_page_rejects_a_write(system, browser):
-    url, _ = system
+    url = system.url
     page = open_page(browser, f"{url}/query", "Query the PostgreSQL mirror")
     box = page.get_by_role("textbox", name="SQL")
     box.fill("DELETE FROM rsvps")
@@ -196,3 +199,21 @@ def test_the_query_page_rejects_a_write(system, browser):
         page.locator('[data-testid="stAlert"]', has_text="cannot execute").first.wait_for(timeout=60_000)
     finally:
         page.screenshot(path=str(SHOTS / "query-refused.png"), full_page=True)
+
+
+def test_the_demo_said_what_runs_and_ctrl_c_stops_everything_cleanly(system):
+    said = (system.logs / "demo.out").read_text()
+    for part in ("server", "producer", "chain", "app"):
+        assert f"demo:   {part}" in said, said
+    assert "model     model v1 exists" in said  # a model was there: the demo does not train another
+    assert "totals yes" in said  # its status lines report the tables
+    pids = {p.stem: int(p.read_text()) for p in system.logs.glob("*.pid")}
+    assert set(pids) == {"server", "producer", "chain", "app"}
+    os.killpg(system.demo.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+    assert system.demo.wait(timeout=180) == 0
+    assert "demo: stopped" in (system.logs / "demo.out").read_text()
+    for name, pid in pids.items():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # every part has exited
+        assert not (system.logs / f"{name}.pid").exists()
+    assert "meetup-chain: stopped cleanly" in (system.logs / "chain.log").read_text()  # not killed with its JVM

@@ -1,0 +1,270 @@
+"""meetup-demo: the whole system on the local stack, in one terminal (`make demo` runs it).
+
+    meetup-demo                         # real captures, rebased to now, looping, 10 x real time
+    meetup-demo --speed 1               # real time
+    meetup-demo --source generator --rate 50
+    meetup-demo --stop                  # stop a demo left running elsewhere
+
+It starts, each as its own process with its log in .stack/demo/:
+  replay server  a Meetup-compatible stream on ws://127.0.0.1:8765 (ingest/server.py)
+  producer       the stream into Kafka (ingest/producer.py)
+  chain          Kafka -> bronze -> silver (-> PostgreSQL) -> gold -> scoring (pipelines/chain.py)
+  app            the Streamlit app on http://127.0.0.1:8501 (app/)
+and trains a first model (meetup-train, then meetup-categories) once silver holds --train-after RSVPs and
+no model exists. Every --status-every seconds it prints what the tables hold. Ctrl-C stops everything
+cleanly (the stack stays up); the next run resumes on the same tables and checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import webbrowser
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import health
+from common.settings import PROJECT_ROOT, SettingsError, load_settings
+from stack import kafka as kafka_service
+from stack.procs import StackError, ensure_port_free, log_tail, port_open, read_pid, spawn, terminate, wait_until
+
+STATE = PROJECT_ROOT / ".stack" / "demo"  # logs and pid files; --state-dir to change
+CAPTURES = str(PROJECT_ROOT / "data" / "rsvps" / "*.jsonl")
+
+
+def log(message: str) -> None:
+    print(f"demo: {message}", flush=True)
+
+
+@dataclass
+class Part:
+    name: str
+    command: list[str]
+    what: str
+    state: Path
+
+    @property
+    def log_file(self) -> Path:
+        return self.state / f"{self.name}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / f"{self.name}.pid"
+
+    def start(self) -> None:
+        spawn(self.command, log_file=self.log_file, pid_file=self.pid_file, env=os.environ.copy())
+
+    def alive(self) -> bool:
+        pid = read_pid(self.pid_file)
+        if pid is not None:
+            try:  # a child of this process that has exited stays a zombie, and looks alive, until waited for
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return False
+            except ChildProcessError:
+                pass  # not our child (a demo left running, seen by --stop)
+        return pid is not None
+
+    def stop(self, timeout: float) -> bool:
+        # SIGTERM to the part itself, not its group: the chain stops its queries through its JVM first
+        return terminate(self.pid_file, timeout=timeout, leader_only=True)
+
+
+def bin_(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def parts(args: argparse.Namespace) -> list[Part]:
+    if args.source == "captures":
+        source = ["--captures", CAPTURES, "--rebase", "--loop", "--new-ids-each-loop", "--pace", "recorded",
+                  "--speed", str(args.speed)]  # fmt: skip
+        described = f"the real captures, rebased to now, looping with new RSVP ids, {args.speed:g} x real time"
+    else:
+        source = ["--generate", "--pace", "rate", "--rate", str(args.rate)]
+        described = f"the generator, {args.rate:g} RSVPs/s"
+    stream, state = f"ws://127.0.0.1:{args.stream_port}", args.state_dir
+    return [
+        Part("server", [bin_("meetup-replay-server"), "--port", str(args.stream_port), *source],
+             f"{stream}: {described}", state),
+        Part("producer", [bin_("meetup-ingest"), "--url", stream, "--streams", "rsvps"], "the stream into Kafka",
+             state),
+        Part("chain", [bin_("meetup-chain"), "--streams", "rsvps", "--interval", args.interval],
+             f"bronze, silver (+ PostgreSQL), gold, score; a batch every {args.interval}", state),
+        Part("app", [bin_("meetup-app"), "--port", str(args.app_port)], f"http://127.0.0.1:{args.app_port}", state),
+    ]  # fmt: skip
+
+
+class Trainer(threading.Thread):
+    """Trains a first model (and the group categories) once silver holds enough RSVPs, if none exists."""
+
+    def __init__(self, threshold: int, stopping: threading.Event, state: Path):
+        super().__init__(name="demo-trainer", daemon=True)
+        self.threshold, self.stopping, self.log_file = threshold, stopping, state / "train.log"
+        self.state = "waiting"
+        self.process = None
+
+    def run(self) -> None:
+        import subprocess
+
+        from ml.registry import Registry
+
+        settings = load_settings()
+        if Registry(settings).current():
+            self.state = f"model {Registry(settings).current()} exists"
+            return
+        self.state = f"no model yet: trains once silver holds {self.threshold:,} RSVPs"
+        while not self.stopping.wait(10):
+            if silver_rsvps() < self.threshold:
+                continue
+            for step in ("meetup-train", "meetup-categories"):
+                self.state = f"running {step} (log {self.log_file})"
+                log(self.state)
+                with open(self.log_file, "ab") as out:
+                    self.process = subprocess.Popen([bin_(step)], stdout=out, stderr=subprocess.STDOUT,
+                                                    start_new_session=True)  # fmt: skip
+                    code = self.process.wait()
+                if self.stopping.is_set():
+                    return
+                if code != 0:
+                    self.state = f"{step} failed (exit {code}); see {self.log_file}"
+                    log(self.state + log_tail(self.log_file))
+                    return
+            self.state = f"model {Registry(settings).current()} trained; the chain scores with it from its next batch"
+            log(self.state)
+            return
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+
+
+def silver_rsvps() -> int:
+    from app.data import Lakehouse, NoData, ServiceDown
+
+    try:
+        return len(Lakehouse(load_settings()).table("silver", "rsvps", ["rsvp_id"]))
+    except (NoData, ServiceDown):
+        return 0
+
+
+def status() -> str:
+    from app import data
+
+    lake = data.Lakehouse(load_settings())
+    found = []
+    for label, read in (
+        ("totals", lambda: "yes {yes:,} no {no:,}".format(**data.totals(lake))),
+        ("silver", lambda: f"{silver_rsvps():,} RSVPs"),
+        ("scored", lambda: f"{len(lake.table('gold', 'scored_rsvps', ['rsvp_id'])):,}"),
+        ("quarantined", lambda: f"{len(lake.table('silver', 'quarantine', ['offset'])):,}"),
+    ):
+        try:
+            found.append(f"{label} {read()}")
+        except (data.NoData, data.ServiceDown):
+            found.append(f"{label} -")
+    return ", ".join(found)
+
+
+def stop_all(running: list[Part], timeout: float = 90) -> None:
+    # the source first, then the producer, then the chain (it ends between batches), then the app;
+    # a second Ctrl-C must not cut this short and leave parts running
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if any(part.alive() for part in running):
+        log("stopping (the chain finishes its running micro-batch first; further Ctrl-C is ignored)")
+    for part in running:
+        if part.alive():
+            log(f"stopping {part.name}")
+            part.stop(timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meetup-demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", choices=["captures", "generator"], default="captures")
+    parser.add_argument("--speed", type=float, default=10.0, help="times real time, for the captures")
+    parser.add_argument("--rate", type=float, default=20.0, help="RSVPs per second, for the generator")
+    parser.add_argument("--interval", default="5 seconds", help="the chain's trigger interval")
+    parser.add_argument("--stream-port", type=int, default=8765)
+    parser.add_argument("--app-port", type=int, default=8501)
+    parser.add_argument("--train-after", type=int, default=1000, help="silver RSVPs before the first training")
+    parser.add_argument("--status-every", type=float, default=30.0, help="seconds between status lines")
+    parser.add_argument("--no-browser", action="store_true", help="do not open the app in a browser")
+    parser.add_argument("--stop", action="store_true", help="stop a demo left running, and exit")
+    parser.add_argument("--state-dir", type=Path, default=STATE, help="logs and pid files (default: .stack/demo)")
+    args = parser.parse_args(argv)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    plan = parts(args)
+    if args.stop:
+        stop_all(plan)
+        return 0
+    try:
+        settings = load_settings()
+        health.preflight(settings)
+        kafka_service.ensure_topics(settings, ("rsvps",))
+    except (SettingsError, health.ServiceUnavailable) as error:
+        print(f"meetup-demo: {error}", file=sys.stderr)
+        return 2
+    already = [p.name for p in plan if p.alive()]
+    if already:
+        print(f"meetup-demo: a demo is already running ({', '.join(already)}); stop it with Ctrl-C in its terminal "
+              "or `meetup-demo --stop`", file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        ensure_port_free("127.0.0.1", args.stream_port, service="replay server", setting="--stream-port")
+        ensure_port_free("127.0.0.1", args.app_port, service="app", setting="--app-port")
+    except StackError as error:
+        print(f"meetup-demo: {error}", file=sys.stderr)
+        return 2
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background with it ignored
+    trainer = Trainer(args.train_after, stopping, args.state_dir)
+    started: list[Part] = []
+    try:
+        for part in plan:
+            part.start()
+            started.append(part)
+            if part.name == "server":
+                wait_until(lambda: port_open("127.0.0.1", args.stream_port), what="the replay server", timeout=60,
+                           log_file=part.log_file, alive=part.alive)  # fmt: skip
+        app_url = f"http://127.0.0.1:{args.app_port}"
+        wait_until(lambda: port_open("127.0.0.1", args.app_port), what="the app", timeout=120,
+                   log_file=plan[-1].log_file, alive=plan[-1].alive)  # fmt: skip
+        trainer.start()
+        log("running (Ctrl-C stops everything; the stack stays up):")
+        for part in plan:
+            log(f"  {part.name:<9} {part.what}  [log {part.log_file}]")
+        time.sleep(1)
+        log(f"  model     {trainer.state}")
+        log(f"open {app_url}  (the first tables appear after the chain's first batches, about a minute)")
+        if not args.no_browser and (os.environ.get("DISPLAY") or sys.platform == "darwin"):
+            webbrowser.open(app_url)
+        next_status = time.monotonic() + args.status_every
+        while not stopping.wait(1):
+            dead = [p for p in plan if not p.alive()]
+            if dead:
+                for part in dead:
+                    log(f"{part.name} exited{log_tail(part.log_file)}")
+                return 1
+            if time.monotonic() >= next_status:
+                log(status() + f"; model: {trainer.state}")
+                next_status = time.monotonic() + args.status_every
+        return 0
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 0
+    except StackError as error:
+        print(f"meetup-demo: {error}", file=sys.stderr)
+        return 1
+    finally:
+        stopping.set()
+        trainer.stop()
+        stop_all(started)
+        log("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
