@@ -50,6 +50,14 @@ class Store:
             tmp.write(data)
         os.replace(tmp.name, target)  # atomic on one filesystem
 
+    def exists(self, name: str) -> bool:
+        """True when there is an object at `name` or anything under it."""
+        if self.s3:
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(name), MaxKeys=1)
+            return page.get("KeyCount", 0) > 0
+        path = self.local / name
+        return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
     def children(self, under: str = "") -> list[str]:
         """Names of the "directories" directly under `under` (the root by default)."""
         if self.s3:

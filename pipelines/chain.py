@@ -20,8 +20,9 @@ from pyspark.sql import SparkSession
 from common import health
 from common.settings import STREAMS, Settings, load_settings
 from common.spark import build_spark
+from ml.stream import QUERY as SCORE_QUERY
 from ml.stream import start_scoring
-from pipelines import generations
+from pipelines import checkpoints, generations
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.job import rebuild_snapshots, start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
@@ -59,6 +60,7 @@ def run_chain(
     if "silver" in stages and mirror_to_postgres and "rsvps" in streams:
         mirror.apply_ddl(settings)
     waves = [(stage,) for stage in STAGES] if available_now else [stages]
+    checkpoints.check(settings, layout, query_names(stages, streams))
     ensure_metrics_tables(spark, layout)
     listener = MetricsListener()
     spark.streams.addListener(listener)
@@ -117,7 +119,13 @@ def run_chain(
                                 max_files_per_trigger=max_files_per_trigger,
                             )
                         )
-            _wait(queries, stop_event or threading.Event(), progress_every, lambda: listener.flush(spark, layout))
+            _wait(
+                queries,
+                stop_event or threading.Event(),
+                progress_every,
+                lambda: listener.flush(spark, layout),
+                lambda name: checkpoints.mark(settings, layout, name),
+            )
             if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
                 rebuild_snapshots(spark, layout, settings)
     finally:
@@ -125,6 +133,17 @@ def run_chain(
             vacuums.stop()
         spark.streams.removeListener(listener)
         listener.flush(spark, layout)
+
+
+def query_names(stages: tuple[str, ...], streams: tuple[str, ...]) -> list[str]:
+    """The streaming queries `run_chain` starts for these stages and streams."""
+    names = []
+    for stage in stages:
+        if stage in ("bronze", "silver"):
+            names += [f"{stage}-{stream}" for stream in streams]
+        elif "rsvps" in streams:
+            names.append(SCORE_QUERY if stage == "score" else f"{stage}-rsvps")
+    return names
 
 
 class StopRequest:
@@ -145,11 +164,21 @@ def _wait(
     stop_event: threading.Event | StopRequest,
     progress_every: float,
     flush_metrics: Callable[[], int],
+    mark_started: Callable[[str], None] = lambda name: None,
     flush_every: float = 10.0,
 ) -> None:
     last_report = last_flush = time.monotonic()
+    marked: set[str] = set()
+
+    def mark_new() -> None:  # once a query has completed a batch, its checkpoint must not vanish (checkpoints.py)
+        for query in queries:
+            if query.name not in marked and query.lastProgress is not None:
+                mark_started(query.name)
+                marked.add(query.name)
+
     try:
         while any(query.isActive for query in queries) and not stop_event.is_set():
+            mark_new()
             for query in queries:
                 if query.exception() is not None:
                     raise query.exception()
@@ -171,6 +200,7 @@ def _wait(
         for query in queries:
             if query.exception() is not None:
                 raise query.exception()
+        mark_new()
     finally:
         for query in queries:
             _stop_between_batches(query)
@@ -238,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"meetup-chain: {error}", file=sys.stderr)
         return 2
     layout = generations.layout(settings, args.generation)
+    try:
+        checkpoints.check(settings, layout, query_names(tuple(args.stages), tuple(args.streams)))
+    except checkpoints.LostCheckpoint as error:
+        print(f"meetup-chain: {error}", file=sys.stderr)
+        return 2
     spark = build_spark(settings, "meetup-chain")
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     # Gold frees its locally checkpointed batch data each batch, on purpose; Spark warns about that every time.
@@ -267,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,
     )
     spark.stop()
+    print("meetup-chain: stopped cleanly" if stop_event.is_set() else "meetup-chain: done", file=sys.stderr)
     return 0
 
 

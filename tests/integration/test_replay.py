@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from confluent_kafka import TopicPartition
 
@@ -86,3 +88,40 @@ def test_the_replay_cli_refuses_a_gap_before_starting_spark(stack, unique, monke
     err = capsys.readouterr().err
     assert "past Kafka's retention" in err and "offsets 5..9" in err
     assert "g2" not in generations.existing(settings), "nothing was written"
+
+
+def test_a_lost_checkpoint_is_refused_and_a_replay_from_a_timestamp_rebuilds_every_table(
+    stack, spark, unique, monkeypatch, capsys
+):
+    from common.store import Store
+    from pipelines.chain import main as chain_main
+    from pipelines.checkpoints import LostCheckpoint
+    from tests.helpers import consume_with_coordinates
+    from tests.integration.lakehouse import run_available_now
+    from tests.integration.test_gold import assert_gold_exact
+
+    settings = isolated(stack, unique)
+    before = int(time.time() * 1000) - 1000
+    frames = capture_frames()[:300]
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), frames)
+    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(frames))
+    g1 = run_available_now(spark, settings)
+    assert Store(settings).delete_tree("g1/_checkpoints") > 0  # the checkpoints are lost
+
+    with pytest.raises(LostCheckpoint, match="bronze-rsvps, silver-rsvps, gold-rsvps") as refused:
+        run_available_now(spark, settings)
+    assert "meetup-replay --to" in str(refused.value)
+    assert spark.read.format("delta").load(g1.table("bronze", "rsvps")).count() == len(frames), "nothing re-appended"
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", settings.kafka.topic_prefix)
+    monkeypatch.setenv("LAKEHOUSE_ROOT", settings.lakehouse_root)
+    assert chain_main(["--streams", "rsvps", "--stages", "bronze", "--no-postgres"]) == 2  # before any Spark starts
+    assert "meetup-chain: the checkpoint of bronze-rsvps" in capsys.readouterr().err
+
+    g2 = replay(spark, settings, "g2", streams=("rsvps",), timestamp_ms=before, stages=("bronze", "silver", "gold"))
+
+    assert generations.current(settings) == "g2"
+    expected = expected_tables(records)
+    for table in COLUMNS:
+        assert silver_rows(spark, g2, table) == expected[table], table
+        assert postgres_rows(settings, table) == expected[table], table
+    assert_gold_exact(spark, g2, records)
