@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import psycopg2
 from psycopg2 import sql
 from pyspark.sql import functions as F
 
-from common.settings import Settings
+from common.settings import PROJECT_ROOT, Settings
 from pipelines.chain import run_chain
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
@@ -54,6 +57,24 @@ def postgres_rows(settings: Settings, table: str) -> set[tuple]:
             return set(cur.fetchall())
     finally:
         conn.close()
+
+
+def chain_process(settings: Settings, *args: str, stderr=None) -> subprocess.Popen:
+    """`meetup-chain` as its own process (its own JVM) on these settings, in a new session for killpg."""
+    env = {
+        **os.environ,
+        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "LAKEHOUSE_ROOT": settings.lakehouse_root,
+        "POSTGRES_SCHEMA": settings.postgres.schema,
+        "SPARK_MASTER": "local[2]",
+        "SPARK_SHUFFLE_PARTITIONS": "2",
+        "SPARK_UI_ENABLED": "false",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.chain", "--streams", "rsvps", *args],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL, text=True,
+        start_new_session=True,
+    )  # fmt: skip
 
 
 WITHOUT_SCORING = ("bronze", "silver", "gold")

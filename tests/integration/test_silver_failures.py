@@ -7,20 +7,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from itertools import islice
 
 import pytest
 from pyspark.sql import functions as F
 
-from common.settings import PROJECT_ROOT
 from ingest import frames as fr
 from ingest import generator
 from pipelines.layout import Layout
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
-from tests.integration.lakehouse import isolated, postgres_rows, run_available_now, silver_rows
+from tests.integration.lakehouse import chain_process, isolated, postgres_rows, run_available_now, silver_rows
 from tests.integration.test_gold import assert_gold_exact
 
 pytestmark = pytest.mark.integration
@@ -85,27 +83,15 @@ def test_ten_thousand_mutated_frames_are_all_accounted_for(stack, spark, unique)
         assert silver_rows(spark, layout, table) == expected[table], table
 
 
+@pytest.mark.slow  # ~4 min; the 20-kill run in test_failure_injection.py is slow too
 def test_a_chain_killed_with_sigkill_mid_stream_then_restarted_is_exact(stack, spark, unique):
     settings = isolated(stack, unique)
     frames = capture_frames() + list(islice(generator.rsvps(seed=9, count=6000), 6000))
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), frames)
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(frames))
     layout = Layout.from_settings(settings)
-    env = {
-        **os.environ,
-        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "LAKEHOUSE_ROOT": settings.lakehouse_root,
-        "POSTGRES_SCHEMA": settings.postgres.schema,
-        "SPARK_MASTER": "local[2]",
-        "SPARK_SHUFFLE_PARTITIONS": "2",
-        "SPARK_UI_ENABLED": "false",
-    }
-    chain = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.chain", "--streams", "rsvps", "--interval", "1 second",
-         "--max-offsets-per-trigger", "1500"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    chain = chain_process(settings, "--interval", "1 second", "--max-offsets-per-trigger", "1500",
+                          stderr=subprocess.PIPE)  # fmt: skip
     try:
         # kill -9 while the next silver batch is being written: the first with data is committed by then
         deadline = time.monotonic() + 240
