@@ -26,7 +26,7 @@ from ml import model as M
 from ml.registry import Registry
 from tests.app.conftest import model_record
 from tests.conftest import new_name
-from tests.integration.lakehouse import isolated
+from tests.integration.lakehouse import isolated, process_env
 from tests.unit.test_ml_features import T0, messages, rsvp
 
 pytestmark = pytest.mark.integration
@@ -67,15 +67,7 @@ def system(stack, spark, tmp_path_factory):
     )
     Registry(settings).save(M.build_pipeline(M.classifier("logistic_regression")).fit(labelled), model_record())
     logs = tmp_path_factory.mktemp("system")
-    env = {
-        **os.environ,
-        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "LAKEHOUSE_ROOT": settings.lakehouse_root,
-        "POSTGRES_SCHEMA": settings.postgres.schema,
-        "SPARK_MASTER": "local[2]",
-        "SPARK_SHUFFLE_PARTITIONS": "2",
-        "SPARK_UI_ENABLED": "false",
-    }
+    env = process_env(settings)
     stream_port, app_port = free_port(), free_port()
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo.run", "--no-browser", "--state-dir", str(logs), "--stream-port",

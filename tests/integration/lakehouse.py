@@ -15,7 +15,7 @@ from common.settings import PROJECT_ROOT, Settings
 from pipelines.chain import run_chain
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
-from tests.expected import COLUMNS
+from tests.expected import COLUMNS, expected_tables
 
 MS_COLUMNS = {"mtime_ms": "mtime", "time_ms": "time"}
 
@@ -59,9 +59,9 @@ def postgres_rows(settings: Settings, table: str) -> set[tuple]:
         conn.close()
 
 
-def chain_process(settings: Settings, *args: str, stderr=None) -> subprocess.Popen:
-    """`meetup-chain` as its own process (its own JVM) on these settings, in a new session for killpg."""
-    env = {
+def process_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process (the chain, the demo) these isolated settings."""
+    return {
         **os.environ,
         "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "LAKEHOUSE_ROOT": settings.lakehouse_root,
@@ -70,11 +70,29 @@ def chain_process(settings: Settings, *args: str, stderr=None) -> subprocess.Pop
         "SPARK_SHUFFLE_PARTITIONS": "2",
         "SPARK_UI_ENABLED": "false",
     }
+
+
+def chain_process(settings: Settings, *args: str, stderr=None) -> subprocess.Popen:
+    """`meetup-chain` as its own process (its own JVM) on these settings, in a new session for killpg."""
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.chain", "--streams", "rsvps", *args],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL, text=True,
-        start_new_session=True,
+        cwd=PROJECT_ROOT, env=process_env(settings), stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL,
+        text=True, start_new_session=True,
     )  # fmt: skip
+
+
+def assert_every_table_exact(spark, settings: Settings, layout: Layout, records) -> None:
+    """Silver in Delta and in PostgreSQL, bronze (each Kafka record once) and gold, against an independent
+    computation from the records and their Kafka coordinates."""
+    from tests.integration.test_gold import assert_gold_exact
+
+    expected = expected_tables(records)
+    for table in COLUMNS:
+        assert silver_rows(spark, layout, table) == expected[table], table
+        assert postgres_rows(settings, table) == expected[table], table
+    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(records)
+    assert_gold_exact(spark, layout, records)
 
 
 WITHOUT_SCORING = ("bronze", "silver", "gold")

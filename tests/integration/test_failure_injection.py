@@ -16,10 +16,8 @@ from pyspark.sql import functions as F
 
 from ingest import generator
 from pipelines.layout import Layout
-from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
-from tests.integration.lakehouse import chain_process, isolated, postgres_rows, run_available_now, silver_rows
-from tests.integration.test_gold import assert_gold_exact
+from tests.integration.lakehouse import assert_every_table_exact, chain_process, isolated, run_available_now
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,16 +31,6 @@ def rows_in(spark, layout: Layout) -> int:
     except Exception:  # not created yet: the chain was killed before its first silver batch
         return 0
     return stats.agg(F.sum("rows_in")).first()[0] or 0
-
-
-def assert_every_table_exact(spark, settings, layout: Layout, records) -> None:
-    expected = expected_tables(records)
-    for table in COLUMNS:
-        assert silver_rows(spark, layout, table) == expected[table], table
-        assert postgres_rows(settings, table) == expected[table], table
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
-    assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(records)
-    assert_gold_exact(spark, layout, records)
 
 
 def test_twenty_sigkills_during_a_200k_rsvp_backlog_leave_every_table_exact(stack, spark, unique):

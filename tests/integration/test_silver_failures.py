@@ -18,8 +18,14 @@ from ingest import generator
 from pipelines.layout import Layout
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
-from tests.integration.lakehouse import chain_process, isolated, postgres_rows, run_available_now, silver_rows
-from tests.integration.test_gold import assert_gold_exact
+from tests.integration.lakehouse import (
+    assert_every_table_exact,
+    chain_process,
+    isolated,
+    postgres_rows,
+    run_available_now,
+    silver_rows,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -110,13 +116,7 @@ def test_a_chain_killed_with_sigkill_mid_stream_then_restarted_is_exact(stack, s
 
     run_available_now(spark, settings)
 
-    expected = expected_tables(records)
-    for table in COLUMNS:
-        assert silver_rows(spark, layout, table) == expected[table], table
-        assert postgres_rows(settings, table) == expected[table], table
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
-    assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(frames)
-    assert_gold_exact(spark, layout, records)  # gold was killed mid-stream too
+    assert_every_table_exact(spark, settings, layout, records)  # gold was killed mid-stream too
 
 
 def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(stack, spark, unique, capfd):
