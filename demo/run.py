@@ -29,6 +29,7 @@ from pathlib import Path
 
 from common import health
 from common.settings import PROJECT_ROOT, SettingsError, load_settings
+from ml.registry import Registry
 from stack import kafka as kafka_service
 from stack.procs import StackError, ensure_port_free, log_tail, port_open, read_pid, spawn, terminate, wait_until
 
@@ -103,20 +104,18 @@ class Trainer(threading.Thread):
     def __init__(self, threshold: int, stopping: threading.Event, state: Path):
         super().__init__(name="demo-trainer", daemon=True)
         self.threshold, self.stopping, self.log_file = threshold, stopping, state / "train.log"
-        self.state = "waiting"
         self.process = None
+        current = Registry(load_settings()).current()  # before the thread starts, so the first report is right
+        self.needed = current is None
+        self.state = (
+            f"no model yet: trains once silver holds {threshold:,} RSVPs" if self.needed else f"model {current} exists"
+        )
 
     def run(self) -> None:
         import subprocess
 
-        from ml.registry import Registry
-
         settings = load_settings()
-        if Registry(settings).current():
-            self.state = f"model {Registry(settings).current()} exists"
-            return
-        self.state = f"no model yet: trains once silver holds {self.threshold:,} RSVPs"
-        while not self.stopping.wait(10):
+        while self.needed and not self.stopping.wait(10):
             if silver_rsvps() < self.threshold:
                 continue
             for step in ("meetup-train", "meetup-categories"):
@@ -237,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         log("running (Ctrl-C stops everything; the stack stays up):")
         for part in plan:
             log(f"  {part.name:<9} {part.what}  [log {part.log_file}]")
-        time.sleep(1)
         log(f"  model     {trainer.state}")
         log(f"open {app_url}  (the first tables appear after the chain's first batches, about a minute)")
         if not args.no_browser and (os.environ.get("DISPLAY") or sys.platform == "darwin"):
