@@ -67,9 +67,7 @@ class Lakehouse:
 
     @cached_property
     def options(self) -> dict[str, str]:
-        return self.storage_options()
-
-    def storage_options(self) -> dict[str, str]:
+        """delta-rs storage options: the endpoint, and credentials from boto3's provider chain (once per run)."""
         if urlparse(self.settings.lakehouse_root).scheme not in ("s3a", "s3"):
             return {}
         import boto3

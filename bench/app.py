@@ -138,7 +138,7 @@ def write_lakehouse(settings, n: int) -> dict[str, int]:
     from app.data import Lakehouse
 
     lake = Lakehouse(settings)
-    options = lake.storage_options()
+    options = lake.options
     sizes = {}
     for (layer, name), df in tables(n, datetime.now(timezone.utc)).items():
         for part in chunks(df) if len(df) >= COMMITS else [df]:

@@ -140,11 +140,11 @@ class Trainer(threading.Thread):
             os.killpg(self.process.pid, signal.SIGTERM)
 
 
-def silver_rsvps() -> int:
+def silver_rsvps(lake=None) -> int:
     from app.data import Lakehouse, NoData, ServiceDown
 
     try:
-        return len(Lakehouse(load_settings()).table("silver", "rsvps", ["rsvp_id"]))
+        return len((lake or Lakehouse(load_settings())).table("silver", "rsvps", ["rsvp_id"]))
     except (NoData, ServiceDown):
         return 0
 
@@ -156,7 +156,7 @@ def status() -> str:
     found = []
     for label, read in (
         ("totals", lambda: "yes {yes:,} no {no:,}".format(**data.totals(lake))),
-        ("silver", lambda: f"{silver_rsvps():,} RSVPs"),
+        ("silver", lambda: f"{silver_rsvps(lake):,} RSVPs"),
         ("scored", lambda: f"{len(lake.table('gold', 'scored_rsvps', ['rsvp_id'])):,}"),
         ("quarantined", lambda: f"{len(lake.table('silver', 'quarantine', ['offset'])):,}"),
     ):
