@@ -7,6 +7,7 @@ surfacing minutes later as a retry storm deep inside the JVM.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
 import boto3
@@ -16,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from common.settings import Settings
+from common.settings import Settings, SettingsError, load_settings
 
 HINT = "start the local stack with `make stack-up`, or fix the setting"
 
@@ -45,6 +46,7 @@ def kafka_admin(settings: Settings, *, timeout_ms: int = 3000) -> AdminClient:
         {
             "bootstrap.servers": settings.kafka.bootstrap_servers,
             "socket.connection.setup.timeout.ms": timeout_ms,
+            "log_level": 0,  # the check reports a failure in one line; librdkafka would log each retry
             **settings.kafka.client_config,
         }
     )
@@ -114,3 +116,19 @@ def preflight(settings: Settings, services: Iterable[str] = ("kafka", "s3", "pos
             failures.append(str(error))
     if failures:
         raise ServiceUnavailable("\n".join(failures))
+
+
+def settings_for(prog: str, services: Iterable[str] = ()) -> Settings:
+    """The settings of a command line, once the services it needs have answered.
+
+    A malformed or missing setting, or a service that cannot be reached, ends the command here, before
+    any Spark starts: exit status 2 and one line per problem, `prog: <what> (<the setting>) ...`.
+    """
+    try:
+        settings = load_settings()
+        preflight(settings, services)
+    except (SettingsError, ServiceUnavailable) as error:
+        for line in str(error).splitlines():
+            print(f"{prog}: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from common.settings import load_settings
+from common import health
 from common.spark import spark_jars
 
 
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if args else 2
-    settings = load_settings()  # exports .stack/env into os.environ
+    settings = health.settings_for("meetup-submit")  # exports .stack/env into os.environ
     submit = shutil.which(
         "spark-submit", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import health
-from common.settings import PROJECT_ROOT, SettingsError, load_settings
+from common.settings import PROJECT_ROOT, load_settings
 from ml.registry import Registry
 from stack import kafka as kafka_service
 from stack.procs import StackError, ensure_port_free, log_tail, port_open, read_pid, spawn, terminate, wait_until
@@ -198,13 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop:
         stop_all(plan)
         return 0
-    try:
-        settings = load_settings()
-        health.preflight(settings)
-        kafka_service.ensure_topics(settings, ("rsvps",))
-    except (SettingsError, health.ServiceUnavailable) as error:
-        print(f"meetup-demo: {error}", file=sys.stderr)
-        return 2
+    settings = health.settings_for("meetup-demo", ["kafka", "s3", "postgres"])
+    kafka_service.ensure_topics(settings, ("rsvps",))
     already = [p.name for p in plan if p.alive()]
     if already:
         print(f"meetup-demo: a demo is already running ({', '.join(already)}); stop it with Ctrl-C in its terminal "

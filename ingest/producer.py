@@ -25,7 +25,8 @@ from urllib.parse import urlencode
 import websocket
 from confluent_kafka import KafkaError, Producer
 
-from common.settings import STREAMS, Settings, load_settings
+from common import health
+from common.settings import STREAMS, Settings
 from ingest.protocol import STREAM_PATHS, extract_key, extract_mtime
 
 # Bigger than any sane RSVP, smaller than the topic's max.message.bytes (set by the stack).
@@ -193,7 +194,7 @@ class Ingest:
                     url, timeout=self.options.connect_timeout, skip_utf8_validation=True, enable_multithread=True
                 )
             except (OSError, websocket.WebSocketException) as error:
-                print(f"ingest: {stream}: cannot connect to {url}: {error}", file=sys.stderr)
+                print(f"ingest: {stream}: cannot connect to {url} (--url / INGEST_URL): {error}", file=sys.stderr)
             else:
                 got_data = False
                 try:
@@ -302,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    settings = health.settings_for("meetup-ingest", ["kafka"])  # later outages are ridden out, not fatal
     options = IngestOptions(
         base_url=args.url or os.environ.get("INGEST_URL", IngestOptions.base_url),
         streams=tuple(args.streams),

@@ -29,7 +29,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.settings import Settings, load_settings
+from common import health
+from common.settings import Settings
 from common.spark import build_spark
 from ml.registry import CATEGORY_MODEL, NoModelError, Registry
 from ml.train import table_version
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generation", help="silver tables to cluster (default: the current generation)")
     parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_K), help="candidate numbers of categories")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    settings = health.settings_for("meetup-categories", ["s3"])
     layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-categories")
     spark.sparkContext.setLogLevel("WARN")

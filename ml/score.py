@@ -19,7 +19,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.settings import load_settings
+from common import health
 from common.spark import build_spark
 from ml import features as X
 from ml import model as M
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.capture).is_file():
         print(f"meetup-score: no such file: {args.capture}", file=sys.stderr)
         return 2
-    settings = load_settings()
+    settings = health.settings_for("meetup-score", ["s3"])
     spark = build_spark(settings, "meetup-score")
     spark.sparkContext.setLogLevel("WARN")
     try:

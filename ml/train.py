@@ -22,7 +22,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common.settings import Settings, load_settings
+from common import health
+from common.settings import Settings
 from common.spark import build_spark
 from ml import model as M
 from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TOKEN_FEATURES, rsvp_features, valid_messages
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier", default="auto", choices=["auto", *M.CLASSIFIERS])
     parser.add_argument("--no-promote", action="store_true", help="save the version without making it current")
     args = parser.parse_args(argv)
-    settings = load_settings()
+    settings = health.settings_for("meetup-train", ["s3"])
     layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-train")
     spark.sparkContext.setLogLevel("WARN")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from common import health
-from common.settings import STREAMS, Settings, load_settings
+from common.settings import STREAMS, Settings
 from common.spark import build_spark
 from ml.stream import QUERY as SCORE_QUERY
 from ml.stream import start_scoring
@@ -260,13 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
-    needed = ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"])
-    try:
-        health.preflight(settings, needed)
-    except health.ServiceUnavailable as error:
-        print(f"meetup-chain: {error}", file=sys.stderr)
-        return 2
+    settings = health.settings_for("meetup-chain", ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
     layout = generations.layout(settings, args.generation)
     try:
         checkpoints.check(settings, layout, query_names(tuple(args.stages), tuple(args.streams)))

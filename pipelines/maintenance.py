@@ -28,7 +28,7 @@ from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from common.settings import STREAMS, load_settings
+from common.settings import STREAMS
 from pipelines.gold.transforms import AGGREGATES
 from pipelines.layout import Layout
 from pipelines.silver.schemas import TABLE_KEYS
@@ -144,12 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         help="allow --retain-hours under 168: a stream reading further behind than that would fail",
     )
     args = parser.parse_args(argv)
-    settings = load_settings()
-    try:
-        health.preflight(settings, ["s3"])
-    except health.ServiceUnavailable as error:
-        print(f"meetup-maintain: {error}", file=sys.stderr)
-        return 2
+    settings = health.settings_for("meetup-maintain", ["s3"])
     if args.retain_hours < DEFAULT_RETAIN_HOURS and not args.allow_short_retention:
         print(
             f"meetup-maintain: --retain-hours {args.retain_hours} is under Delta's safety limit of 168 hours; "

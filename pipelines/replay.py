@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from confluent_kafka import Consumer, TopicPartition
 
 from common import health
-from common.settings import STREAMS, Settings, load_settings
+from common.settings import STREAMS, Settings
 from pipelines import generations
 from pipelines.layout import Layout
 
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    settings = health.settings_for("meetup-replay", ["s3"])
     try:
         if args.list:
             now = generations.current(settings)

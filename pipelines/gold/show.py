@@ -26,7 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     from delta.tables import DeltaTable
 
     from common import health
-    from common.settings import load_settings
     from common.spark import build_spark
     from pipelines import generations
 
@@ -35,12 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--generation", help="default: the current one")
     args = parser.parse_args(argv)
-    settings = load_settings()
-    try:
-        health.preflight(settings, ["s3"])
-    except health.ServiceUnavailable as error:
-        print(f"meetup-gold: {error}", file=sys.stderr)
-        return 2
+    settings = health.settings_for("meetup-gold", ["s3"])
     spark = build_spark(settings, "meetup-gold", master="local[1]")
     spark.sparkContext.setLogLevel("ERROR")
     layout = generations.layout(settings, args.generation)

@@ -33,7 +33,7 @@ def rows_in(spark, layout: Layout) -> int:
     return stats.agg(F.sum("rows_in")).first()[0] or 0
 
 
-def test_twenty_sigkills_during_a_200k_rsvp_backlog_leave_every_table_exact(stack, spark, unique):
+def test_twenty_sigkills_during_a_200k_rsvp_backlog_leave_every_table_exact(stack, spark, unique, tmp_path):
     settings = isolated(stack, unique)
     real = capture_frames()
     frames = real + list(generator.rsvps(seed=20, count=RSVPS - len(real)))
@@ -42,25 +42,20 @@ def test_twenty_sigkills_during_a_200k_rsvp_backlog_leave_every_table_exact(stac
     layout = Layout.from_settings(settings)
     rng = random.Random(20)
     progress = []
+    log = tmp_path / "chain.log"
     for kill in range(KILLS):
-        chain = chain_process(
-            settings,
-            "--stages",
-            "bronze",
-            "silver",
-            "gold",
-            "--interval",
-            "1 second",
-            "--max-offsets-per-trigger",
-            "20000",
-        )
-        time.sleep(rng.uniform(20, 70))  # a random moment: start-up, mid-batch, between batches, in a MERGE
+        with log.open("a") as stderr:  # small batches, so that a run between two kills can finish some
+            chain = chain_process(
+                settings, "--stages", "bronze", "silver", "gold", "--interval", "1 second",
+                "--max-offsets-per-trigger", "10000", "--max-files-per-trigger", "2", stderr=stderr,
+            )  # fmt: skip
+        time.sleep(rng.uniform(25, 75))  # a random moment: start-up, mid-batch, between batches, in a MERGE
         os.killpg(chain.pid, signal.SIGKILL)
-        assert chain.wait() == -signal.SIGKILL, f"kill {kill + 1}: the chain had already exited"
+        assert chain.wait() == -signal.SIGKILL, f"kill {kill + 1}: the chain had already exited (see {log})"
         progress.append(rows_in(spark, layout))
         print(f"kill {kill + 1}/{KILLS}: silver had taken {progress[-1]:,} of {len(frames):,} rows", flush=True)
     assert progress[-1] < len(frames), "the last kill landed before the end of the backlog"
-    assert progress[-1] > progress[0], "the chain made progress between kills"
+    assert progress[-1] > progress[0], f"the chain made no progress between kills (see {log})"
 
     run_available_now(spark, settings)  # the restart after the last kill, to the end of the backlog
 

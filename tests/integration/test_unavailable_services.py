@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -80,3 +82,62 @@ def test_stack_status_reports_a_stopped_service_and_fails(stack: Settings, tmp_p
     assert result.returncode == 1
     assert "healthy" not in lines["s3"]
     assert lines["kafka"].endswith("healthy") and lines["postgres"].endswith("healthy")
+
+
+COMMANDS = {  # command line -> the module it runs and the services it checks before starting Spark
+    "meetup-chain": ("pipelines.chain", {"kafka", "s3", "postgres"}),
+    "meetup-replay": ("pipelines.replay", {"s3"}),
+    "meetup-maintain": ("pipelines.maintenance", {"s3"}),
+    "meetup-gold": ("pipelines.gold.show", {"s3"}),
+    "meetup-train": ("ml.train", {"s3"}),
+    "meetup-score": ("ml.score", {"s3"}),
+    "meetup-categories": ("ml.categories", {"s3"}),
+    "meetup-ingest": ("ingest.producer", {"kafka"}),
+    "meetup-demo": ("demo.run", {"kafka", "s3", "postgres"}),
+}
+WRONG_PORT = {  # service -> (the variable, what its one line must say)
+    "kafka": ("KAFKA_BOOTSTRAP_SERVERS", r"Kafka at 127\.0\.0\.1:{port} is not reachable \(KAFKA_BOOTSTRAP_SERVERS\)"),
+    "s3": ("S3_ENDPOINT", r"S3 at http://127\.0\.0\.1:{port} \(S3_ENDPOINT\) is not reachable"),
+    "postgres": ("POSTGRES_PORT", r"PostgreSQL at 127\.0\.0\.1:{port} \(POSTGRES_HOST / POSTGRES_PORT\)"),
+}
+
+
+def run_command(module: str, env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
+    extra = {
+        "ml.score": [str(tmp_path / "capture.jsonl")],
+        "demo.run": ["--state-dir", str(tmp_path / "demo")],
+        "pipelines.replay": ["--list"],
+    }
+    (tmp_path / "capture.jsonl").write_text("")
+    return subprocess.run(
+        [sys.executable, "-m", module, *extra.get(module, [])],
+        capture_output=True, text=True, env={**os.environ, **env}, cwd=PROJECT_ROOT, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("command", "service"),
+    [(command, service) for command, (_, services) in COMMANDS.items() for service in sorted(services)],
+)
+def test_a_wrong_port_ends_the_command_with_one_line_naming_the_setting(stack: Settings, tmp_path, command, service):
+    module, _ = COMMANDS[command]
+    port = _free_port()
+    variable, expected = WRONG_PORT[service]
+    value = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}", "S3_ENDPOINT": f"http://127.0.0.1:{port}"}.get(
+        variable, str(port)
+    )
+    result = run_command(module, {variable: value}, tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no traceback, no retry storm: the one line
+    assert re.match(rf"{command}: {expected.format(port=port)}", lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_malformed_setting_ends_the_command_with_one_line_naming_it(tmp_path, command):
+    module, _ = COMMANDS[command]
+    result = run_command(module, {"POSTGRES_PORT": "five-four-three-three"}, tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f"{command}: POSTGRES_PORT must be an integer, got 'five-four-three-three'"
+    ]
