@@ -59,7 +59,11 @@ class Store:
         return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
     def children(self, under: str = "") -> list[str]:
-        """Names of the "directories" directly under `under` (the root by default)."""
+        """Names of the "directories" directly under `under` (the root by default) that hold an object.
+
+        A filesystem-backed S3 server (the local stack's) can leave an empty directory behind a delete
+        and list it as a prefix: without the check, a dropped generation could still be listed.
+        """
         if self.s3:
             prefix = self._key(under) + "/" if (self.prefix or under) else ""
             names, token = [], None
@@ -69,7 +73,7 @@ class Store:
                 names += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
                 token = page.get("NextContinuationToken")
                 if not token:
-                    return sorted(names)
+                    return sorted(name for name in names if self.exists(f"{under}/{name}" if under else name))
         path = self.local / under
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.exists() else []
 

@@ -49,6 +49,16 @@ def test_a_replay_from_offset_zero_rebuilds_equal_tables_and_switches_readers_at
     assert generations.existing(settings) == ["g1"]
 
 
+def test_an_empty_directory_left_in_the_object_store_is_no_generation(stack, unique):
+    """S3Proxy's filesystem backend once kept an empty directory of a dropped generation, listed as a prefix."""
+    settings = isolated(stack, unique)
+    bucket, _, prefix = settings.lakehouse_root.removeprefix("s3a://").partition("/")
+    ghost = stack.stack_dir / "s3" / "data" / bucket / prefix / "g7" / "_checkpoints" / "silver-rsvps" / "commits"
+    ghost.mkdir(parents=True)
+    assert ghost.is_dir()
+    assert "g7" not in generations.existing(settings)
+
+
 def produce_then_expire(settings, *, count: int, partition: int, expire_before: int) -> None:
     """`count` frames into one partition, then what retention does when a segment expires: the log
     start offset moves up to `expire_before`."""
