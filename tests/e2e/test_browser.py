@@ -167,6 +167,7 @@ def test_every_page_loads_without_an_exception(system, browser, path):
     page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
 
 
+@pytest.mark.slow  # ~100 s, the app's own local Spark starting; tests/app/test_pages_on_the_stack.py covers the form
 def test_the_scoring_form_returns_a_probability(system, browser):
     url = system.url
     page = open_page(browser, f"{url}/model", "Model")
