@@ -25,6 +25,7 @@ from common.settings import load_settings
 from common.spark import build_spark
 from ingest import generator
 from pipelines.bronze.job import start_bronze
+from pipelines.chain import MAX_FILES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
 from pipelines.gold.job import GoldBatch, ensure_gold_tables, rebuild_snapshots
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
@@ -72,7 +73,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
     started = time.perf_counter()
     (
         spark.readStream.format("delta")
-        .option("maxFilesPerTrigger", "6")
+        .option("maxFilesPerTrigger", str(MAX_FILES_PER_TRIGGER))
         .load(layout.table("bronze", "rsvps"))
         .writeStream.foreachBatch(timed_batch)
         .option("checkpointLocation", layout.checkpoint("bench-silver"))
@@ -86,7 +87,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
     started = time.perf_counter()
     (
         spark.readStream.format("delta")
-        .option("maxFilesPerTrigger", "6")
+        .option("maxFilesPerTrigger", str(MAX_FILES_PER_TRIGGER))
         .load(layout.table("bronze", "rsvps"))
         .writeStream.foreachBatch(GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS, snapshot_every_s=None))
         .option("checkpointLocation", layout.checkpoint("bench-gold"))
@@ -115,7 +116,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
-    parser.add_argument("--max-offsets-per-trigger", type=int, default=100_000)
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=MAX_OFFSETS_PER_TRIGGER)
     args = parser.parse_args(argv)
     base = load_settings()
     spark = build_spark(base, "bench-backlog", extra_conf={"spark.ui.enabled": "false"})

@@ -109,7 +109,7 @@ class PostgresSettings:
 @dataclass(frozen=True)
 class SparkSettings:
     master: str = "local[*]"
-    driver_memory: str = "2g"
+    driver_memory: str = "4g"  # 24 GB machines; silver's MERGEs of a 100k-row batch fit with room
     shuffle_partitions: int = 4
     ui_enabled: bool = True
     jars_dir: Path = PROJECT_ROOT / ".stack" / "jars" / "spark"

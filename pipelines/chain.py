@@ -34,6 +34,11 @@ from pipelines.silver.job import start_silver
 
 # score: the yes/no model on every new RSVP (ml/stream.py); it needs gold's freshness table and a model
 STAGES = ("bronze", "silver", "gold", "score")
+# Batch bounds for catching up a backlog (the chain's and the replay's defaults). Bronze writes one file per
+# Kafka partition per batch, so 3 files are at most one full bronze batch: 100,000 RSVPs with 3 partitions.
+# A silver MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB driver (bench.backlog).
+MAX_OFFSETS_PER_TRIGGER = 100_000
+MAX_FILES_PER_TRIGGER = 3
 
 
 def run_chain(
@@ -271,13 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mirror")
     parser.add_argument(
-        "--max-offsets-per-trigger", type=int, default=100_000, help="bronze: Kafka records per stream per batch"
+        "--max-offsets-per-trigger",
+        type=int,
+        default=MAX_OFFSETS_PER_TRIGGER,
+        help="bronze: Kafka records per stream per batch",
     )
     parser.add_argument(
         "--max-files-per-trigger",
         type=int,
-        default=6,
-        help="silver and gold: bronze files per batch (bounds mirror memory)",
+        default=MAX_FILES_PER_TRIGGER,
+        help="silver and gold: bronze files per batch (bounds the MERGEs' and the mirror's memory)",
     )
     parser.add_argument(
         "--lateness-minutes",
