@@ -35,8 +35,9 @@ from pipelines.silver.job import start_silver
 # score: the yes/no model on every new RSVP (ml/stream.py); it needs gold's freshness table and a model
 STAGES = ("bronze", "silver", "gold", "score")
 # Batch bounds for catching up a backlog (the chain's and the replay's defaults). Bronze writes one file per
-# Kafka partition per batch, so 3 files are at most one full bronze batch: 100,000 RSVPs with 3 partitions.
-# A silver MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB driver (bench.backlog).
+# Kafka partition per batch, so 3 files are about one full bronze batch (100,000 RSVPs with 3 partitions);
+# auto-compaction merges files, so a batch can hold more (166,500 rows in bench.backlog at 300k). A silver
+# MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB driver (bench.backlog).
 MAX_OFFSETS_PER_TRIGGER = 100_000
 MAX_FILES_PER_TRIGGER = 3
 
