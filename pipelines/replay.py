@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.drop:
             print(f"meetup-replay: dropped {args.drop} ({generations.drop(settings, args.drop)} objects)")
             return 0
-        health.preflight(settings, ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
+        health.preflight(settings, ["kafka"] + ([] if args.no_postgres else ["postgres"]))  # S3 answered above
         offsets = {int(p): int(o) for p, o in json.loads(args.from_offsets).items()} if args.from_offsets else None
         timestamp_ms = _timestamp_ms(args.from_timestamp) if args.from_timestamp else None
         for stream in args.streams:  # refuse before Spark starts
