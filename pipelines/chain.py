@@ -125,13 +125,15 @@ def run_chain(
                                 max_files_per_trigger=max_files_per_trigger,
                             )
                         )
-            _wait(
+            queries = _wait(
                 starters,
                 stop_event or threading.Event(),
                 progress_every,
                 lambda: listener.flush(spark, layout),
                 lambda name: checkpoints.mark(settings, layout, name),
             )
+            if not listener.await_last_progress(queries):
+                print("chain: a query's last progress event never came; its metrics row is missing", file=sys.stderr)
             if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
                 rebuild_snapshots(spark, layout, settings)
     finally:
@@ -189,8 +191,9 @@ def _wait(
     flush_metrics: Callable[[], int],
     mark_started: Callable[[str], None] = lambda name: None,
     flush_every: float = 10.0,
-) -> None:
-    """Start the queries, report progress and wait; restart a query hit by one of KNOWN_SPARK_BUGS."""
+) -> list:
+    """Start the queries, report progress and wait; restart a query hit by one of KNOWN_SPARK_BUGS.
+    Returns the queries, stopped (the restarted ones in place of those that failed)."""
     queries = [start() for start in starters]
     restarts = [0] * len(queries)
     last_report = last_flush = time.monotonic()
@@ -246,6 +249,7 @@ def _wait(
     finally:
         for query in queries:
             _stop_between_batches(query)
+    return queries
 
 
 def _stop_between_batches(query, timeout: float = 120.0) -> None:

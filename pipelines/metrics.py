@@ -10,6 +10,7 @@ appends the buffer to Delta every `flush_every` seconds, off the listener's thre
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
@@ -95,6 +96,7 @@ class MetricsListener(StreamingQueryListener):
 
     def __init__(self) -> None:
         self._rows: list[tuple] = []
+        self._seen: set[tuple[str, int]] = set()  # (run id, batch id) of every progress event received
         self._lock = threading.Lock()
 
     def onQueryStarted(self, event) -> None:
@@ -104,12 +106,26 @@ class MetricsListener(StreamingQueryListener):
         row = progress_row(event.progress)
         with self._lock:
             self._rows.append(row)
+            self._seen.add((row[1], row[2]))
 
     def onQueryIdle(self, event) -> None:
         pass
 
     def onQueryTerminated(self, event) -> None:
         pass
+
+    def await_last_progress(self, queries, timeout: float = 30.0) -> bool:
+        """Wait until the event of each query's last batch has arrived: Spark posts progress events to
+        listeners asynchronously, so a query can end before its last event reaches us (and a flush right
+        then would miss that batch's row). False if some event did not come within `timeout` seconds."""
+        expected = {(str(q.runId), int(q.lastProgress["batchId"])) for q in queries if q.lastProgress}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if expected <= self._seen:
+                    return True
+            time.sleep(0.1)
+        return False
 
     def flush(self, spark: SparkSession, layout: Layout) -> int:
         with self._lock:
