@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -81,6 +81,18 @@ bench-ml: stack-up ## model training time on the captures, batch and streaming s
 bench-app: stack-up ## the app's time to first render and per refresh at 10k, 100k and 1M RSVPs (bench/results/app.md)
 	$(BIN)/python -m bench.app
 
+# The same stack commands with three Kafka brokers (replication 3, min.insync.replicas 2) and a Spark
+# standalone master with two workers: `make cluster-up`, then `make cluster-chain`. See README "Scaling out".
+CLUSTER := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096 SPARK_MASTER=spark://127.0.0.1:7077
+cluster-up: setup ## the stack with a three-broker Kafka and a Spark standalone cluster (make stack-down first)
+	@$(CLUSTER) $(STACK) up
+
+cluster-status: ## health of each service of the cluster stack, one line per service
+	@$(CLUSTER) $(STACK) status
+
+cluster-chain: ## the whole chain submitted to the standalone cluster with spark-submit (ARGS="--available-now")
+	$(CLUSTER) $(BIN)/meetup-submit pipelines/chain.py $(ARGS)
+
 chain: stack-up ## the Spark chain (bronze -> silver + PostgreSQL, gold, scoring), continuously; ARGS="--available-now" etc.
 	$(BIN)/meetup-chain $(ARGS)
 
@@ -106,4 +118,4 @@ lint: venv ## ruff
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 clean: stack-down ## stop the stack and delete its state (jars are kept)
-	rm -rf .stack/kafka .stack/s3 .stack/postgres .stack/env
+	rm -rf .stack/kafka .stack/s3 .stack/postgres .stack/spark .stack/build .stack/env

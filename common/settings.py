@@ -53,6 +53,18 @@ def host_port(address: str, setting: str) -> tuple[str, int]:
     return host, int(port)
 
 
+SASL_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def _prefixed(env: Mapping[str, str], prefix: str) -> dict[str, str]:
+    """KAFKA_CLIENT_SASL_USERNAME=x -> {"sasl.username": "x"} for every variable with this prefix."""
+    return {key[len(prefix) :].lower().replace("_", "."): value for key, value in env.items() if key.startswith(prefix)}
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -62,9 +74,49 @@ class KafkaSettings:
     retention_ms: int = 7 * 24 * 3600 * 1000
     # Extra librdkafka settings (security.protocol, sasl.*, ssl.*) keep their own key names.
     client_config: Mapping[str, str] = field(default_factory=dict)
+    # Java client settings for Spark's Kafka source only, over what java_config() derives.
+    java_client_config: Mapping[str, str] = field(default_factory=dict)
 
     def topic(self, stream: str) -> str:
         return f"{self.topic_prefix}.{stream}"
+
+    def java_config(self) -> dict[str, str]:
+        """The same security settings for the Java client inside Spark's Kafka source.
+
+        One set of KAFKA_CLIENT_* variables serves the Python clients (librdkafka) and Spark (the Java
+        client): the keys the two spell differently are translated here, the rest keep their names, and
+        KAFKA_JAVA_CLIENT_* variables are added last for what has no librdkafka spelling.
+        """
+        config = dict(self.client_config)
+        mechanism = config.pop("sasl.mechanisms", None) or config.pop("sasl.mechanism", None)
+        username, password = config.pop("sasl.username", None), config.pop("sasl.password", None)
+        if mechanism:
+            config["sasl.mechanism"] = mechanism
+        if username is not None and password is not None:
+            module = SASL_LOGIN_MODULES.get((mechanism or "PLAIN").upper())
+            if module is None:
+                raise SettingsError(
+                    f"KAFKA_CLIENT_SASL_USERNAME/PASSWORD work with PLAIN or SCRAM-SHA-256/512, not {mechanism}; "
+                    "give Spark a KAFKA_JAVA_CLIENT_SASL_JAAS_CONFIG instead"
+                )
+            escaped = [value.replace("\\", "\\\\").replace('"', '\\"') for value in (username, password)]
+            config["sasl.jaas.config"] = f'{module} required username="{escaped[0]}" password="{escaped[1]}";'
+        ca = config.pop("ssl.ca.location", None)
+        if ca:
+            config.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": ca})
+        if config.get("ssl.endpoint.identification.algorithm") == "none":
+            config["ssl.endpoint.identification.algorithm"] = ""  # the Java client's spelling of "off"
+        config.update(self.java_client_config)
+        return config
+
+    @property
+    def addresses(self) -> list[str]:
+        return [address.strip() for address in self.bootstrap_servers.split(",") if address.strip()]
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """2 once there are replicas to spare: with acks=all a write then survives losing one broker."""
+        return min(2, self.replication_factor)
 
 
 @dataclass(frozen=True)
@@ -113,6 +165,12 @@ class SparkSettings:
     shuffle_partitions: int = 4
     ui_enabled: bool = True
     jars_dir: Path = PROJECT_ROOT / ".stack" / "jars" / "spark"
+    # The local standalone cluster `meetup-stack up` starts when `master` is spark://127.0.0.1:PORT.
+    workers: int = 2
+    worker_cores: int = 1
+    worker_memory: str = "2g"
+    master_webui_port: int = 8080  # worker N's UI listens on this port + N
+    executor_memory: str = "1g"
 
 
 @dataclass(frozen=True)
@@ -137,19 +195,19 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         stack_dir = Path(env.get("MEETUP_STACK_DIR") or PROJECT_ROOT / ".stack")
+        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", KafkaSettings.bootstrap_servers)
         kafka = KafkaSettings(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", KafkaSettings.bootstrap_servers),
+            bootstrap_servers=bootstrap,
             topic_prefix=env.get("KAFKA_TOPIC_PREFIX", KafkaSettings.topic_prefix),
             partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", KafkaSettings.partitions),
-            replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", KafkaSettings.replication_factor),
+            # One replica per listed broker, up to 3, unless set: the local three-broker cluster gets 3.
+            replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", min(3, len(bootstrap.split(",")))),
             retention_ms=_int(env, "KAFKA_RETENTION_MS", KafkaSettings.retention_ms),
-            client_config={
-                key[len("KAFKA_CLIENT_") :].lower().replace("_", "."): value
-                for key, value in env.items()
-                if key.startswith("KAFKA_CLIENT_")
-            },
+            client_config=_prefixed(env, "KAFKA_CLIENT_"),
+            java_client_config=_prefixed(env, "KAFKA_JAVA_CLIENT_"),
         )
         host_port(kafka.bootstrap_servers, "KAFKA_BOOTSTRAP_SERVERS")
+        kafka.java_config()  # a SASL setting Spark cannot use fails here, at start, naming the variables
         s3 = S3Settings(
             endpoint=env.get("S3_ENDPOINT", S3Settings.endpoint),
             region=env.get("AWS_REGION", S3Settings.region),
@@ -173,6 +231,11 @@ class Settings:
             shuffle_partitions=_int(env, "SPARK_SHUFFLE_PARTITIONS", SparkSettings.shuffle_partitions),
             ui_enabled=_bool(env, "SPARK_UI_ENABLED", SparkSettings.ui_enabled),
             jars_dir=Path(env.get("SPARK_JARS_DIR") or stack_dir / "jars" / "spark"),
+            workers=_int(env, "SPARK_WORKERS", SparkSettings.workers),
+            worker_cores=_int(env, "SPARK_WORKER_CORES", SparkSettings.worker_cores),
+            worker_memory=env.get("SPARK_WORKER_MEMORY", SparkSettings.worker_memory),
+            master_webui_port=_int(env, "SPARK_MASTER_WEBUI_PORT", SparkSettings.master_webui_port),
+            executor_memory=env.get("SPARK_EXECUTOR_MEMORY", SparkSettings.executor_memory),
         )
         root = env.get("LAKEHOUSE_ROOT", cls.lakehouse_root)
         if not root or root.startswith("s3a://") and not urlparse(root).netloc:

@@ -3,9 +3,11 @@
     meetup-submit pipelines/chain.py --available-now
     meetup-submit --master spark://host:7077 pipelines/chain.py
 
-Options before the script go to spark-submit. The local stack's `.stack/env` is exported first (an
-exported variable wins), so the driver and executors find S3 and PostgreSQL credentials in their
-environment, as the AWS provider chain expects; on a real cluster, set those variables yourself.
+Options before the script go to spark-submit and win over ours: `--jars` (the jars `make jars` resolved),
+`--py-files` (this project's packages, zipped), `--master`, `--driver-memory` and `--executor-memory` from
+the settings. The local stack's `.stack/env` is exported first (an exported variable wins), so the driver
+and the executors of the local cluster's workers find S3 and PostgreSQL credentials in their environment,
+as the AWS provider chain expects; on a real cluster, see README "Deploying on a managed cluster".
 """
 
 from __future__ import annotations
@@ -13,10 +15,56 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from common import health
+from common.settings import PROJECT_ROOT, Settings
 from common.spark import spark_jars
+
+PACKAGES = ("common", "pipelines", "ml", "ingest")  # what executors may import from this project
+RESOURCES = ("sql",)  # files the jobs read beside their code: the mirror's DDL
+
+
+def project_zip(build_dir: Path) -> Path:
+    """The project's Python packages in one zip for `--py-files`: executors on other machines import
+    `pipelines.*` from it (the local workers could import it from the virtualenv, a real cluster cannot)."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    target = build_dir / "meetup_rsvps.zip"
+    partial = target.with_suffix(".zip.partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+        for package in PACKAGES:
+            for source in sorted((PROJECT_ROOT / package).rglob("*.py")):
+                archive.write(source, source.relative_to(PROJECT_ROOT))
+        for directory in RESOURCES:
+            for resource in sorted((PROJECT_ROOT / directory).iterdir()):
+                archive.write(resource, resource.relative_to(PROJECT_ROOT))
+    partial.replace(target)  # atomic: a submission running beside this one keeps a whole zip
+    return target
+
+
+def submit_command(submit: str, settings: Settings, args: list[str], py_files: Path) -> list[str]:
+    """spark-submit's command line: our defaults first, each left out when `args` gives that option."""
+    script = next((i for i, arg in enumerate(args) if arg.endswith((".py", ".jar"))), len(args))
+    options = args[:script]  # what follows the script is the script's own arguments
+    given = {arg.split("=", 1)[0] for arg in options if arg.startswith("--")}
+    defaults: list[str] = []
+
+    def default(option: str, value: str) -> None:
+        if option not in given:
+            defaults.extend([option, value])
+
+    default("--master", settings.spark.master)
+    default("--driver-memory", settings.spark.driver_memory)
+    master = options[options.index("--master") + 1] if "--master" in options else settings.spark.master
+    if not master.startswith("local"):
+        default("--executor-memory", settings.spark.executor_memory)
+    if urlparse(master).hostname in ("127.0.0.1", "localhost"):
+        # executors on this machine reach the driver on loopback, whatever the hostname resolves to
+        defaults += ["--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1"]
+    jars = ",".join(str(jar) for jar in spark_jars(settings.spark.jars_dir))
+    return [submit, "--jars", jars, "--py-files", str(py_files), *defaults, *args]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if submit is None:
         print("meetup-submit: spark-submit not found (it comes with pyspark: run `make venv`)", file=sys.stderr)
         return 2
-    jars = ",".join(str(jar) for jar in spark_jars(settings.spark.jars_dir))
     # pyspark's spark-submit finds its Spark home through the interpreter on PATH: make it this one.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    has_master = "--master" in args
-    command = [submit, "--jars", jars, *([] if has_master else ["--master", settings.spark.master]), *args]
+    os.environ.setdefault("MEETUP_STACK_DIR", str(settings.stack_dir))  # the driver may import from the zip
+    command = submit_command(submit, settings, args, project_zip(settings.stack_dir / "build"))
     os.execv(submit, command)
     return 0  # not reached
 

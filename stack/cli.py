@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common.settings import Settings, load_settings, read_env_file
-from stack import jars, kafka, objectstore, postgres
+from stack import jars, kafka, objectstore, postgres, spark_standalone
 from stack.procs import StackError
 
 SERVICES = {"kafka": kafka, "s3": objectstore, "postgres": postgres}
@@ -45,6 +45,8 @@ def up(settings: Settings, controller_port: int) -> int:
         "s3": lambda: objectstore.up(settings),
         "postgres": lambda: postgres.up(settings),
     }
+    if spark_standalone.wanted(settings):
+        starters["spark"] = lambda: spark_standalone.up(settings)
     failures = []
     with ThreadPoolExecutor(max_workers=len(starters)) as pool:
         futures = {name: pool.submit(start) for name, start in starters.items()}
@@ -61,14 +63,15 @@ def up(settings: Settings, controller_port: int) -> int:
 
 
 def down(settings: Settings) -> int:
-    for name, service in SERVICES.items():
+    for name, service in {**SERVICES, "spark": spark_standalone}.items():  # a cluster started earlier, too
         stopped = service.down(settings)
         print(f"down {name:<10} {'stopped' if stopped else 'was not running'}")
     return 0
 
 
 def status(settings: Settings) -> int:
-    results = [service.status(settings) for service in SERVICES.values()]
+    services = [*SERVICES.values(), *([spark_standalone] if spark_standalone.wanted(settings) else [])]
+    results = [service.status(settings) for service in services]
     print("\n".join(line for line, _ in results))
     return 0 if all(ok for _, ok in results) else 1
 
@@ -93,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.command == "up":
-            return up(settings, controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", "9093")))
+            return up(
+                settings, controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", kafka.DEFAULT_CONTROLLER_PORT))
+            )
         if args.command == "down":
             return down(settings)
         return status(settings)

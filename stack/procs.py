@@ -107,6 +107,20 @@ def terminate(pid_file: Path, *, timeout: float = 30.0, leader_only: bool = Fals
     return True
 
 
+def kill(pid_file: Path) -> bool:
+    """SIGKILL the process group in `pid_file` at once, no SIGTERM first: a crash, for failure tests."""
+    pid = read_pid(pid_file)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and read_pid(pid_file) is not None:
+        _reap(pid)
+        time.sleep(0.05)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
 def _reap(pid: int) -> None:
     # A child of this very process would stay a zombie (and look alive) until waited for.
     try:

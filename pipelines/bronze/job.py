@@ -24,8 +24,8 @@ def kafka_source_options(settings: Settings, topic: str, starting_offsets: str =
         # Data deleted by retention before we read it is an error to surface, never a silent skip.
         "failOnDataLoss": "true",
     }
-    # Security settings for the real deployments (SASL/SSL) pass through under their Kafka names.
-    options.update({f"kafka.{key}": value for key, value in settings.kafka.client_config.items()})
+    # Security settings for the real deployments (SASL/SSL), translated for the Java client.
+    options.update({f"kafka.{key}": value for key, value in settings.kafka.java_config().items()})
     return options
 
 

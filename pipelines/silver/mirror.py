@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +25,20 @@ from common.settings import PROJECT_ROOT, Settings
 from pipelines.silver.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
 
 SQL_DIR = PROJECT_ROOT / "sql"
+
+
+def ddl_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, str]]:
+    """(name, text) of every sql/*.sql file in name order: from the source tree, or from inside the zip
+    `meetup-submit` ships (under spark-submit the project may be imported from that zip)."""
+    if zipfile.is_zipfile(sql_dir.parent):
+        with zipfile.ZipFile(sql_dir.parent) as archive:
+            names = sorted(name for name in archive.namelist() if name.startswith("sql/") and name.endswith(".sql"))
+            files = [(name.removeprefix("sql/"), archive.read(name).decode()) for name in names]
+    else:
+        files = [(path.name, path.read_text()) for path in sorted(sql_dir.glob("*.sql"))]
+    if not files:
+        raise FileNotFoundError(f"no DDL in {sql_dir}: the PostgreSQL mirror needs sql/*.sql")
+    return files
 
 
 @dataclass(frozen=True)
@@ -70,22 +85,22 @@ def connect(settings: Settings):
 
 def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
     """Run every sql/*.sql file in name order (each is idempotent); returns the files applied."""
-    files = sorted(sql_dir.glob("*.sql"))
+    files = ddl_files(sql_dir)
     conn = connect(settings)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(settings.postgres.schema)))
             cur.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(settings.postgres.schema)))
             cur.execute("SELECT pg_advisory_xact_lock(hashtext('meetup-rsvps ddl'))")  # two jobs starting at once
-            for path in files:
-                cur.execute(path.read_text())
+            for _, text in files:
+                cur.execute(text)
             # the app's query page reads as the reader role, whichever schema the mirror writes
             schema, reader = sql.Identifier(settings.postgres.schema), sql.Identifier(settings.postgres.reader_user)
             cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, reader))
             cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, reader))
     finally:
         conn.close()
-    return [path.name for path in files]
+    return [name for name, _ in files]
 
 
 def _copy_text(value) -> str:

@@ -63,6 +63,8 @@ def process_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process (the chain, the demo) these isolated settings."""
     return {
         **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "KAFKA_REPLICATION_FACTOR": str(settings.kafka.replication_factor),
         "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
         "LAKEHOUSE_ROOT": settings.lakehouse_root,
         "POSTGRES_SCHEMA": settings.postgres.schema,

@@ -69,3 +69,61 @@ def test_stack_env_file_fills_gaps_but_never_overrides_the_environment(tmp_path)
     assert settings.postgres.password == "from-file"
     assert environ["AWS_ACCESS_KEY_ID"] == "exported-key"
     assert environ["POSTGRES_PASSWORD"] == "from-file"
+
+
+def test_one_set_of_kafka_security_variables_configures_librdkafka_and_sparks_java_client():
+    settings = Settings.from_env(
+        {
+            "KAFKA_CLIENT_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_CLIENT_SASL_MECHANISMS": "SCRAM-SHA-512",
+            "KAFKA_CLIENT_SASL_USERNAME": "meetup",
+            "KAFKA_CLIENT_SASL_PASSWORD": 'p"w\\1',
+            "KAFKA_CLIENT_SSL_CA_LOCATION": "/etc/kafka/ca.pem",
+            "KAFKA_JAVA_CLIENT_CLIENT_DNS_LOOKUP": "use_all_dns_ips",
+        }
+    )
+    assert settings.kafka.client_config == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": "meetup",
+        "sasl.password": 'p"w\\1',
+        "ssl.ca.location": "/etc/kafka/ca.pem",
+    }
+    assert settings.kafka.java_config() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required username="meetup" '
+        'password="p\\"w\\\\1";',
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": "/etc/kafka/ca.pem",
+        "client.dns.lookup": "use_all_dns_ips",
+    }
+
+
+def test_sparks_kafka_source_gets_the_translated_security_options():
+    from pipelines.bronze.job import kafka_source_options
+
+    settings = Settings.from_env(
+        {
+            "KAFKA_CLIENT_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_CLIENT_SASL_MECHANISM": "PLAIN",
+            "KAFKA_CLIENT_SASL_USERNAME": "u",
+            "KAFKA_CLIENT_SASL_PASSWORD": "p",
+        }
+    )
+    options = kafka_source_options(settings, "meetup.rsvps")
+    assert options["kafka.security.protocol"] == "SASL_PLAINTEXT"
+    assert options["kafka.sasl.mechanism"] == "PLAIN"
+    assert options["kafka.sasl.jaas.config"].startswith("org.apache.kafka.common.security.plain.PlainLoginModule")
+    assert "kafka.sasl.username" not in options and "kafka.sasl.password" not in options
+
+
+def test_a_sasl_mechanism_without_a_java_translation_is_refused_at_start_naming_the_way_out():
+    with pytest.raises(SettingsError, match="KAFKA_JAVA_CLIENT_SASL_JAAS_CONFIG"):
+        Settings.from_env(
+            {
+                "KAFKA_CLIENT_SASL_MECHANISMS": "GSSAPI",
+                "KAFKA_CLIENT_SASL_USERNAME": "u",
+                "KAFKA_CLIENT_SASL_PASSWORD": "p",
+            }
+        )

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from common.settings import Settings
@@ -42,20 +40,41 @@ def _properties(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if line)
 
 
-def test_single_broker_config_is_kraft_with_replication_one(tmp_path):
-    config = _properties(kafka.server_properties(Settings(), node_id=1, controller_port=9093, data_dir=tmp_path))
+def test_single_broker_config_is_kraft_with_replication_one():
+    settings = Settings()
+    (node,) = kafka.nodes(settings)
+    config = _properties(kafka.server_properties(settings, node, [node]))
     assert config["process.roles"] == "broker,controller"
     assert config["controller.quorum.voters"] == "1@127.0.0.1:9093"
     assert config["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
     assert config["offsets.topic.replication.factor"] == "1"
     assert config["min.insync.replicas"] == "1"
-    assert config["log.dirs"] == str(tmp_path)
+    assert config["log.dirs"] == str(settings.stack_dir / "kafka" / "data")
 
 
-def test_replicated_config_requires_two_in_sync_replicas(tmp_path):
-    settings = Settings()
-    settings = replace(settings, kafka=replace(settings.kafka, replication_factor=3))
-    config = _properties(kafka.server_properties(settings, node_id=2, controller_port=9093, data_dir=tmp_path))
+def test_three_listed_brokers_make_a_three_voter_quorum_with_replication_three_and_two_in_sync():
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"})
+    cluster = kafka.nodes(settings, controller_port=9093)
+    assert [(node.node_id, node.port, node.controller_port) for node in cluster] == [
+        (1, 9092, 9093),
+        (2, 9094, 9095),
+        (3, 9096, 9097),
+    ]
+    assert len({node.data_dir for node in cluster}) == 3
+    config = _properties(kafka.server_properties(settings, cluster[1], cluster))
+    assert config["node.id"] == "2"
+    assert config["controller.quorum.voters"] == "1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097"
+    assert config["listeners"] == "PLAINTEXT://127.0.0.1:9094,CONTROLLER://127.0.0.1:9095"
     assert config["default.replication.factor"] == "3"
+    assert config["offsets.topic.replication.factor"] == "3"
     assert config["min.insync.replicas"] == "2"
     assert config["unclean.leader.election.enable"] == "false"
+
+
+def test_an_explicit_replication_factor_wins_over_the_broker_count():
+    settings = Settings.from_env(
+        {"KAFKA_BOOTSTRAP_SERVERS": "10.0.0.1:9092,10.0.0.2:9092", "KAFKA_REPLICATION_FACTOR": "3"}
+    )
+    assert settings.kafka.replication_factor == 3
+    assert settings.kafka.min_insync_replicas == 2
+    assert Settings.from_env({}).kafka.replication_factor == 1
