@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,6 +63,7 @@ bench: stack-up ## every benchmark, then bench/results/summary.md and summary.pn
 	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 5
 	$(BIN)/python -m bench.ml --size 100000
 	$(BIN)/python -m bench.app
+	$(BIN)/python -m bench.cluster --size 100000
 	$(BIN)/python -m bench.report
 
 bench-system: stack-up ## the running system at 2, 20 and 200 RSVPs/s: freshness p50/p95/p99, memory per part (bench/results/system.md)
@@ -74,6 +75,9 @@ bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (b
 
 bench-backlog: stack-up ## Kafka -> bronze -> silver + PostgreSQL -> gold catch-up, 100k and 1M RSVPs (bench/results/backlog.md)
 	$(BIN)/python -m bench.backlog --sizes 100000 1000000
+
+bench-cluster: stack-up ## the chain on a Spark standalone cluster beside local mode, 100k RSVPs (bench/results/cluster.md)
+	$(BIN)/python -m bench.cluster --size 100000
 
 bench-ml: stack-up ## model training time on the captures, batch and streaming scoring rates (bench/results/ml.md)
 	$(BIN)/python -m bench.ml --size 100000

@@ -10,7 +10,6 @@ appends the buffer to Delta every `flush_every` seconds, off the listener's thre
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
@@ -105,8 +104,9 @@ class MetricsListener(StreamingQueryListener):
     def onQueryProgress(self, event) -> None:
         row = progress_row(event.progress)
         with self._lock:
-            self._rows.append(row)
-            self._seen.add((row[1], row[2]))
+            if (row[1], row[2]) not in self._seen:  # not already taken from the query by `backfill`
+                self._seen.add((row[1], row[2]))
+                self._rows.append(row)
 
     def onQueryIdle(self, event) -> None:
         pass
@@ -114,18 +114,20 @@ class MetricsListener(StreamingQueryListener):
     def onQueryTerminated(self, event) -> None:
         pass
 
-    def await_last_progress(self, queries, timeout: float = 30.0) -> bool:
-        """Wait until the event of each query's last batch has arrived: Spark posts progress events to
-        listeners asynchronously, so a query can end before its last event reaches us (and a flush right
-        then would miss that batch's row). False if some event did not come within `timeout` seconds."""
-        expected = {(str(q.runId), int(q.lastProgress["batchId"])) for q in queries if q.lastProgress}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if expected <= self._seen:
-                    return True
-            time.sleep(0.1)
-        return False
+    def backfill(self, queries) -> int:
+        """Add the rows of batches whose event has not reached the listener yet, from each query's own
+        `recentProgress`: Spark posts events asynchronously, so a query can end before its last event
+        arrives, and a flush right then would miss that batch. A late event is then dropped as seen."""
+        added = 0
+        for query in queries:
+            for progress in query.recentProgress:
+                row = progress_row(progress)
+                with self._lock:
+                    if (row[1], row[2]) not in self._seen:
+                        self._seen.add((row[1], row[2]))
+                        self._rows.append(row)
+                        added += 1
+        return added
 
     def flush(self, spark: SparkSession, layout: Layout) -> int:
         with self._lock:

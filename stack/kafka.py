@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,16 +69,18 @@ def server_properties(settings: Settings, node: Node, voters: list[Node]) -> str
     replication = settings.kafka.replication_factor
     min_insync = settings.kafka.min_insync_replicas
     quorum = ",".join(f"{voter.node_id}@{voter.host}:{voter.controller_port}" for voter in voters)
+    protocol = "SASL_PLAINTEXT" if sasl_plain_user(settings) else "PLAINTEXT"
     return "\n".join(
         [
             "process.roles=broker,controller",
             f"node.id={node.node_id}",
             f"controller.quorum.voters={quorum}",
-            f"listeners=PLAINTEXT://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
-            f"advertised.listeners=PLAINTEXT://{node.host}:{node.port}",
+            f"listeners={protocol}://{node.host}:{node.port},CONTROLLER://{node.host}:{node.controller_port}",
+            f"advertised.listeners={protocol}://{node.host}:{node.port}",
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"inter.broker.listener.name={protocol}",
+            f"listener.security.protocol.map={protocol}:{protocol},CONTROLLER:PLAINTEXT",
+            *sasl_properties(settings),
             f"log.dirs={node.data_dir}",
             f"num.partitions={settings.kafka.partitions}",
             f"default.replication.factor={replication}",
@@ -96,6 +99,38 @@ def server_properties(settings: Settings, node: Node, voters: list[Node]) -> str
             "",
         ]
     )
+
+
+def sasl_plain_user(settings: Settings) -> tuple[str, str] | None:
+    """The (user, password) the clients are configured with, when they speak SASL/PLAIN without TLS.
+
+    The local broker then requires exactly that login on its client listener, so the security settings a
+    deployment would use (KAFKA_CLIENT_SECURITY_PROTOCOL and friends) can be exercised for real here.
+    """
+    config = settings.kafka.client_config
+    mechanism = (config.get("sasl.mechanisms") or config.get("sasl.mechanism") or "PLAIN").upper()
+    if config.get("security.protocol", "").upper() != "SASL_PLAINTEXT" or mechanism != "PLAIN":
+        return None
+    if "sasl.username" not in config or "sasl.password" not in config:
+        return None
+    return config["sasl.username"], config["sasl.password"]
+
+
+def sasl_properties(settings: Settings) -> list[str]:
+    login = sasl_plain_user(settings)
+    if login is None:
+        return []
+    user, password = login
+    # The brokers log in to each other as the same user; PlainLoginModule's user_<name> lists who may log in.
+    jaas = (
+        f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{user}" '
+        f'password="{password}" user_{user}="{password}";'
+    )
+    return [
+        "sasl.enabled.mechanisms=PLAIN",
+        "sasl.mechanism.inter.broker.protocol=PLAIN",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+    ]
 
 
 LOG4J2 = """\
@@ -160,6 +195,7 @@ def start_node(settings: Settings, node: Node, cluster: list[Node]) -> None:
     node.base.mkdir(parents=True, exist_ok=True)
     config = node.base / "server.properties"
     config.write_text(server_properties(settings, node, cluster))
+    config.chmod(0o600)  # with SASL it holds the password
     (node.base / "log4j2.properties").write_text(LOG4J2)
     java = _java(settings, node)
     if not (node.data_dir / "meta.properties").exists():
@@ -240,7 +276,9 @@ def _pid_files(settings: Settings) -> list[Path]:
 
 
 def down(settings: Settings) -> bool:
-    stopped = [procs.terminate(pid_file, timeout=60) for pid_file in _pid_files(settings)]
+    # All nodes at once: stopped one by one, the last ones lose their quorum and hang in shutdown.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        stopped = list(pool.map(lambda pid_file: procs.terminate(pid_file, timeout=60), _pid_files(settings)))
     return any(stopped)
 
 

@@ -137,7 +137,7 @@ def test_a_worker_killed_during_a_run_is_survived_and_every_table_stays_exact(
     spark, stack, spark_cluster, unique, tmp_path
 ):
     settings = isolated(stack, unique)
-    frames = capture_frames() + list(generator.rsvps(seed=9, count=36_000))
+    frames = capture_frames() + list(generator.rsvps(seed=9, count=20_000))
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), frames)
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(frames))
     layout = Layout.from_settings(settings)

@@ -1,6 +1,5 @@
-"""The metrics listener waits for each query's last progress event, which Spark delivers asynchronously."""
+"""The metrics listener takes each batch once, whether its progress event arrives in time or not."""
 
-import threading
 from types import SimpleNamespace
 
 from pipelines.metrics import MetricsListener
@@ -20,21 +19,20 @@ def progress(run_id: str, batch_id: int, rows: int = 10) -> SimpleNamespace:
     )
 
 
-def query(run_id: str, last_batch: int | None) -> SimpleNamespace:
-    return SimpleNamespace(runId=run_id, lastProgress=None if last_batch is None else {"batchId": last_batch})
+def query(run_id: str, batches: list[int]) -> SimpleNamespace:
+    return SimpleNamespace(recentProgress=[progress(run_id, batch) for batch in batches])
 
 
-def test_waiting_returns_once_the_last_batchs_event_arrives_late():
+def test_a_batch_whose_event_is_late_is_taken_from_the_query_once_and_its_late_event_dropped():
     listener = MetricsListener()
     listener.onQueryProgress(SimpleNamespace(progress=progress("run-1", 0)))
-    late = threading.Timer(0.3, lambda: listener.onQueryProgress(SimpleNamespace(progress=progress("run-1", 1))))
-    late.start()
-    assert listener.await_last_progress([query("run-1", 1), query("run-2", None)], timeout=10)
-    assert sorted(row[2] for row in listener._rows) == [0, 1]  # the late batch's row is there to flush
+    assert listener.backfill([query("run-1", [0, 1]), query("run-2", [])]) == 1  # batch 1's event is late
+    listener.onQueryProgress(SimpleNamespace(progress=progress("run-1", 1)))  # ... and arrives now
+    assert sorted((row[1], row[2]) for row in listener._rows) == [("run-1", 0), ("run-1", 1)]
 
 
-def test_waiting_gives_up_when_an_event_never_comes():
+def test_a_restarted_query_is_a_new_run_whose_batches_count_on_their_own():
     listener = MetricsListener()
-    listener.onQueryProgress(SimpleNamespace(progress=progress("run-1", 0)))
-    assert not listener.await_last_progress([query("run-1", 1)], timeout=0.3)
-    assert listener.await_last_progress([query("run-1", 0)], timeout=0.3)
+    listener.onQueryProgress(SimpleNamespace(progress=progress("run-1", 4)))
+    assert listener.backfill([query("run-2", [4, 5])]) == 2
+    assert len(listener._rows) == 3
