@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app bench-cluster chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -87,7 +87,9 @@ bench-app: stack-up ## the app's time to first render and per refresh at 10k, 10
 
 # The same stack commands with three Kafka brokers (replication 3, min.insync.replicas 2) and a Spark
 # standalone master with two workers: `make cluster-up`, then `make cluster-chain`. See README "Scaling out".
-CLUSTER := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096 SPARK_MASTER=spark://127.0.0.1:7077
+# The three brokers hold topics of their own, so their tables and mirror live apart from the single broker's.
+CLUSTER := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096 SPARK_MASTER=spark://127.0.0.1:7077 \
+	LAKEHOUSE_ROOT=s3a://meetup-lakehouse/cluster POSTGRES_SCHEMA=meetup_cluster
 cluster-up: setup ## the stack with a three-broker Kafka and a Spark standalone cluster (make stack-down first)
 	@$(CLUSTER) $(STACK) up
 
@@ -96,6 +98,11 @@ cluster-status: ## health of each service of the cluster stack, one line per ser
 
 cluster-chain: ## the whole chain submitted to the standalone cluster with spark-submit (ARGS="--available-now")
 	$(CLUSTER) $(BIN)/meetup-submit pipelines/chain.py $(ARGS)
+
+cluster-ingest: ## the real captures, once, from the replay server through the producer into the three brokers
+	$(BIN)/meetup-replay-server --port 8766 --captures 'data/rsvps/*.jsonl' --pace max & server=$$!; \
+	$(CLUSTER) $(BIN)/meetup-ingest --url ws://127.0.0.1:8766 --streams rsvps --exit-at-end; status=$$?; \
+	kill $$server; exit $$status
 
 chain: stack-up ## the Spark chain (bronze -> silver + PostgreSQL, gold, scoring), continuously; ARGS="--available-now" etc.
 	$(BIN)/meetup-chain $(ARGS)
