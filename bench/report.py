@@ -94,7 +94,7 @@ def main() -> int:
 
     sections = ["# Benchmarks", "", "![summary](summary.png)", ""]
     for name, title in (("ingest", "Ingest"), ("backlog", "Backlog catch-up"), ("system", "Running system"),
-                        ("ml", "Model"), ("app", "App")):  # fmt: skip
+                        ("ml", "Model"), ("app", "App"), ("cluster", "Cluster beside local mode")):  # fmt: skip
         md = RESULTS / f"{name}.md"
         sections += [f"## {title}", "", md.read_text() if md.exists() else f"not run (make bench-{name})", ""]
     (RESULTS / "summary.md").write_text("\n".join(sections))
