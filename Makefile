@@ -51,7 +51,7 @@ ingest: venv ## follow a stream endpoint into Kafka (ARGS="--url ws://host:port 
 test: stack-up ## set up, start the stack and run the test suite (not the slow marks)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: stack-up ## only the slow tests: 20 kills, service restarts, long compaction, browser scoring form (~1 hour)
+test-slow: stack-up ## only the slow tests: 20 kills, service restarts, cluster kills, long compaction, scoring form (~75 min)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-unit: venv ## the tests that need no service

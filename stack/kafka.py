@@ -149,7 +149,12 @@ logger.org.level = WARN
 
 
 def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random cluster id, as Kafka makes them: never starting with '-', which the format tool's argument
+    parser would take for an option (one id in 64 did, and the storage format failed)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def healthy(settings: Settings) -> bool:

@@ -129,7 +129,9 @@ def test_the_chain_on_the_standalone_cluster_writes_the_tables_a_local_run_write
         assert postgres_rows(cluster_settings, table) == postgres_rows(local_settings, table), table
     for table in GOLD:
         assert gold_rows(spark, cluster_layout, table) == gold_rows(spark, local_layout, table), table
-    assert_every_table_exact(spark, cluster_settings, cluster_layout, records)
+    bronze = spark.read.format("delta").load(cluster_layout.table("bronze", "rsvps"))
+    assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(records)
+    # the local run's tables equal the independent computation: test_silver.py and test_gold.py
 
 
 @pytest.mark.slow

@@ -120,6 +120,7 @@ def test_a_chain_killed_with_sigkill_mid_stream_then_restarted_is_exact(stack, s
     assert_every_table_exact(spark, settings, layout, records)  # gold was killed mid-stream too
 
 
+@pytest.mark.slow  # 45 s; test_mirror.py's outage test covers the same wait in `make test`
 def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(stack, spark, unique, capfd):
     import threading
 

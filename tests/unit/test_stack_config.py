@@ -78,3 +78,8 @@ def test_an_explicit_replication_factor_wins_over_the_broker_count():
     assert settings.kafka.replication_factor == 3
     assert settings.kafka.min_insync_replicas == 2
     assert Settings.from_env({}).kafka.replication_factor == 1
+
+
+def test_a_cluster_id_never_starts_with_a_dash_the_format_tool_would_read_as_an_option():
+    ids = [kafka._cluster_id() for _ in range(2000)]  # about 31 of 2000 raw ids start with "-"
+    assert all(not cluster_id.startswith("-") and len(cluster_id) == 22 for cluster_id in ids)
