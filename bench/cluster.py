@@ -17,7 +17,6 @@ the ratio cluster / local is the figure to read. Writes bench/results/cluster.js
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pipelines.layout import Layout
 from stack import kafka as kafka_service
 from stack import procs, spark_standalone
 from tests.helpers import produce
+from tests.integration.lakehouse import process_env
 
 STAGES = ("bronze", "silver", "gold")
 
@@ -65,15 +65,10 @@ class PeakRss:
 
 def environment(settings: Settings, master: str) -> dict[str, str]:
     return {
-        **os.environ,
-        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "LAKEHOUSE_ROOT": settings.lakehouse_root,
-        "POSTGRES_SCHEMA": settings.postgres.schema,
+        **process_env(settings),
         "SPARK_MASTER": master,
         "SPARK_DRIVER_MEMORY": "2g",
         "SPARK_EXECUTOR_MEMORY": "1500m",
-        "SPARK_SHUFFLE_PARTITIONS": "2",
-        "SPARK_UI_ENABLED": "false",
     }
 
 
@@ -86,11 +81,8 @@ def run(settings: Settings, command: list[str], master: str, cluster: Settings |
         )
 
     def pids() -> list[int | None]:
-        if cluster is None:
-            return [process.pid]
-        base = cluster.stack_dir / "spark"
-        workers = sorted(base.glob("worker-*/worker.pid"))
-        return [process.pid, procs.read_pid(base / "master.pid"), *(procs.read_pid(pid) for pid in workers)]
+        cluster_pids = [procs.read_pid(pid_file) for pid_file in spark_standalone.pid_files(cluster)] if cluster else []
+        return [process.pid, *cluster_pids]
 
     memory = PeakRss(pids)
     returncode = process.wait()

@@ -44,6 +44,16 @@ def project_zip(build_dir: Path) -> Path:
     return target
 
 
+def _option(options: list[str], name: str) -> str | None:
+    """The value of `--name value` or `--name=value` among spark-submit's options, if given."""
+    for i, option in enumerate(options):
+        if option == name and i + 1 < len(options):
+            return options[i + 1]
+        if option.startswith(name + "="):
+            return option.split("=", 1)[1]
+    return None
+
+
 def submit_command(submit: str, settings: Settings, args: list[str], py_files: Path) -> list[str]:
     """spark-submit's command line: our defaults first, each left out when `args` gives that option."""
     script = next((i for i, arg in enumerate(args) if arg.endswith((".py", ".jar"))), len(args))
@@ -57,7 +67,7 @@ def submit_command(submit: str, settings: Settings, args: list[str], py_files: P
 
     default("--master", settings.spark.master)
     default("--driver-memory", settings.spark.driver_memory)
-    master = options[options.index("--master") + 1] if "--master" in options else settings.spark.master
+    master = _option(options, "--master") or settings.spark.master
     if not master.startswith("local"):
         default("--executor-memory", settings.spark.executor_memory)
     if urlparse(master).hostname in ("127.0.0.1", "localhost"):

@@ -66,17 +66,18 @@ def master_state(settings: Settings, timeout: float = 2) -> dict | None:
         return None
 
 
-def alive_workers(settings: Settings) -> int:
-    state = master_state(settings)
+def alive_workers(state: dict | None) -> int:
     return 0 if state is None else sum(worker.get("state") == "ALIVE" for worker in state.get("workers", []))
 
 
 def healthy(settings: Settings) -> bool:
-    return alive_workers(settings) >= settings.spark.workers
+    return alive_workers(master_state(settings)) >= settings.spark.workers
 
 
-def _worker_pid_file(settings: Settings, number: int) -> Path:
-    return _dir(settings) / f"worker-{number}" / "worker.pid"
+def pid_files(settings: Settings) -> list[Path]:
+    """The master's pid file, then every worker's."""
+    base = _dir(settings)
+    return [base / "master.pid", *sorted(base.glob("worker-*/worker.pid"))]
 
 
 def start_worker(settings: Settings, number: int) -> None:
@@ -104,7 +105,7 @@ def start_worker(settings: Settings, number: int) -> None:
 
 def kill_worker(settings: Settings, number: int) -> bool:
     """SIGKILL worker `number` and its executors at once (what losing its machine looks like)."""
-    return procs.kill(_worker_pid_file(settings, number))
+    return procs.kill(_dir(settings) / f"worker-{number}" / "worker.pid")
 
 
 def up(settings: Settings) -> str:
@@ -145,9 +146,8 @@ def up(settings: Settings) -> str:
 
 
 def down(settings: Settings) -> bool:
-    base = _dir(settings)
-    stopped = [procs.terminate(pid_file, timeout=30) for pid_file in sorted(base.glob("worker-*/worker.pid"))]
-    stopped.append(procs.terminate(base / "master.pid", timeout=30))
+    master, *workers = pid_files(settings)
+    stopped = [procs.terminate(pid_file, timeout=30) for pid_file in [*workers, master]]  # workers first
     return any(stopped)
 
 
@@ -155,6 +155,7 @@ def status(settings: Settings) -> tuple[str, bool]:
     state = master_state(settings)
     if state is None:
         return f"{NAME:<10} {settings.spark.master:<28} stopped", False
-    ok = healthy(settings)
-    workers = f"{alive_workers(settings)} of {settings.spark.workers} workers alive"
+    alive = alive_workers(state)
+    ok = alive >= settings.spark.workers
+    workers = f"{alive} of {settings.spark.workers} workers alive"
     return f"{NAME:<10} {settings.spark.master:<28} {'healthy' if ok else 'degraded'}, {workers}", ok

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
@@ -57,6 +58,14 @@ def postgres_rows(settings: Settings, table: str) -> set[tuple]:
             return set(cur.fetchall())
     finally:
         conn.close()
+
+
+def own_stack_dir(stack: Settings, tmp_path_factory, name: str) -> Path:
+    """A stack directory for a service the test starts itself (its state, logs, pid files), on the jars
+    the local stack already resolved."""
+    stack_dir = tmp_path_factory.mktemp(name)
+    (stack_dir / "jars").symlink_to(stack.stack_dir / "jars")
+    return stack_dir
 
 
 def process_env(settings: Settings) -> dict[str, str]:

@@ -32,6 +32,7 @@ from tests.integration.lakehouse import (
     assert_every_table_exact,
     chain_process,
     isolated,
+    own_stack_dir,
     postgres_rows,
     process_env,
     run_available_now,
@@ -49,20 +50,13 @@ KAFKA_CONTROLLER_PORT = 19093
 GOLD = [aggregate.name for aggregate in AGGREGATES] + ["late_rsvps"]
 
 
-def cluster_stack_dir(tmp_path_factory, name: str) -> Path:
-    """A stack directory of the cluster's own (its state, logs, pid files) that uses the built jars."""
-    stack_dir = tmp_path_factory.mktemp(name)
-    (stack_dir / "jars").symlink_to((Path(os.environ.get("MEETUP_STACK_DIR") or PROJECT_ROOT / ".stack")) / "jars")
-    return stack_dir
-
-
 @pytest.fixture(scope="module")
 def spark_cluster(stack, tmp_path_factory) -> Settings:
     """A standalone master and two one-core workers, as `SPARK_MASTER=spark://… make stack-up` starts them."""
     settings = replace(
         stack,
-        stack_dir=cluster_stack_dir(tmp_path_factory, "spark-cluster"),
-        spark=replace(stack.spark, master=SPARK_MASTER, master_webui_port=18080, workers=2, worker_memory="2g"),
+        stack_dir=own_stack_dir(stack, tmp_path_factory, "spark-cluster"),
+        spark=replace(stack.spark, master=SPARK_MASTER, master_webui_port=18080),
     )
     print(spark_standalone.up(settings))
     yield settings
@@ -74,7 +68,7 @@ def kafka_cluster(stack, tmp_path_factory) -> Settings:
     """Three KRaft brokers on loopback (replication 3, min.insync.replicas 2), as the stack starts them."""
     settings = replace(
         stack,
-        stack_dir=cluster_stack_dir(tmp_path_factory, "kafka-cluster"),
+        stack_dir=own_stack_dir(stack, tmp_path_factory, "kafka-cluster"),
         kafka=replace(stack.kafka, bootstrap_servers=KAFKA_BROKERS, replication_factor=3),
     )
     print(kafka_service.up(settings, controller_port=KAFKA_CONTROLLER_PORT))

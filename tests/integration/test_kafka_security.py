@@ -18,7 +18,7 @@ from pipelines.bronze.job import start_bronze
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
 from tests.helpers import capture_frames
-from tests.integration.test_clusters import cluster_stack_dir
+from tests.integration.lakehouse import own_stack_dir
 from tests.integration.test_ingest import replay_server
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def sasl_kafka(stack, tmp_path_factory):
     login = {"sasl.username": "meetup", "sasl.password": secrets.token_hex(12)}  # generated, never in the repo
     settings = replace(
         stack,
-        stack_dir=cluster_stack_dir(tmp_path_factory, "sasl-kafka"),
+        stack_dir=own_stack_dir(stack, tmp_path_factory, "sasl-kafka"),
         kafka=replace(
             stack.kafka,
             bootstrap_servers="127.0.0.1:19192",

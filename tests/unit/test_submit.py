@@ -39,3 +39,12 @@ def test_our_defaults_yield_to_spark_submit_options_given_before_the_script(tmp_
     assert options[options.index("--executor-memory") + 1] == settings.spark.executor_memory
     assert "spark.driver.host=127.0.0.1" in options  # workers on this machine call the driver on loopback
     assert command[-2:] == ["--master", "is-the-scripts-own"]
+
+
+def test_a_master_given_as_one_word_is_read_too(tmp_path):
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "delta-spark_2.13-4.3.1.jar").touch()
+    settings = replace(Settings(), spark=replace(Settings().spark, jars_dir=jars))
+    command = submit_command("spark-submit", settings, ["--master=spark://127.0.0.1:7077", "job.py"], Path("/x.zip"))
+    assert "local[*]" not in command and "spark.driver.host=127.0.0.1" in command
