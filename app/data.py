@@ -259,6 +259,20 @@ def pipeline_metrics(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame
     return lake.since_newest("gold", "pipeline_metrics", "batch_started", span).sort_values("batch_started")
 
 
+def batch_phases(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
+    """Mean seconds per batch in each phase, per query (query, phase, seq, seconds, batches), over the last
+    `span` of batches: where a batch's time goes. Spark's own parts are `spark: ...`; `spark: addBatch`
+    holds the stage's phases, so it is left out where the stage timed its own."""
+    phases = lake.since_newest("gold", "batch_phases", "started_at", span)
+    timed = set(phases.loc[~phases["phase"].str.startswith("spark: "), "query"])
+    phases = phases[~((phases["phase"] == "spark: addBatch") & phases["query"].isin(timed))]
+    batches = phases.groupby("query")["batch_id"].nunique().rename("batches")
+    per_batch = phases.groupby(["query", "phase"], as_index=False).agg(seconds=("seconds", "sum"), seq=("seq", "min"))
+    per_batch = per_batch.join(batches, on="query")
+    per_batch["seconds"] = per_batch["seconds"] / per_batch["batches"]
+    return per_batch.sort_values(["query", "seq"]).reset_index(drop=True)
+
+
 def freshness(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
     return lake.since_newest("gold", "freshness", "visible_at", span).sort_values("visible_at")
 

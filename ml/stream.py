@@ -22,7 +22,6 @@ scores across runs equal one pass over the whole log.
 from __future__ import annotations
 
 import sys
-import time
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
@@ -39,6 +38,7 @@ from pipelines.bronze.job import read_bronze_stream
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
+from pipelines.phases import PhaseClock
 from pipelines.silver.job import append_once, merge_newest
 from pipelines.silver.schemas import VERSION_COLUMNS
 from pipelines.silver.transforms import is_newer
@@ -122,21 +122,33 @@ class ScoreBatch:
         return self.layout.table("gold", name)
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
+        clock = PhaseClock(QUERY, batch_id)
         # read the batch once: a second read of the source would count its rows twice in the query's progress
         raw = bronze_batch_df.select("value", "partition", "offset", "kafka_timestamp").persist()
         messages = X.valid_messages(raw).persist()
         try:
-            if messages.isEmpty():
-                return
-            state = self.spark.read.format("delta").load(self.path("score_state"))
+            with clock.phase("parse and validate"):
+                empty = messages.isEmpty()
+            if not empty:
+                self._process(raw, messages, batch_id, clock)
+        finally:
+            messages.unpersist()
+            raw.unpersist()
+            clock.close()
+
+    def _process(self, raw: DataFrame, messages: DataFrame, batch_id: int, clock: PhaseClock) -> None:
+        with clock.phase("model poll"):
             version, model = self.models.get()
-            predictions = None
-            if model is not None:
+        state = self.spark.read.format("delta").load(self.path("score_state"))
+        predictions = None
+        if model is not None:
+            with clock.phase("features and predict"):
                 # materialized now, against the state before this batch (the state is written below)
                 predictions = scored_rows(X.rsvp_features(messages, state), model, version).localCheckpoint()
+        with clock.phase("newest states"):
             newest = X.newest_states(messages).localCheckpoint()
-            source = with_answers(predictions, newest)
+        source = with_answers(predictions, newest)
+        with clock.phase("scored merge"):
             retry_on_conflict(
                 lambda: (
                     DeltaTable.forPath(self.spark, self.path("scored_rsvps"))
@@ -150,28 +162,28 @@ class ScoreBatch:
                     .execute()
                 )
             )
+        with clock.phase("state merge"):
             merge_newest(self.spark, self.path("score_state"), newest, ("rsvp_id",), create=False)
-            visible_at = datetime.now(timezone.utc)
+        visible_at = datetime.now(timezone.utc)
+        with clock.phase("freshness append"):
             append_once(
                 freshness_row(raw, "score", QUERY, batch_id, visible_at=visible_at),
                 self.path("freshness"),
                 self.app_id,
                 batch_id,
             )
-            scored = predictions.count() if predictions is not None else 0
-            print(
-                f"{QUERY}: batch {batch_id}: {scored} new RSVPs scored"
-                f"{f' by {version}' if version else ' (no model yet: make train)'} "
-                f"({time.perf_counter() - started:.1f}s)",
-                file=sys.stderr,
-                flush=True,
-            )
-            for df in (predictions, newest):
-                if df is not None:
-                    df.unpersist()
-        finally:
-            messages.unpersist()
-            raw.unpersist()
+        scored = predictions.count() if predictions is not None else 0
+        clock.rows = scored
+        print(
+            f"{QUERY}: batch {batch_id}: {scored} new RSVPs scored"
+            f"{f' by {version}' if version else ' (no model yet: make train)'} "
+            f"({sum(clock.seconds().values()):.1f}s: {clock.summary()})",
+            file=sys.stderr,
+            flush=True,
+        )
+        for df in (predictions, newest):
+            if df is not None:
+                df.unpersist()
 
 
 def ensure_scoring_tables(spark: SparkSession, layout: Layout) -> None:

@@ -46,8 +46,12 @@ TABLES = {
         "topic_trends",
         "top_groups_5min",
         "upcoming_events",
+        "category_trends",
+        "score_state",
+        "scored_rsvps",
         "pipeline_metrics",
         "freshness",
+        "batch_phases",
     ],
 }
 

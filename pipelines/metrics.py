@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
 from pipelines.layout import Layout
+from pipelines.phases import BATCH_PHASES, RECORDER, PhaseRecorder
 
 PIPELINE_METRICS = T.StructType(
     [
@@ -52,8 +53,12 @@ FRESHNESS = T.StructType(
 
 
 def ensure_metrics_tables(spark: SparkSession, layout: Layout) -> None:
-    """Create both tables before any query starts: several queries append to them."""
-    for name, schema in (("pipeline_metrics", PIPELINE_METRICS), ("freshness", FRESHNESS)):
+    """Create the tables before any query starts: several queries append to them."""
+    for name, schema in (
+        ("pipeline_metrics", PIPELINE_METRICS),
+        ("freshness", FRESHNESS),
+        ("batch_phases", BATCH_PHASES),
+    ):
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 
 
@@ -63,6 +68,30 @@ def _number(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if number != number else number  # NaN (no rate yet) -> null
+
+
+# Spark's own parts of a micro-batch (durationMs), kept beside the stages' phases: what is not addBatch is
+# the engine's fixed cost (offsets, the write-ahead log, planning, the commit), most of it storage round trips.
+SPARK_PHASES = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets")
+
+
+def spark_phase_rows(progress) -> list[tuple]:
+    """One StreamingQueryProgress -> BATCH_PHASES rows for Spark's parts of the batch (`spark: walCommit`...)."""
+    durations = progress.durationMs or {}
+    started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return [
+        (
+            progress.name,
+            int(progress.batchId),
+            -1 - i,
+            f"spark: {name}",
+            started,
+            durations[name] / 1000,
+            int(progress.numInputRows),
+        )  # fmt: skip
+        for i, name in enumerate(SPARK_PHASES)
+        if name in durations
+    ]
 
 
 def progress_row(progress) -> tuple:
@@ -96,6 +125,7 @@ class MetricsListener(StreamingQueryListener):
     def __init__(self) -> None:
         self._rows: list[tuple] = []
         self._seen: set[tuple[str, int]] = set()  # (run id, batch id) of every progress event received
+        self._phases: list[tuple] = []  # Spark's parts of each batch, for gold/batch_phases
         self._lock = threading.Lock()
 
     def onQueryStarted(self, event) -> None:
@@ -107,6 +137,7 @@ class MetricsListener(StreamingQueryListener):
             if (row[1], row[2]) not in self._seen:  # not already taken from the query by `backfill`
                 self._seen.add((row[1], row[2]))
                 self._rows.append(row)
+                self._phases.extend(spark_phase_rows(event.progress))
 
     def onQueryIdle(self, event) -> None:
         pass
@@ -126,15 +157,24 @@ class MetricsListener(StreamingQueryListener):
                     if (row[1], row[2]) not in self._seen:
                         self._seen.add((row[1], row[2]))
                         self._rows.append(row)
+                        self._phases.extend(spark_phase_rows(progress))
                         added += 1
         return added
 
-    def flush(self, spark: SparkSession, layout: Layout) -> int:
+    def flush(self, spark: SparkSession, layout: Layout, recorder: PhaseRecorder = RECORDER) -> int:
+        """Append the buffered progress rows to gold/pipeline_metrics, and Spark's and the stages' phases
+        (`recorder`) to gold/batch_phases; returns the number of progress rows."""
         with self._lock:
             rows, self._rows = self._rows, []
+            phases, self._phases = self._phases, []
+        phases += recorder.drain()
         if rows:
             spark.createDataFrame(rows, PIPELINE_METRICS).write.format("delta").mode("append").save(
                 layout.table("gold", "pipeline_metrics")
+            )
+        if phases:
+            spark.createDataFrame(phases, BATCH_PHASES).write.format("delta").mode("append").save(
+                layout.table("gold", "batch_phases")
             )
         return len(rows)
 

@@ -34,6 +34,14 @@ def health() -> None:
         if not lag.empty:
             st.plotly_chart(px.line(lag, x="batch_started", y="kafka_offsets_behind_max", color="query",
                                     title="Kafka offsets behind latest"), key="lag_chart")  # fmt: skip
+    phases = load(lambda: data.batch_phases(lh, WINDOWS[window]))
+    if phases is not None:
+        fig = px.bar(phases, x="seconds", y="query", color="phase", orientation="h",
+                     title="Where a batch's time goes: mean seconds per batch, by phase",
+                     labels={"seconds": "seconds per batch (mean)", "query": ""},
+                     hover_data={"batches": True})  # fmt: skip
+        fig.update_layout(barmode="stack", legend_title_text="phase (spark: = the engine's own)")
+        st.plotly_chart(fig, key="phases_chart")
     st.subheader("Quarantine")
     found = load(lambda: data.quarantine(lh))
     if found is not None:

@@ -37,6 +37,7 @@ from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggre
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
+from pipelines.phases import PhaseClock
 from pipelines.silver import validation
 from pipelines.silver.job import append_once, merge_newest
 from pipelines.silver.schemas import RSVP_MESSAGE
@@ -85,68 +86,78 @@ class GoldBatch:
         return self.layout.table("gold", name)
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
+        clock = PhaseClock(self.query_name, batch_id)
         checked = validation.with_reason(validation.with_parsed(bronze_batch_df, RSVP_MESSAGE), validation.rsvp_rules())
         facts = transforms.to_facts(validation.filter_valid(checked)).persist()
         try:
-            if facts.isEmpty():
-                return
-            self._process(facts, batch_id, started)
+            with clock.phase("parse and validate"):
+                empty = facts.isEmpty()
+            if not empty:
+                self._process(facts, batch_id, clock)
         finally:
             facts.unpersist()
+            clock.close()
 
-    def _process(self, facts: DataFrame, batch_id: int, started: float) -> None:
+    def _process(self, facts: DataFrame, batch_id: int, clock: PhaseClock) -> None:
         spark = self.spark
-        watermarks = spark.read.format("delta").load(self.path("watermarks"))
-        prior = (
-            watermarks.filter(F.col("batch_id") < batch_id)  # a re-run ignores its own first attempt's row
-            .groupBy("version_partition")
-            .agg(F.max("max_mtime").alias("prior_max_mtime"))
-            .persist()  # read once: it decides lateness now and the next maxima below
-        )
-        judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
-        state_now = spark.read.format("delta").load(self.path("rsvp_state"))
-        new_states, old_states = transforms.winners(judged.filter(~F.col("late")).select(*STATE_COLUMNS), state_now)
-        # Materialize both now, against the state as it is before this batch: later steps write the state,
-        # and a lazily recomputed winner would then compare the batch with itself.
-        new_states, old_states = new_states.localCheckpoint(), old_states.localCheckpoint()
-        try:
-            late = (
-                judged.filter(F.col("late"))
-                .withColumn("lateness_ms", F.col("watermark_ms") - F.col("version_mtime"))
-                .withColumn("batch_id", F.lit(batch_id).cast("long"))
-                .withColumn("recorded_at", F.current_timestamp())
-                .select(*LATE_RSVPS.fieldNames())
+        with clock.phase("watermarks read"):
+            watermarks = spark.read.format("delta").load(self.path("watermarks"))
+            prior = (
+                watermarks.filter(F.col("batch_id") < batch_id)  # a re-run ignores its own first attempt's row
+                .groupBy("version_partition")
+                .agg(F.max("max_mtime").alias("prior_max_mtime"))
+                .persist()  # read once: it decides lateness now and the next maxima below
             )
-            late_count = late.count()
-            if late_count:
-                append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
-            with ThreadPoolExecutor(max_workers=THREADS) as pool:
-                futures = [
-                    pool.submit(self._apply_counts, aggregate, new_states, old_states, batch_id)
-                    for aggregate in AGGREGATES
-                ]
-                for future in futures:
-                    future.result()
-            counted_at = time.perf_counter()
-            # Only now may the state move on: every count table has this batch's deltas.
-            merge_newest(spark, self.path("rsvp_state"), new_states, ("rsvp_id",), create=False)
-            next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
-            append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
+            judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
+        with clock.phase("state read and join"):
+            state_now = spark.read.format("delta").load(self.path("rsvp_state"))
+            new_states, old_states = transforms.winners(judged.filter(~F.col("late")).select(*STATE_COLUMNS), state_now)
+            # Materialize both now, against the state as it is before this batch: later steps write the state,
+            # and a lazily recomputed winner would then compare the batch with itself.
+            new_states, old_states = new_states.localCheckpoint(), old_states.localCheckpoint()
+        try:
+            with clock.phase("late append"):
+                late = (
+                    judged.filter(F.col("late"))
+                    .withColumn("lateness_ms", F.col("watermark_ms") - F.col("version_mtime"))
+                    .withColumn("batch_id", F.lit(batch_id).cast("long"))
+                    .withColumn("recorded_at", F.current_timestamp())
+                    .select(*LATE_RSVPS.fieldNames())
+                )
+                late_count = late.count()
+                if late_count:
+                    append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
+            with clock.phase("count merges"):
+                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    futures = [
+                        pool.submit(self._apply_counts, aggregate, new_states, old_states, batch_id)
+                        for aggregate in AGGREGATES
+                    ]
+                    for future in futures:
+                        future.result()
+            with clock.phase("state merge"):
+                # Only now may the state move on: every count table has this batch's deltas.
+                merge_newest(spark, self.path("rsvp_state"), new_states, ("rsvp_id",), create=False)
+            with clock.phase("watermarks append"):
+                next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
+                append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
             visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
             if self.snapshot_every_s is not None and time.monotonic() - self.snapshot_at >= self.snapshot_every_s:
-                rebuild_snapshots(spark, self.layout, self.settings)
+                with clock.phase("snapshots"):
+                    rebuild_snapshots(spark, self.layout, self.settings)
                 self.snapshot_at = time.monotonic()
-            append_once(
-                freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at),
-                self.path("freshness"),
-                self.app_id,
-                batch_id,
-            )
-            done = time.perf_counter()
+            with clock.phase("freshness append"):
+                append_once(
+                    freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at),
+                    self.path("freshness"),
+                    self.app_id,
+                    batch_id,
+                )
+            changed = new_states.count()
+            clock.rows = changed
             print(
-                f"{self.query_name}: batch {batch_id}: {new_states.count()} RSVP states changed, {late_count} late "
-                f"({done - started:.1f}s: counts {counted_at - started:.1f}s)",
+                f"{self.query_name}: batch {batch_id}: {changed} RSVP states changed, {late_count} late "
+                f"({sum(clock.seconds().values()):.1f}s: {clock.summary()})",
                 file=sys.stderr,
                 flush=True,
             )

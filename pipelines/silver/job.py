@@ -12,7 +12,6 @@ Appends carry Delta's txnAppId/txnVersion, so a batch re-run after a crash is no
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pipelines.bronze.job import read_bronze_stream
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
+from pipelines.phases import PhaseClock
 from pipelines.silver import mirror, transforms, validation
 from pipelines.silver.schemas import (
     BATCH_STATS,
@@ -119,82 +119,88 @@ class SilverBatch:
         self._created: set[str] = set()  # tables known to exist, so each batch skips the check
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
-        started = time.perf_counter()
+        clock = PhaseClock(self.query_name, batch_id)
+        try:
+            self._process(bronze_batch_df, batch_id, clock)
+        finally:
+            clock.close()
+
+    def _process(self, bronze_batch_df: DataFrame, batch_id: int, clock: PhaseClock) -> None:
         checked_df = validation.with_unknown_field_count(
             validation.with_reason(validation.with_parsed(bronze_batch_df, self.spec.schema), self.spec.rules()),
             self.spec.known_keys,
         ).persist()
         try:
-            counts = checked_df.agg(
-                F.count(F.lit(1)).alias("rows_in"),
-                F.count(F.when(F.col("reason").isNull(), 1)).alias("rows_valid"),
-                F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rows_quarantined"),
-                F.count(F.when(F.col("unknown_fields") > 0, 1)).alias("unknown_field_rows"),
-            ).first()
+            with clock.phase("parse and validate"):
+                counts = checked_df.agg(
+                    F.count(F.lit(1)).alias("rows_in"),
+                    F.count(F.when(F.col("reason").isNull(), 1)).alias("rows_valid"),
+                    F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rows_quarantined"),
+                    F.count(F.when(F.col("unknown_fields") > 0, 1)).alias("unknown_field_rows"),
+                ).first()
+            clock.rows = counts["rows_in"]
             if counts["rows_in"] == 0:
                 return
             if counts["rows_quarantined"]:
-                quarantine_df = validation.to_quarantine(checked_df).select(*QUARANTINE.fieldNames())
-                append_once(quarantine_df, self.layout.table("silver", "quarantine"), self.app_id, batch_id)
-            parsed_at = time.perf_counter()
+                with clock.phase("quarantine append"):
+                    quarantine_df = validation.to_quarantine(checked_df).select(*QUARANTINE.fieldNames())
+                    append_once(quarantine_df, self.layout.table("silver", "quarantine"), self.app_id, batch_id)
             tables = {name: df.persist() for name, df in self.spec.tables(validation.filter_valid(checked_df)).items()}
             try:
-                # The merges touch different tables, so they may run at once: most of a small MERGE is
-                # driver-side planning and storage round trips, which overlap well.
-                with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
-                    merges = [
-                        pool.submit(
-                            merge_newest,
-                            self.spark,
-                            self.layout.table("silver", name),
-                            rows_df,
-                            TABLE_KEYS[name],
-                            create=name not in self._created,
-                        )
-                        for name, rows_df in tables.items()
-                    ]
-                    for merge in merges:
-                        merge.result()
+                with clock.phase("merge"):
+                    # The merges touch different tables, so they may run at once: most of a small MERGE is
+                    # driver-side planning and storage round trips, which overlap well.
+                    with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
+                        merges = [
+                            pool.submit(
+                                merge_newest,
+                                self.spark,
+                                self.layout.table("silver", name),
+                                rows_df,
+                                TABLE_KEYS[name],
+                                create=name not in self._created,
+                            )
+                            for name, rows_df in tables.items()
+                        ]
+                        for merge in merges:
+                            merge.result()
                 self._created.update(tables)
-                merged_at = time.perf_counter()
                 visible_at = {"silver": datetime.now(timezone.utc)}  # per stage, for the freshness rows
                 if self.mirror_to_postgres:
-                    rows = {
-                        name: [tuple(row) for row in tables[name].select(*mirror.TABLES[name].columns).collect()]
-                        for name in RSVP_TABLES
-                    }
-                    mirror.apply_with_retry(
-                        lambda: mirror.connect(self.settings),
-                        self.settings.postgres.schema,
-                        self.app_id,
-                        batch_id,
-                        rows,
-                    )
+                    with clock.phase("mirror collect"):
+                        rows = {
+                            name: [tuple(row) for row in tables[name].select(*mirror.TABLES[name].columns).collect()]
+                            for name in RSVP_TABLES
+                        }
+                    with clock.phase("mirror apply"):
+                        mirror.apply_with_retry(
+                            lambda: mirror.connect(self.settings),
+                            self.settings.postgres.schema,
+                            self.app_id,
+                            batch_id,
+                            rows,
+                        )
                     visible_at["postgres"] = datetime.now(timezone.utc)
             finally:
                 for df in tables.values():
                     df.unpersist()
             if self.stream == "rsvps":
-                rows = [freshness_row(checked_df, stage, self.query_name, batch_id, visible_at=at)
-                        for stage, at in visible_at.items()]  # fmt: skip
-                freshness = reduce(DataFrame.unionByName, rows)
-                append_once(freshness, self.layout.table("gold", "freshness"), f"{self.app_id}-freshness", batch_id)
-            counted = T.StructType(BATCH_STATS.fields[:-1])
-            stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
-                "processed_at", F.current_timestamp()
-            )
-            append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
-            done = time.perf_counter()
-            self.timings = {
-                "validate_quarantine_s": parsed_at - started,
-                "merge_s": merged_at - parsed_at,
-                "mirror_s": done - merged_at,
-                "total_s": done - started,
-            }
+                with clock.phase("freshness append"):
+                    rows = [freshness_row(checked_df, stage, self.query_name, batch_id, visible_at=at)
+                            for stage, at in visible_at.items()]  # fmt: skip
+                    freshness = reduce(DataFrame.unionByName, rows)
+                    append_once(freshness, self.layout.table("gold", "freshness"), f"{self.app_id}-freshness", batch_id)
+            with clock.phase("batch stats append"):
+                counted = T.StructType(BATCH_STATS.fields[:-1])
+                stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
+                    "processed_at", F.current_timestamp()
+                )
+                append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
+            self.timings = clock.seconds()
             print(
                 f"{self.query_name}: batch {batch_id}: {counts['rows_in']} in, {counts['rows_valid']} valid, "
                 f"{counts['rows_quarantined']} quarantined, {counts['unknown_field_rows']} with unknown fields "
-                f"({done - started:.1f}s: merge {merged_at - parsed_at:.1f}s, mirror {done - merged_at:.1f}s)",
+                f"({sum(self.timings.values()):.1f}s: {clock.summary()})",
                 file=sys.stderr,
                 flush=True,
             )
