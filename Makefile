@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-ml bench-app bench-cluster chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-soak bench-ml bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -66,9 +66,12 @@ bench: stack-up ## every benchmark, then bench/results/summary.md and summary.pn
 	$(BIN)/python -m bench.cluster --size 100000
 	$(BIN)/python -m bench.report
 
-bench-system: stack-up ## the running system at 2, 20 and 200 RSVPs/s: freshness p50/p95/p99, memory per part (bench/results/system.md)
-	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 5
+bench-system: stack-up ## the running system at 2, 20 and 200 RSVPs/s: freshness p50/p95/p99, lag over time, phases, memory (bench/results/system.md)
+	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 15
 	$(BIN)/python -m bench.report
+
+bench-soak: stack-up ## the running system at 20 RSVPs/s for 60 minutes: is the lag bounded? (bench/results/soak.md, soak.png)
+	$(BIN)/python -m bench.system --rates 20 --minutes 60 --name soak
 
 bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest

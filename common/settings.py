@@ -171,6 +171,7 @@ class SparkSettings:
     worker_memory: str = "2g"
     master_webui_port: int = 8080  # worker N's UI listens on this port + N
     executor_memory: str = "1g"
+    codegen: bool = False  # Spark's code generation: see common/spark.py, CODEGEN_OFF
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,7 @@ class Settings:
             worker_memory=env.get("SPARK_WORKER_MEMORY", SparkSettings.worker_memory),
             master_webui_port=_int(env, "SPARK_MASTER_WEBUI_PORT", SparkSettings.master_webui_port),
             executor_memory=env.get("SPARK_EXECUTOR_MEMORY", SparkSettings.executor_memory),
+            codegen=_bool(env, "SPARK_CODEGEN", SparkSettings.codegen),
         )
         root = env.get("LAKEHOUSE_ROOT", cls.lakehouse_root)
         if not root or root.startswith("s3a://") and not urlparse(root).netloc:

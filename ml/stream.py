@@ -31,6 +31,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
+from common.spark import SLOW_POOL, use_pool
 from ml import features as X
 from ml.model import predict
 from ml.registry import Registry
@@ -122,6 +123,7 @@ class ScoreBatch:
         return self.layout.table("gold", name)
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        use_pool(self.spark, SLOW_POOL)
         clock = PhaseClock(QUERY, batch_id)
         # read the batch once: a second read of the source would count its rows twice in the query's progress
         raw = bronze_batch_df.select("value", "partition", "offset", "kafka_timestamp").persist()

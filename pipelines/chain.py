@@ -24,7 +24,7 @@ from ml.stream import QUERY as SCORE_QUERY
 from ml.stream import start_scoring
 from pipelines import checkpoints, generations
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
-from pipelines.gold.job import rebuild_snapshots, start_gold
+from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
 from pipelines.maintenance import VacuumSchedule
@@ -34,12 +34,17 @@ from pipelines.silver.job import start_silver
 
 # score: the yes/no model on every new RSVP (ml/stream.py); it needs gold's freshness table and a model
 STAGES = ("bronze", "silver", "gold", "score")
-# Batch bounds for catching up a backlog (the chain's and the replay's defaults). Bronze writes one file per
-# Kafka partition per batch, so 3 files are about one full bronze batch (100,000 RSVPs with 3 partitions);
-# auto-compaction merges files, so a batch can hold more (166,500 rows in bench.backlog at 300k). A silver
-# MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB driver (bench.backlog).
+# Batch bounds for catching up a backlog (the chain's and the replay's defaults). Silver and gold read bronze
+# by bytes, not files: a silver MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB
+# driver (bench.backlog), and 32 MB of bronze Parquet is about 100,000 RSVPs. The old bound, 3 files, was one
+# bronze commit (a file per Kafka partition) whatever it held, so a live silver batch took 2 s of stream
+# however long it ran, and fell further behind every batch.
 MAX_OFFSETS_PER_TRIGGER = 100_000
-MAX_FILES_PER_TRIGGER = 3
+MAX_BYTES_PER_TRIGGER = 32 * 2**20
+# The hot path (bronze, gold and the PostgreSQL mirror) triggers every `interval`; silver's Delta tables and
+# scoring follow every `slow_interval`, so that their MERGEs leave the two cores to the hot path most of the time.
+SLOW_INTERVAL = "30 seconds"
+SNAPSHOT_EVERY_S = 60.0
 
 
 def run_chain(
@@ -51,9 +56,11 @@ def run_chain(
     streams: tuple[str, ...] = STREAMS,
     available_now: bool = False,
     interval: str = "2 seconds",
+    slow_interval: str = SLOW_INTERVAL,
     mirror_to_postgres: bool = True,
     max_offsets_per_trigger: int | None = None,
     max_files_per_trigger: int | None = None,
+    max_bytes_per_trigger: int | None = None,
     stop_event: threading.Event | StopRequest | None = None,
     progress_every: float = 15.0,
     lateness_ms: int = DEFAULT_LATENESS_MS,
@@ -61,9 +68,15 @@ def run_chain(
     vacuum_every_s: float | None = None,
 ) -> None:
     """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
-    (gold's snapshots name events from silver, so silver goes first)."""
+    (gold's snapshots name events from silver, so silver goes first).
+
+    The PostgreSQL mirror of RSVPs is on the hot path: gold writes it beside its counts when gold runs, and
+    silver writes it when silver runs without gold. Either way it is exactly once (mirror.py's ledger).
+    """
     trigger = {"availableNow": True} if available_now else {"processingTime": interval}
-    if "silver" in stages and mirror_to_postgres and "rsvps" in streams:
+    slow_trigger = {"availableNow": True} if available_now else {"processingTime": slow_interval}
+    mirror_in = mirror_stage(stages, streams, mirror_to_postgres)
+    if mirror_in:
         mirror.apply_ddl(settings)
     waves = [(stage,) for stage in STAGES] if available_now else [stages]
     checkpoints.check(settings, layout, query_names(stages, streams))
@@ -73,6 +86,10 @@ def run_chain(
     vacuums = VacuumSchedule(spark, layout, vacuum_every_s) if vacuum_every_s and not available_now else None
     if vacuums:
         vacuums.start()
+    snapshots = None
+    if "gold" in stages and "rsvps" in streams and not available_now:
+        snapshots = SnapshotSchedule(spark, layout, settings, SNAPSHOT_EVERY_S)
+        snapshots.start()
     try:
         for wave in waves:
             starters: list[Callable[[], object]] = []  # each starts (or restarts) one query
@@ -82,7 +99,7 @@ def run_chain(
                 if stage == "score":
                     if "rsvps" in streams:
                         ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
-                        starters.append(lambda: start_scoring(spark, settings, layout, trigger=trigger))
+                        starters.append(lambda: start_scoring(spark, settings, layout, trigger=slow_trigger))
                     continue
                 if stage == "gold":
                     if "rsvps" in streams:
@@ -94,8 +111,10 @@ def run_chain(
                                 trigger=trigger,
                                 lateness_ms=lateness_ms,
                                 max_files_per_trigger=max_files_per_trigger,
-                                snapshot_every_s=None if available_now else 30.0,
+                                max_bytes_per_trigger=max_bytes_per_trigger,
+                                snapshot_every_s=None,  # SnapshotSchedule, or once at the end of available-now
                                 settings=settings,
+                                mirror_to_postgres=mirror_in == "gold",
                             )
                         )
                     continue
@@ -120,9 +139,10 @@ def run_chain(
                                 settings,
                                 layout,
                                 stream,
-                                trigger=trigger,
-                                mirror_to_postgres=mirror_to_postgres,
+                                trigger=slow_trigger,
+                                mirror_to_postgres=mirror_in == "silver",
                                 max_files_per_trigger=max_files_per_trigger,
+                                max_bytes_per_trigger=max_bytes_per_trigger,
                             )
                         )
             queries = _wait(
@@ -136,10 +156,19 @@ def run_chain(
             if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
                 rebuild_snapshots(spark, layout, settings)
     finally:
+        if snapshots:
+            snapshots.stop()
         if vacuums:
             vacuums.stop()
         spark.streams.removeListener(listener)
         listener.flush(spark, layout)
+
+
+def mirror_stage(stages: tuple[str, ...], streams: tuple[str, ...], mirror_to_postgres: bool = True) -> str | None:
+    """The stage that mirrors RSVPs into PostgreSQL: gold (the hot path) when it runs, else silver, else none."""
+    if not mirror_to_postgres or "rsvps" not in streams:
+        return None
+    return next((stage for stage in ("gold", "silver") if stage in stages), None)
 
 
 def query_names(stages: tuple[str, ...], streams: tuple[str, ...]) -> list[str]:
@@ -274,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
     parser.add_argument("--available-now", action="store_true", help="process everything available, then exit")
-    parser.add_argument("--interval", default="2 seconds", help="micro-batch trigger interval")
+    parser.add_argument(
+        "--interval", default="2 seconds", help="the hot path's trigger: bronze, gold and the PostgreSQL mirror"
+    )
+    parser.add_argument("--slow-interval", default=SLOW_INTERVAL, help="silver's Delta tables' and scoring's trigger")
     parser.add_argument(
         "--generation", help="tables and checkpoints generation (default: the current one, see meetup-replay --list)"
     )
@@ -286,10 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bronze: Kafka records per stream per batch",
     )
     parser.add_argument(
+        "--max-bytes-per-trigger",
+        type=int,
+        default=MAX_BYTES_PER_TRIGGER,
+        help="silver and gold: bronze bytes per batch (bounds the MERGEs' and the mirror's memory)",
+    )
+    parser.add_argument(
         "--max-files-per-trigger",
         type=int,
-        default=MAX_FILES_PER_TRIGGER,
-        help="silver and gold: bronze files per batch (bounds the MERGEs' and the mirror's memory)",
+        default=None,
+        help="silver and gold: bronze files per batch, as well (tests use it to cut small batches)",
     )
     parser.add_argument(
         "--lateness-minutes",
@@ -336,9 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         streams=tuple(args.streams),
         available_now=args.available_now,
         interval=args.interval,
+        slow_interval=args.slow_interval,
         mirror_to_postgres=not args.no_postgres,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
         max_files_per_trigger=args.max_files_per_trigger,
+        max_bytes_per_trigger=args.max_bytes_per_trigger,
         stop_event=stop_event,
         lateness_ms=int(args.lateness_minutes * 60_000),
         vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,

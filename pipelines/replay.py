@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         for stream in args.streams:  # refuse before Spark starts
             starting_offsets(settings, settings.kafka.topic(stream), offsets=offsets, timestamp_ms=timestamp_ms)
         from common.spark import build_spark
-        from pipelines.chain import MAX_FILES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
+        from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
 
         spark = build_spark(settings, "meetup-replay")
         spark.sparkContext.setLogLevel("WARN")
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             switch=not args.no_switch,
             mirror_to_postgres=not args.no_postgres,
             max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER,  # a whole history in one batch would not fit
-            max_files_per_trigger=MAX_FILES_PER_TRIGGER,
+            max_bytes_per_trigger=MAX_BYTES_PER_TRIGGER,
         )
         spark.stop()
         return 0

@@ -68,9 +68,22 @@ def start_bronze(
     )
 
 
-def read_bronze_stream(spark: SparkSession, layout: Layout, stream: str, max_files_per_trigger: int | None = None):
-    """A bronze table as a streaming source (silver and gold read it), at most N files per batch."""
+def read_bronze_stream(
+    spark: SparkSession,
+    layout: Layout,
+    stream: str,
+    max_files_per_trigger: int | None = None,
+    max_bytes_per_trigger: int | None = None,
+):
+    """A bronze table as a streaming source (silver and gold read it), bounded per batch by files or bytes.
+
+    Bytes bound a catching-up batch's memory whatever the files hold; a file count does not, and it also
+    caps a live stream's throughput (a bronze commit has one file per Kafka partition, so 3 files a batch
+    took one bronze batch per silver batch, and silver fell behind whenever its batch was slower).
+    """
     reader = spark.readStream.format("delta")
     if max_files_per_trigger:
         reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
+    if max_bytes_per_trigger:
+        reader = reader.option("maxBytesPerTrigger", str(max_bytes_per_trigger))
     return reader.load(layout.table("bronze", stream))

@@ -19,6 +19,7 @@ table has committed, so a re-run computes the same deltas.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
+from common.spark import HOT_POOL, SLOW_POOL, in_pool, use_pool
 from ml.categories import group_topic_sets, load_assigner
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.gold import transforms
@@ -38,7 +40,8 @@ from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import freshness_row
 from pipelines.phases import PhaseClock
-from pipelines.silver import validation
+from pipelines.silver import mirror, validation
+from pipelines.silver import transforms as silver_transforms
 from pipelines.silver.job import append_once, merge_newest
 from pipelines.silver.schemas import RSVP_MESSAGE
 
@@ -68,6 +71,7 @@ class GoldBatch:
         lateness_ms: int,
         snapshot_every_s: float | None = 30.0,
         settings: Settings | None = None,
+        mirror_to_postgres: bool = False,
     ):
         self.spark = spark
         self.layout = layout
@@ -78,6 +82,10 @@ class GoldBatch:
         self.snapshot_at = float("-inf")
         self.query_name = "gold-rsvps"
         self.app_id = f"{layout.generation}-{self.query_name}"
+        # The hot path: the PostgreSQL mirror of the batch's 3NF rows runs beside the count MERGEs.
+        self.mirror_to_postgres = mirror_to_postgres
+        if mirror_to_postgres and settings is None:
+            raise ValueError("the PostgreSQL mirror needs the settings")
         # Delta's transaction id for a MERGE is a session setting, so each table gets a session of its own
         # (sessions share the SparkContext and its cache, not their settings).
         self.sessions = {aggregate.name: spark.newSession() for aggregate in AGGREGATES}
@@ -86,19 +94,22 @@ class GoldBatch:
         return self.layout.table("gold", name)
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        use_pool(self.spark, HOT_POOL)
         clock = PhaseClock(self.query_name, batch_id)
         checked = validation.with_reason(validation.with_parsed(bronze_batch_df, RSVP_MESSAGE), validation.rsvp_rules())
-        facts = transforms.to_facts(validation.filter_valid(checked)).persist()
+        valid = validation.filter_valid(checked).persist()  # parsed once: facts and the mirror's rows
+        facts = transforms.to_facts(valid).persist()
         try:
             with clock.phase("parse and validate"):
                 empty = facts.isEmpty()
             if not empty:
-                self._process(facts, batch_id, clock)
+                self._process(valid, facts, batch_id, clock)
         finally:
             facts.unpersist()
+            valid.unpersist()
             clock.close()
 
-    def _process(self, facts: DataFrame, batch_id: int, clock: PhaseClock) -> None:
+    def _process(self, valid: DataFrame, facts: DataFrame, batch_id: int, clock: PhaseClock) -> None:
         spark = self.spark
         with clock.phase("watermarks read"):
             watermarks = spark.read.format("delta").load(self.path("watermarks"))
@@ -127,14 +138,18 @@ class GoldBatch:
                 late_count = late.count()
                 if late_count:
                     append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
-            with clock.phase("count merges"):
+            with clock.phase("count merges and mirror"):
                 with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    mirrored = pool.submit(in_pool(spark, HOT_POOL, self._mirror), valid, batch_id)
                     futures = [
-                        pool.submit(self._apply_counts, aggregate, new_states, old_states, batch_id)
+                        pool.submit(
+                            in_pool(spark, HOT_POOL, self._apply_counts), aggregate, new_states, old_states, batch_id
+                        )
                         for aggregate in AGGREGATES
                     ]
                     for future in futures:
                         future.result()
+                    mirrored_at = mirrored.result()
             with clock.phase("state merge"):
                 # Only now may the state move on: every count table has this batch's deltas.
                 merge_newest(spark, self.path("rsvp_state"), new_states, ("rsvp_id",), create=False)
@@ -147,12 +162,12 @@ class GoldBatch:
                     rebuild_snapshots(spark, self.layout, self.settings)
                 self.snapshot_at = time.monotonic()
             with clock.phase("freshness append"):
-                append_once(
-                    freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at),
-                    self.path("freshness"),
-                    self.app_id,
-                    batch_id,
-                )
+                rows = freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at)
+                if mirrored_at is not None:
+                    rows = rows.unionByName(
+                        freshness_row(facts, "postgres", self.query_name, batch_id, visible_at=mirrored_at)
+                    )
+                append_once(rows, self.path("freshness"), self.app_id, batch_id)
             changed = new_states.count()
             clock.rows = changed
             print(
@@ -164,6 +179,17 @@ class GoldBatch:
         finally:
             for df in (prior, judged, new_states, old_states):
                 df.unpersist()  # also frees the checkpointed blocks
+
+    def _mirror(self, valid: DataFrame, batch_id: int) -> datetime | None:
+        """The batch's newest rows per key of every 3NF table into PostgreSQL (ledger-guarded, one
+        transaction); returns when they became visible there (None without the mirror)."""
+        if not self.mirror_to_postgres:
+            return None
+        rows = mirror.collect_rows(silver_transforms.rsvp_tables(valid))
+        mirror.apply_with_retry(
+            lambda: mirror.connect(self.settings), self.settings.postgres.schema, self.app_id, batch_id, rows
+        )
+        return datetime.now(timezone.utc)
 
     def _apply_counts(self, aggregate: Aggregate, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:
         session = self.sessions[aggregate.name]
@@ -213,6 +239,36 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
         )
 
 
+class SnapshotSchedule:
+    """Rebuilds the snapshot tables every `every_s` seconds in a thread of its own, in the slow pool: they
+    read whole count tables, which took 26 s inside a gold batch under load (a spike in gold's freshness
+    every 30 s). Only this thread writes them. A failed rebuild is reported and tried again next time."""
+
+    def __init__(self, spark: SparkSession, layout: Layout, settings: Settings | None, every_s: float = 60.0):
+        self.spark, self.layout, self.settings, self.every_s = spark, layout, settings, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gold-snapshots", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=300)
+
+    def _run(self) -> None:
+        use_pool(self.spark, SLOW_POOL)
+        while not self._stop.wait(self.every_s):
+            clock = PhaseClock("gold-snapshots", int(time.time()))
+            try:
+                with clock.phase("snapshots"):
+                    rebuild_snapshots(self.spark, self.layout, self.settings)
+            except Exception as error:  # noqa: BLE001 - the next round tries again; the stream goes on
+                print(f"gold-snapshots: rebuild failed, tried again in {self.every_s:.0f}s: {error}", file=sys.stderr)
+            finally:
+                clock.close()
+
+
 def category_trends(
     spark: SparkSession, settings: Settings, layout: Layout, groups_by_minute: DataFrame, now
 ) -> DataFrame | None:
@@ -250,13 +306,24 @@ def start_gold(
     max_files_per_trigger: int | None = None,
     snapshot_every_s: float | None = 30.0,
     settings: Settings | None = None,
+    max_bytes_per_trigger: int | None = None,
+    mirror_to_postgres: bool = False,
 ) -> StreamingQuery:
+    """snapshot_every_s rebuilds the snapshots inside the batch (None: not; the chain's SnapshotSchedule does
+    it off the batch thread)."""
     ensure_gold_tables(spark, layout)
     return (
-        read_bronze_stream(spark, layout, "rsvps", max_files_per_trigger)
+        read_bronze_stream(spark, layout, "rsvps", max_files_per_trigger, max_bytes_per_trigger)
         .writeStream.queryName("gold-rsvps")
         .foreachBatch(
-            GoldBatch(spark, layout, lateness_ms=lateness_ms, snapshot_every_s=snapshot_every_s, settings=settings)
+            GoldBatch(
+                spark,
+                layout,
+                lateness_ms=lateness_ms,
+                snapshot_every_s=snapshot_every_s,
+                settings=settings,
+                mirror_to_postgres=mirror_to_postgres,
+            )
         )
         .option("checkpointLocation", layout.checkpoint("gold-rsvps"))
         .trigger(**trigger)

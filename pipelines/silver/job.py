@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
+from common.spark import SLOW_POOL, in_pool, use_pool
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
@@ -117,8 +118,10 @@ class SilverBatch:
         self.mirror_to_postgres = mirror_to_postgres and stream == "rsvps"
         self.timings: dict[str, float] = {}
         self._created: set[str] = set()  # tables known to exist, so each batch skips the check
+        self.pool = SLOW_POOL  # silver's Delta tables may follow the hot path (gold, PostgreSQL) on a slower cadence
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        use_pool(self.spark, self.pool)
         clock = PhaseClock(self.query_name, batch_id)
         try:
             self._process(bronze_batch_df, batch_id, clock)
@@ -153,7 +156,7 @@ class SilverBatch:
                     with ThreadPoolExecutor(max_workers=MERGE_THREADS) as pool:
                         merges = [
                             pool.submit(
-                                merge_newest,
+                                in_pool(self.spark, self.pool, merge_newest),
                                 self.spark,
                                 self.layout.table("silver", name),
                                 rows_df,
@@ -168,10 +171,7 @@ class SilverBatch:
                 visible_at = {"silver": datetime.now(timezone.utc)}  # per stage, for the freshness rows
                 if self.mirror_to_postgres:
                     with clock.phase("mirror collect"):
-                        rows = {
-                            name: [tuple(row) for row in tables[name].select(*mirror.TABLES[name].columns).collect()]
-                            for name in RSVP_TABLES
-                        }
+                        rows = mirror.collect_rows({name: tables[name] for name in RSVP_TABLES})
                     with clock.phase("mirror apply"):
                         mirror.apply_with_retry(
                             lambda: mirror.connect(self.settings),
@@ -224,10 +224,11 @@ def start_silver(
     trigger: dict[str, object],
     mirror_to_postgres: bool = True,
     max_files_per_trigger: int | None = None,
+    max_bytes_per_trigger: int | None = None,
 ) -> StreamingQuery:
     ensure_shared_tables(spark, layout)
     return (
-        read_bronze_stream(spark, layout, stream, max_files_per_trigger)
+        read_bronze_stream(spark, layout, stream, max_files_per_trigger, max_bytes_per_trigger)
         .writeStream.queryName(f"silver-{stream}")
         .foreachBatch(SilverBatch(spark, settings, layout, stream, mirror_to_postgres=mirror_to_postgres))
         .option("checkpointLocation", layout.checkpoint(f"silver-{stream}"))

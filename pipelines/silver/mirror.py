@@ -10,16 +10,20 @@ While PostgreSQL is unreachable the batch waits and retries, so the stream catch
 from __future__ import annotations
 
 import io
+import json
 import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import reduce
 from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
 from pipelines.silver.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
@@ -76,6 +80,24 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 assert tuple(TABLES) == RSVP_TABLES, "mirror order must be parents before children"
+
+
+def collect_rows(tables: Mapping[str, DataFrame]) -> dict[str, list[tuple]]:
+    """Each table's rows, in TABLES' column order, to the driver in one Spark job (not one per table): each
+    row travels as JSON beside its table's name, and comes back as a tuple. Timestamps travel as ISO 8601
+    text, which COPY reads as they are."""
+    parts = [
+        df.select(F.lit(name).alias("table_name"), F.to_json(F.struct(*TABLES[name].columns)).alias("row"))
+        for name, df in tables.items()
+    ]
+    rows: dict[str, list[tuple]] = {name: [] for name in tables}
+    if not parts:
+        return rows
+    for found in reduce(DataFrame.unionByName, parts).collect():
+        values = json.loads(found["row"])
+        # to_json leaves a null field out of the object
+        rows[found["table_name"]].append(tuple(values.get(column) for column in TABLES[found["table_name"]].columns))
+    return rows
 
 
 def connect(settings: Settings):

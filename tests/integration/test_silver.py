@@ -117,3 +117,23 @@ def test_comments_and_photos_reach_their_silver_tables(stack, spark, unique):
         )
         for p in parsed
     }
+
+
+def test_the_hot_path_makes_gold_and_postgres_exact_while_silver_is_still_behind(stack, spark, unique):
+    """Gold and the PostgreSQL mirror come from the same bronze batches as silver, without waiting for it:
+    with silver not run at all, both already equal the independent computation."""
+    from delta.tables import DeltaTable
+
+    settings = isolated(stack, unique)
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), REAL[:1500])
+    records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), 1500)
+    layout = run_available_now(spark, settings, stages=("bronze", "gold"), max_files_per_trigger=2)
+
+    assert not DeltaTable.isDeltaTable(spark, layout.table("silver", "rsvps")), "silver has not run"
+    expected = expected_tables(records)
+    for table in COLUMNS:
+        assert postgres_rows(settings, table) == expected[table], table
+    assert_gold_exact(spark, layout, records)
+    freshness = spark.read.format("delta").load(layout.table("gold", "freshness"))
+    per_stage = {r.stage: r.rows for r in freshness.groupBy("stage").agg(F.sum("rows").alias("rows")).collect()}
+    assert per_stage == {"gold": 1500, "postgres": 1500}, "every row's visibility in gold and PostgreSQL is recorded"

@@ -127,3 +127,27 @@ def test_a_sasl_mechanism_without_a_java_translation_is_refused_at_start_naming_
                 "KAFKA_CLIENT_SASL_PASSWORD": "p",
             }
         )
+
+
+def test_the_postgres_mirror_rides_the_hot_path_when_gold_runs_and_silver_otherwise():
+    from pipelines.chain import mirror_stage
+
+    assert mirror_stage(("bronze", "silver", "gold", "score"), ("rsvps",)) == "gold"
+    assert mirror_stage(("bronze", "silver"), ("rsvps", "photos")) == "silver"
+    assert mirror_stage(("bronze", "score"), ("rsvps",)) is None
+    assert mirror_stage(("bronze", "silver", "gold"), ("photos",)) is None, "only RSVPs have a mirror"
+    assert mirror_stage(("bronze", "silver", "gold"), ("rsvps",), mirror_to_postgres=False) is None
+
+
+def test_code_generation_is_off_unless_asked_for_and_the_chain_schedules_fairly():
+    import xml.etree.ElementTree as ET
+
+    from common.spark import POOL_WEIGHTS, lakehouse_conf
+
+    off = lakehouse_conf(Settings.from_env({}))
+    assert off["spark.sql.codegen.wholeStage"] == "false" and off["spark.sql.codegen.factoryMode"] == "NO_CODEGEN"
+    on = lakehouse_conf(Settings.from_env({"SPARK_CODEGEN": "true"}))
+    assert "spark.sql.codegen.wholeStage" not in on and "spark.sql.codegen.factoryMode" not in on
+    assert off["spark.scheduler.mode"] == "FAIR"
+    pools = ET.parse(off["spark.scheduler.allocation.file"]).getroot().findall("pool")
+    assert {pool.get("name"): int(pool.findtext("weight")) for pool in pools} == POOL_WEIGHTS
