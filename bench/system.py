@@ -146,8 +146,22 @@ def over_time(settings: Settings, started: float, after: float) -> dict:
         minutes = [(at.timestamp() - started) / 60 for at in rows["visible_at"]]
         p95 = [ms / 1000 for ms in rows["p95_ms"]]
         found[stage] = {"minutes": minutes, "p95_s": p95, "slope_s_per_min": slope(minutes, p95),
-                        **thirds(minutes, p95)}  # fmt: skip
+                        **thirds(minutes, p95), **issue_criterion(minutes, p95)}  # fmt: skip
     return found
+
+
+def issue_criterion(minutes: list[float], p95: list[float]) -> dict:
+    """The keeping-up target as stated for a long run: the p95 of the last 10 minutes is no more than the
+    p95 of minutes 5-15 (None when the run is shorter than 25 minutes)."""
+    if not minutes or minutes[-1] < 25:
+        return {"p95_min5_15_s": None, "p95_last10_s": None, "last10_within_min5_15": None}
+    q = lambda values: sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]  # noqa: E731
+    early = [v for m, v in zip(minutes, p95, strict=True) if 5 <= m < 15]
+    last = [v for m, v in zip(minutes, p95, strict=True) if m >= minutes[-1] - 10]
+    if not early or not last:
+        return {"p95_min5_15_s": None, "p95_last10_s": None, "last10_within_min5_15": None}
+    return {"p95_min5_15_s": round(q(early), 1), "p95_last10_s": round(q(last), 1),
+            "last10_within_min5_15": q(last) <= q(early)}  # fmt: skip
 
 
 def slope(xs: list[float], ys: list[float]) -> float | None:
@@ -274,12 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     for label in labels:
         cells = [r["memory_mb"].get(label, {}) for r in results]
         lines.append(f"| {label} | " + " | ".join(f"{c.get('median')} / {c.get('peak')}" for c in cells) + " |")
-    lines += ["", "| RSVPs/s | stage | lag slope (s/min) | p95 middle third s | p95 last third s | bounded |",
-              "|---:|---|---:|---:|---:|---|"]  # fmt: skip
+    lines += ["", "| RSVPs/s | stage | lag slope (s/min) | p95 middle third s | p95 last third s | bounded "
+              "| p95 min 5-15 s | p95 last 10 min s | last 10 <= min 5-15 |",
+              "|---:|---|---:|---:|---:|---|---:|---:|---|"]  # fmt: skip
     for r in results:
         for stage, t in r["over_time"].items():
             lines.append(f"| {r['rate_per_s']:g} | {stage} | {t['slope_s_per_min']} | {t['p95_middle_s']} | "
-                         f"{t['p95_last_s']} | {t['bounded']} |")  # fmt: skip
+                         f"{t['p95_last_s']} | {t['bounded']} | {t['p95_min5_15_s']} | {t['p95_last10_s']} | "
+                         f"{t['last10_within_min5_15']} |")  # fmt: skip
     for r in results:
         lines += ["", f"Where a batch's time goes at {r['rate_per_s']:g}/s (mean seconds per batch):", ""]
         for query, split in r["phases"].items():

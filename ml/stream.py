@@ -38,9 +38,9 @@ from ml.registry import Registry
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
-from pipelines.metrics import freshness_row
+from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
-from pipelines.silver.job import append_once, merge_newest
+from pipelines.silver.job import merge_newest
 from pipelines.silver.schemas import VERSION_COLUMNS
 from pipelines.silver.transforms import is_newer
 
@@ -167,13 +167,8 @@ class ScoreBatch:
         with clock.phase("state merge"):
             merge_newest(self.spark, self.path("score_state"), newest, ("rsvp_id",), create=False)
         visible_at = datetime.now(timezone.utc)
-        with clock.phase("freshness append"):
-            append_once(
-                freshness_row(raw, "score", QUERY, batch_id, visible_at=visible_at),
-                self.path("freshness"),
-                self.app_id,
-                batch_id,
-            )
+        with clock.phase("freshness"):
+            record_freshness(raw, QUERY, batch_id, {"score": visible_at})
         scored = predictions.count() if predictions is not None else 0
         clock.rows = scored
         print(

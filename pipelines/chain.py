@@ -43,8 +43,8 @@ MAX_OFFSETS_PER_TRIGGER = 100_000
 MAX_BYTES_PER_TRIGGER = 32 * 2**20
 # The hot path (bronze, gold and the PostgreSQL mirror) triggers every `interval`; silver's Delta tables and
 # scoring follow every `slow_interval`, so that their MERGEs leave the two cores to the hot path most of the time.
-SLOW_INTERVAL = "30 seconds"
-SNAPSHOT_EVERY_S = 60.0
+SLOW_INTERVAL = "60 seconds"
+SNAPSHOT_EVERY_S = 120.0
 
 
 def run_chain(

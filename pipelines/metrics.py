@@ -52,6 +52,10 @@ FRESHNESS = T.StructType(
 )
 
 
+# Freshness rows of every stage's batches, until the chain's next metrics flush.
+FRESHNESS_BUFFER = PhaseRecorder()
+
+
 def ensure_metrics_tables(spark: SparkSession, layout: Layout) -> None:
     """Create the tables before any query starts: several queries append to them."""
     for name, schema in (
@@ -162,12 +166,18 @@ class MetricsListener(StreamingQueryListener):
         return added
 
     def flush(self, spark: SparkSession, layout: Layout, recorder: PhaseRecorder = RECORDER) -> int:
-        """Append the buffered progress rows to gold/pipeline_metrics, and Spark's and the stages' phases
-        (`recorder`) to gold/batch_phases; returns the number of progress rows."""
+        """Append the buffered progress rows to gold/pipeline_metrics, Spark's and the stages' phases
+        (`recorder`) to gold/batch_phases, and the stages' freshness rows to gold/freshness; returns the
+        number of progress rows."""
         with self._lock:
             rows, self._rows = self._rows, []
             phases, self._phases = self._phases, []
         phases += recorder.drain()
+        freshness = FRESHNESS_BUFFER.drain()
+        if freshness:
+            spark.createDataFrame(freshness, FRESHNESS).write.format("delta").mode("append").save(
+                layout.table("gold", "freshness")
+            )
         if rows:
             spark.createDataFrame(rows, PIPELINE_METRICS).write.format("delta").mode("append").save(
                 layout.table("gold", "pipeline_metrics")
@@ -179,16 +189,41 @@ class MetricsListener(StreamingQueryListener):
         return len(rows)
 
 
-def freshness_row(kafka_ts_df: DataFrame, stage: str, query: str, batch_id: int, *, visible_at: datetime) -> DataFrame:
-    """One row: how long the batch's rows took from their Kafka append until `visible_at` (p50, p95, max)."""
-    lag_ms = (F.unix_micros(F.lit(visible_at).cast("timestamp")) - F.unix_micros(F.col("kafka_timestamp"))) / 1000
-    return kafka_ts_df.agg(
-        F.lit(stage).alias("stage"),
-        F.lit(query).alias("query"),
-        F.lit(batch_id).cast("long").alias("batch_id"),
+def arrival_stats(kafka_ts_df: DataFrame) -> tuple[int, list[datetime] | None]:
+    """(rows, [median, 5th percentile, earliest] Kafka append times) of a batch, in one small job: from
+    these, the batch's freshness follows for any moment it became visible (`freshness_rows`)."""
+    found = kafka_ts_df.agg(
         F.count(F.lit(1)).alias("rows"),
-        F.percentile_approx(lag_ms, 0.5).cast("long").alias("p50_ms"),
-        F.percentile_approx(lag_ms, 0.95).cast("long").alias("p95_ms"),
-        F.max(lag_ms).cast("long").alias("max_ms"),
-        F.lit(visible_at).cast("timestamp").alias("visible_at"),
-    )
+        F.percentile_approx(F.unix_micros("kafka_timestamp"), [0.5, 0.05], 10000).alias("quantiles"),
+        F.min(F.unix_micros("kafka_timestamp")).alias("earliest"),
+    ).first()
+    if not found["rows"]:
+        return 0, None
+    return found["rows"], [*found["quantiles"], found["earliest"]]
+
+
+def freshness_rows(
+    stats: tuple[int, list | None], query: str, batch_id: int, visible_at: dict[str, datetime]
+) -> list[tuple]:
+    """FRESHNESS rows of one batch, one per stage that made it visible: its rows' p50, p95 and greatest
+    time from the Kafka append to `visible_at[stage]`."""
+    rows, quantiles = stats
+    if not rows or quantiles is None:
+        return []
+    median_us, p05_us, earliest_us = quantiles
+    found = []
+    for stage, at in visible_at.items():
+        at_us = int(at.timestamp() * 1_000_000)
+        p50, p95, most = ((at_us - us) // 1000 for us in (median_us, p05_us, earliest_us))  # ms of lag
+        found.append((stage, query, int(batch_id), int(rows), int(p50), int(p95), int(most), at))
+    return found
+
+
+def record_freshness(kafka_ts_df: DataFrame, query: str, batch_id: int, visible_at: dict[str, datetime]) -> None:
+    """Buffer the batch's freshness rows; the chain appends them to gold/freshness with its metrics.
+
+    A measurement, like pipeline_metrics, not data: kept out of the batch's own commits (an append per
+    stage per batch was a Delta commit each, 4-9 s apiece on two busy cores), so a batch re-run after a
+    crash records its freshness again.
+    """
+    FRESHNESS_BUFFER.add(freshness_rows(arrival_stats(kafka_ts_df), query, batch_id, visible_at))

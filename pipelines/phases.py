@@ -38,7 +38,7 @@ BATCH_PHASES = T.StructType(
 
 
 class PhaseRecorder:
-    """A thread-safe buffer of phase rows from every query of the process; the chain drains it."""
+    """A thread-safe buffer of rows (phases, freshness) from every query of the process; the chain drains it."""
 
     def __init__(self) -> None:
         self._rows: list[tuple] = []

@@ -1,14 +1,17 @@
-"""Gold job: bronze RSVPs (Delta stream) -> event-time counts, late rows, and dashboard snapshots.
+"""Gold job: bronze RSVPs (Delta stream) -> event-time counts, late rows, the PostgreSQL mirror, snapshots.
 
 Gold reads bronze, not silver, so it runs beside silver rather than after it; it parses and validates
-with silver's own code, so both see the same valid messages. Per micro-batch (foreachBatch):
+with silver's own code, so both see the same valid messages. It is the chain's hot path (see README,
+"The hot path and the slow path"). Per micro-batch (foreachBatch):
 1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
 2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
-   every count table and the replaced state's is taken back, in one MERGE per table;
+   every count table and the replaced state's is taken back, in one MERGE per table; beside them, in a
+   thread of their own, the batch's 3NF rows go to PostgreSQL (mirror.py: ledger-guarded, exactly once);
 3. `rsvp_state` takes the new states; `watermarks` the new per-partition maxima;
-4. the batch's freshness (Kafka append -> visible) is appended; at most every 30 s, the snapshot tables
-   (topic trends, top groups of the last 5 minutes, upcoming events filling fastest) are rebuilt from
-   the counts (an available-now run rebuilds them once, at its end).
+4. the batch's freshness (Kafka append -> visible in gold and in PostgreSQL) is recorded with the metrics.
+The snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events filling fastest) are
+rebuilt from the counts by `SnapshotSchedule`, off the batch thread (an available-now run rebuilds them
+once, at its end).
 
 Exactly once: the count MERGEs are not idempotent by themselves (they add), so each carries Delta's
 transaction id (app id, batch id): a batch re-run after a crash skips every table it already changed.
@@ -38,7 +41,7 @@ from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_sch
 from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
-from pipelines.metrics import freshness_row
+from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import mirror, validation
 from pipelines.silver import transforms as silver_transforms
@@ -161,13 +164,9 @@ class GoldBatch:
                 with clock.phase("snapshots"):
                     rebuild_snapshots(spark, self.layout, self.settings)
                 self.snapshot_at = time.monotonic()
-            with clock.phase("freshness append"):
-                rows = freshness_row(facts, "gold", self.query_name, batch_id, visible_at=visible_at)
-                if mirrored_at is not None:
-                    rows = rows.unionByName(
-                        freshness_row(facts, "postgres", self.query_name, batch_id, visible_at=mirrored_at)
-                    )
-                append_once(rows, self.path("freshness"), self.app_id, batch_id)
+            with clock.phase("freshness"):
+                stages = {"gold": visible_at, **({"postgres": mirrored_at} if mirrored_at is not None else {})}
+                record_freshness(facts, self.query_name, batch_id, stages)
             changed = new_states.count()
             clock.rows = changed
             print(

@@ -4,7 +4,8 @@ Per micro-batch (foreachBatch), for each stream:
 1. parse with the explicit schema and give every invalid row a reason -> `quarantine` (append);
 2. reduce each table's rows to the newest version per key and MERGE them, updating a row only when
    the incoming version is greater, so batches may come in any order and a replayed batch is a no-op;
-3. for RSVPs, mirror the same reduced rows into PostgreSQL (ledger-guarded, one transaction);
+3. for RSVPs, when asked (the chain asks when gold, the hot path, is not running), mirror the same reduced
+   rows into PostgreSQL (ledger-guarded, one transaction);
 4. append the batch's accounting to `batch_stats` (rows in = valid + quarantined).
 Appends carry Delta's txnAppId/txnVersion, so a batch re-run after a crash is not appended twice.
 """
@@ -16,7 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import reduce
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -29,7 +29,7 @@ from common.spark import SLOW_POOL, in_pool, use_pool
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.layout import Layout
 from pipelines.maintenance import retry_on_conflict
-from pipelines.metrics import freshness_row
+from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import mirror, transforms, validation
 from pipelines.silver.schemas import (
@@ -185,11 +185,8 @@ class SilverBatch:
                 for df in tables.values():
                     df.unpersist()
             if self.stream == "rsvps":
-                with clock.phase("freshness append"):
-                    rows = [freshness_row(checked_df, stage, self.query_name, batch_id, visible_at=at)
-                            for stage, at in visible_at.items()]  # fmt: skip
-                    freshness = reduce(DataFrame.unionByName, rows)
-                    append_once(freshness, self.layout.table("gold", "freshness"), f"{self.app_id}-freshness", batch_id)
+                with clock.phase("freshness"):
+                    record_freshness(checked_df, self.query_name, batch_id, visible_at)
             with clock.phase("batch stats append"):
                 counted = T.StructType(BATCH_STATS.fields[:-1])
                 stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(

@@ -56,6 +56,12 @@ def gold_tables() -> dict[str, pd.DataFrame]:
              "rows": [49, 49], "p50_ms": [3000, 5000], "p95_ms": [4000, 7000], "max_ms": [4100, 7200],
              "visible_at": [H0, H0]}
         ),
+        "batch_phases": pd.DataFrame(  # silver timed its own phases in two batches; bronze has Spark's only
+            {"query": ["silver-rsvps"] * 6 + ["bronze-rsvps"],
+             "batch_id": [0, 0, 0, 1, 1, 1, 0], "seq": [-5, 0, 1, -5, 0, 1, -5],
+             "phase": ["spark: addBatch", "parse and validate", "merge"] * 2 + ["spark: addBatch"],
+             "started_at": [H0] * 7, "seconds": [9.0, 1.0, 4.0, 9.0, 3.0, 6.0, 0.5], "rows": [49] * 7}
+        ),
     }  # fmt: skip
 
 

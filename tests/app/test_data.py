@@ -69,3 +69,13 @@ def test_the_rate_chart_sums_the_last_minutes_of_stream_time(empty_lake, lh):
     rate = data.rate_per_minute(lh, minutes=3)
     assert list(rate["minute"]) == [H0 + timedelta(minutes=m) for m in (7, 8, 9)]
     assert list(rate["yes"]) == [3, 3, 3] and list(rate["no"]) == [1, 1, 1]
+
+
+def test_batch_phases_are_mean_seconds_per_batch_in_batch_order_without_the_double_counted_addbatch(lake):
+    phases = data.batch_phases(data.Lakehouse(load_settings()))
+    got = [(r.query, r.phase, r.seconds, r.batches) for r in phases.itertuples()]
+    assert got == [
+        ("bronze-rsvps", "spark: addBatch", 0.5, 1),  # Spark's part is all there is of a bronze batch
+        ("silver-rsvps", "parse and validate", 2.0, 2),  # (1 + 3) / 2 batches
+        ("silver-rsvps", "merge", 5.0, 2),  # (4 + 6) / 2; silver's addBatch holds both, so it is left out
+    ]

@@ -69,9 +69,9 @@ def test_the_model_page_shows_metrics_curves_and_live_accuracy(lake):
     assert accuracy.loc[0, "scored"] == 2 and accuracy.loc[0, "accuracy"] == 0.5
 
 
-def test_pipeline_health_shows_freshness_rates_lag_and_quarantine(lake):
+def test_pipeline_health_shows_freshness_rates_lag_phases_and_quarantine(lake):
     at = run("health")
-    assert not at.exception and charts(at) == 4
+    assert not at.exception and charts(at) == 5
     assert list(at.dataframe[0].value["reason"]) == ["bad_json"]
 
 

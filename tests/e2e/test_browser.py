@@ -163,8 +163,17 @@ def test_every_page_loads_without_an_exception(system, browser, path):
     assert not page.locator('[data-testid="stException"]').count()
     if path in ("regions", "health"):
         assert wait_until(lambda: any(n > 0 for n in plotted_points(page)), timeout=120), f"{path}: no chart data"
+    if path == "health":  # the chart of where each query's batch time goes, drawn with its phases named
+        phases = page.get_by_text("Where a batch's time goes")
+        assert wait_until(lambda: phases.count() > 0, timeout=180), "health: no batch phases chart"
+        # gold's hot-path phase, named in the legend once a gold batch with rows has been flushed
+        named = page.get_by_text("count merges and mirror")
+        assert wait_until(lambda: named.count() > 0, timeout=300), "health: gold's phases are not drawn"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+    if path == "health":  # and the phases chart, below the fold
+        page.get_by_text("Where a batch's time goes").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "health-phases.png"))
 
 
 @pytest.mark.slow  # ~100 s, the app's own local Spark starting; tests/app/test_pages_on_the_stack.py covers the form

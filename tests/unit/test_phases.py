@@ -49,3 +49,20 @@ def test_a_phase_name_used_twice_is_summed_in_the_batch_summary():
 def test_sparks_own_parts_of_a_batch_become_phases_in_the_engines_order():
     rows = spark_phase_rows(progress("run-1", 5))  # durationMs: triggerExecution 5, addBatch 3
     assert [(r[0], r[1], r[3], r[5], r[6]) for r in rows] == [("score-rsvps", 5, "spark: addBatch", 0.003, 10)]
+
+
+def test_a_batchs_freshness_per_stage_follows_from_its_append_times_and_when_each_stage_made_it_visible():
+    from datetime import datetime, timedelta, timezone
+
+    from pipelines.metrics import freshness_rows
+
+    appended = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
+    us = lambda seconds: int((appended + timedelta(seconds=seconds)).timestamp() * 1_000_000)  # noqa: E731
+    stats = (40, [us(3), us(1), us(0)])  # median append at +3 s, 5th percentile at +1 s, earliest at +0 s
+    gold_at, postgres_at = appended + timedelta(seconds=5), appended + timedelta(seconds=6)
+    rows = freshness_rows(stats, "gold-rsvps", 9, {"gold": gold_at, "postgres": postgres_at})
+    assert rows == [
+        ("gold", "gold-rsvps", 9, 40, 2000, 4000, 5000, gold_at),
+        ("postgres", "gold-rsvps", 9, 40, 3000, 5000, 6000, postgres_at),
+    ]
+    assert freshness_rows((0, None), "gold-rsvps", 10, {"gold": gold_at}) == [], "an empty batch records nothing"
