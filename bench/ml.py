@@ -29,12 +29,12 @@ from ingest import generator
 from ml.categories import train_categories
 from ml.registry import Registry
 from ml.score import score_capture
-from ml.stream import ScoreBatch, ensure_scoring_tables
 from ml.train import train
 from pipelines.bronze.job import start_bronze
 from pipelines.chain import run_chain
 from pipelines.layout import Layout
 from pipelines.metrics import ensure_metrics_tables
+from pipelines.score.job import ScoreBatch, ensure_scoring_tables
 from pipelines.silver.schemas import RSVP_MESSAGE
 from stack import kafka as kafka_service
 from tests.helpers import capture_frames, produce

@@ -20,8 +20,6 @@ from pyspark.sql import SparkSession
 from common import health
 from common.settings import STREAMS, Settings
 from common.spark import build_spark
-from ml.stream import QUERY as SCORE_QUERY
-from ml.stream import start_scoring
 from pipelines import checkpoints, generations
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
@@ -29,14 +27,17 @@ from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
 from pipelines.maintenance import VacuumSchedule
 from pipelines.metrics import MetricsListener, ensure_metrics_tables
+from pipelines.score.job import QUERY as SCORE_QUERY
+from pipelines.score.job import start_scoring
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
 
-# score: the yes/no model on every new RSVP (ml/stream.py); it needs gold's freshness table and a model
+# score: the yes/no model on every new RSVP (pipelines/score/job.py); it needs gold's freshness table and a model
 STAGES = ("bronze", "silver", "gold", "score")
 # Batch bounds for catching up a backlog (the chain's and the replay's defaults). Silver and gold read bronze
 # by bytes, not files: a silver MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB
-# driver (bench.backlog), and 32 MB of bronze Parquet is about 100,000 RSVPs. The old bound, 3 files, was one
+# driver (bench.backlog), and 32 MB of bronze Parquet holds about 60,000 RSVPs in the small files a live stream
+# writes (500-575 bytes each, measured), more once compacted. The old bound, 3 files, was one
 # bronze commit (a file per Kafka partition) whatever it held, so a live silver batch took 2 s of stream
 # however long it ran, and fell further behind every batch.
 MAX_OFFSETS_PER_TRIGGER = 100_000

@@ -21,63 +21,26 @@ import argparse
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
-from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from common.settings import STREAMS
-from pipelines.gold.transforms import AGGREGATES
+from pipelines import catalogue
+from pipelines.delta_io import retry_on_conflict
 from pipelines.layout import Layout
-from pipelines.silver.schemas import TABLE_KEYS
 
-T = TypeVar("T")
 DEFAULT_RETAIN_HOURS = 168.0
-TABLES = {
-    "bronze": list(STREAMS),
-    "silver": [*TABLE_KEYS, "quarantine", "batch_stats"],
-    "gold": [
-        "rsvp_state",
-        "watermarks",
-        "late_rsvps",
-        *(a.name for a in AGGREGATES),
-        "topic_trends",
-        "top_groups_5min",
-        "upcoming_events",
-        "category_trends",
-        "score_state",
-        "scored_rsvps",
-        "pipeline_metrics",
-        "freshness",
-        "batch_phases",
-    ],
-}
 
 
 def table_paths(spark: SparkSession, layout: Layout) -> list[str]:
     """Every Delta table of the generation that exists."""
-    paths = [layout.table(layer, name) for layer, names in TABLES.items() for name in names]
+    paths = [layout.table(table.layer, table.name) for table in catalogue.TABLES]
     return [path for path in paths if DeltaTable.isDeltaTable(spark, path)]
 
 
 def file_count(spark: SparkSession, path: str) -> int:
     """Data files in the table's current version."""
     return DeltaTable.forPath(spark, path).detail().first()["numFiles"]
-
-
-def retry_on_conflict(action: Callable[[], T], attempts: int = 5) -> T:
-    """Run a Delta commit again when it lost a race with another commit (e.g. an OPTIMIZE by hand
-    beside a stream's MERGE): the loser committed nothing, so running it again is safe."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except DeltaConcurrentModificationException:
-            if attempt == attempts:
-                raise
-            time.sleep(attempt)
-    raise AssertionError("unreachable")
 
 
 def optimize(spark: SparkSession, path: str) -> None:

@@ -36,31 +36,19 @@ from common.settings import Settings
 from common.spark import HOT_POOL, SLOW_POOL, in_pool, use_pool
 from ml.categories import group_topic_sets, load_assigner
 from pipelines.bronze.job import read_bronze_stream
+from pipelines.delta_io import append_once, idempotent_merge, merge_newest
 from pipelines.gold import transforms
 from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
 from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
 from pipelines.layout import Layout
-from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import mirror, validation
 from pipelines.silver import transforms as silver_transforms
-from pipelines.silver.job import append_once, merge_newest
 from pipelines.silver.schemas import RSVP_MESSAGE
 
 THREADS = 4
 SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
-
-
-def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -> None:
-    """Run a Delta MERGE (a DeltaMergeBuilder) at most once per (app_id, batch_id) on its table."""
-    session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-    session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
-    try:
-        retry_on_conflict(merge.execute)
-    finally:
-        session.conf.unset("spark.databricks.delta.write.txnAppId")
-        session.conf.unset("spark.databricks.delta.write.txnVersion")
 
 
 class GoldBatch:

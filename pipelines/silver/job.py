@@ -27,8 +27,8 @@ from pyspark.sql.streaming import StreamingQuery
 from common.settings import Settings
 from common.spark import SLOW_POOL, in_pool, use_pool
 from pipelines.bronze.job import read_bronze_stream
+from pipelines.delta_io import append_once, merge_newest
 from pipelines.layout import Layout
-from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import mirror, transforms, validation
@@ -76,30 +76,6 @@ STREAM_SPECS = {
         lambda df: {"photos": transforms.newest_per_key(transforms.to_photos(df), TABLE_KEYS["photos"])},
     ),
 }
-
-
-def merge_newest(
-    spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...], *, create: bool = True
-) -> None:
-    """Upsert rows (already newest per key) into the Delta table at path, never overwriting a newer version."""
-    if create:
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(rows_df.schema).execute()
-    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
-    retry_on_conflict(
-        lambda: (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(rows_df.alias("s"), on)
-            .whenMatchedUpdateAll(condition=transforms.is_newer("s", "t"))
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    )
-
-
-def append_once(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
-    """Append, unless this (app_id, batch_id) was already committed to the table."""
-    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path)
 
 
 class SilverBatch:

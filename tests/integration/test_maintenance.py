@@ -106,3 +106,22 @@ def test_vacuum_deletes_the_files_no_version_needs(stack, spark, unique):
         spark.conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
     assert len(s3_keys(settings, "g1/gold/scratch/part-")) == 1
     assert spark.read.format("delta").load(path).count() == 50
+
+
+def test_every_table_a_whole_chain_run_writes_is_in_the_catalogue_that_maintenance_walks(spark, real_run):
+    """Maintenance reaches what the catalogue declares; the chain's own tables are found in the object store,
+    so a table added without a declaration fails here instead of going unvacuumed."""
+    from pipelines import catalogue
+
+    settings, layout, _ = real_run
+    written = set()
+    for key in s3_keys(settings, f"{layout.generation}/"):
+        parts = key.split(f"/{layout.generation}/", 1)[1].split("/")
+        if len(parts) > 2 and parts[2] == "_delta_log" and parts[0] in ("bronze", "silver", "gold"):
+            written.add((parts[0], parts[1]))
+    declared = {(table.layer, table.name) for table in catalogue.TABLES}
+    assert written - declared == set(), "tables the chain writes that maintenance would never reach"
+    assert {("gold", "batch_phases"), ("gold", "scored_rsvps"), ("gold", "score_state")} <= written
+    prefix = f"{layout.root}/{layout.generation}/"
+    reached = {path.removeprefix(prefix) for path in maintenance.table_paths(spark, layout)}
+    assert reached == {f"{layer}/{name}" for layer, name in written}

@@ -19,10 +19,10 @@ from ml import model as M
 from ml.categories import train_categories
 from ml.registry import CATEGORY_MODEL, Registry
 from ml.score import evaluate, score_capture
-from ml.stream import ScoreBatch
 from ml.train import labelled_examples, time_split, train
 from pipelines.bronze.schemas import BRONZE_SCHEMA
 from pipelines.gold.job import rebuild_snapshots
+from pipelines.score.job import ScoreBatch
 from tests.conftest import new_name
 from tests.helpers import CAPTURES, capture_frames, consume_with_coordinates, produce
 from tests.integration.lakehouse import isolated, run_available_now

@@ -36,11 +36,10 @@ from ml import features as X
 from ml.model import predict
 from ml.registry import Registry
 from pipelines.bronze.job import read_bronze_stream
+from pipelines.delta_io import merge_newest, retry_on_conflict
 from pipelines.layout import Layout
-from pipelines.maintenance import retry_on_conflict
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
-from pipelines.silver.job import merge_newest
 from pipelines.silver.schemas import VERSION_COLUMNS
 from pipelines.silver.transforms import is_newer
 

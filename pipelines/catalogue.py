@@ -1,0 +1,57 @@
+"""Every Delta table of a generation, declared once: its layer, name, keys and what it holds.
+
+Maintenance (OPTIMIZE, VACUUM, the chain's vacuum schedule) walks this list, and a test checks that every
+table a whole chain run writes is in it, so a new table cannot silently go unmaintained.
+
+    from pipelines.catalogue import TABLES, names
+    names("gold")          # ['rsvps_by_region_minute', ...]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.settings import STREAMS
+from pipelines.gold.transforms import AGGREGATES
+from pipelines.silver.schemas import TABLE_KEYS
+
+
+@dataclass(frozen=True)
+class Table:
+    layer: str
+    name: str
+    keys: tuple[str, ...]
+    what: str
+
+
+def _declare() -> tuple[Table, ...]:
+    bronze = [Table("bronze", s, ("partition", "offset"), f"the {s} stream, raw, append-only") for s in STREAMS]
+    silver = [Table("silver", name, keys, "3NF, newest version per key") for name, keys in TABLE_KEYS.items()]
+    silver += [
+        Table("silver", "quarantine", ("partition", "offset"), "invalid messages with their reason"),
+        Table("silver", "batch_stats", ("query", "batch_id"), "rows in, valid, quarantined per batch"),
+    ]
+    gold = [Table("gold", a.name, a.keys, "yes, no and guests per key (counts)") for a in AGGREGATES]
+    gold += [
+        Table("gold", "rsvp_state", ("rsvp_id",), "gold's counted version of each RSVP"),
+        Table("gold", "watermarks", ("version_partition", "batch_id"), "greatest mtime per Kafka partition"),
+        Table("gold", "late_rsvps", ("version_partition", "version_offset"), "messages later than the watermark"),
+        Table("gold", "topic_trends", ("hour", "urlkey"), "snapshot: topics ranked per hour"),
+        Table("gold", "top_groups_5min", ("group_id",), "snapshot: groups with the most yes, last 5 minutes"),
+        Table("gold", "upcoming_events", ("event_id",), "snapshot: events filling fastest"),
+        Table("gold", "category_trends", ("hour", "category"), "snapshot: categories ranked per hour"),
+        Table("gold", "score_state", ("rsvp_id",), "the scoring stage's newest version of each RSVP"),
+        Table("gold", "scored_rsvps", ("rsvp_id",), "predictions with the newest answer"),
+        Table("gold", "pipeline_metrics", ("query", "run_id", "batch_id"), "progress of every batch"),
+        Table("gold", "freshness", ("stage", "query", "batch_id"), "Kafka append -> visible, per batch"),
+        Table("gold", "batch_phases", ("query", "batch_id", "seq"), "where each batch's time went"),
+    ]
+    return (*bronze, *silver, *gold)
+
+
+TABLES = _declare()
+
+
+def names(layer: str) -> list[str]:
+    """The declared tables of one layer, in declaration order."""
+    return [table.name for table in TABLES if table.layer == layer]

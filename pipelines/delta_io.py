@@ -1,0 +1,76 @@
+"""The Delta writes every layer makes, exactly once: append once per batch, newest-wins MERGE, a MERGE at
+most once per batch, and a retry for a commit that lost a race.
+
+Every streaming stage writes through these, so that exactly-once rests on three mechanisms in one place:
+- Delta's transaction ids (`txnAppId`, `txnVersion`): a batch re-run after a crash finds its own
+  (query, batch id) already committed and writes nothing (`append_once`, `idempotent_merge`);
+- newest wins: a row is only replaced by a greater version, so applying a batch twice changes nothing
+  (`merge_newest`);
+- `retry_on_conflict`: a commit that lost to another (e.g. an OPTIMIZE by hand) committed nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from delta.exceptions import DeltaConcurrentModificationException
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from pipelines.silver.transforms import is_newer
+
+T = TypeVar("T")
+
+
+def retry_on_conflict(action: Callable[[], T], attempts: int = 5) -> T:
+    """Run a Delta commit again when it lost a race with another commit (e.g. an OPTIMIZE by hand
+    beside a stream's MERGE): the loser committed nothing, so running it again is safe."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except DeltaConcurrentModificationException:
+            if attempt == attempts:
+                raise
+            time.sleep(attempt)
+    raise AssertionError("unreachable")
+
+
+def append_once(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
+    """Append, unless this (app_id, batch_id) was already committed to the table."""
+    df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path)
+
+
+def merge_newest(
+    spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...], *, create: bool = True
+) -> None:
+    """Upsert rows (already newest per key) into the Delta table at path, never overwriting a newer version."""
+    if create:
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(rows_df.schema).execute()
+    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    retry_on_conflict(
+        lambda: (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(rows_df.alias("s"), on)
+            .whenMatchedUpdateAll(condition=is_newer("s", "t"))
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    )
+
+
+def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -> None:
+    """Run a Delta MERGE (a DeltaMergeBuilder) at most once per (app_id, batch_id) on its table.
+
+    Delta's transaction id for a MERGE is a session setting, so callers running MERGEs in parallel give
+    each table a session of its own (`spark.newSession()`: sessions share the SparkContext, not settings).
+    """
+    session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
+    session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+    try:
+        retry_on_conflict(merge.execute)
+    finally:
+        session.conf.unset("spark.databricks.delta.write.txnAppId")
+        session.conf.unset("spark.databricks.delta.write.txnVersion")

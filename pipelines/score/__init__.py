@@ -1,0 +1,1 @@
+"""The scoring stage: the yes/no model (ml/) on every new RSVP of the stream."""
