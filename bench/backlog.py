@@ -89,7 +89,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
         spark.readStream.format("delta")
         .option("maxBytesPerTrigger", str(MAX_BYTES_PER_TRIGGER))
         .load(layout.table("bronze", "rsvps"))
-        .writeStream.foreachBatch(GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS, snapshot_every_s=None))
+        .writeStream.foreachBatch(GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS))
         .option("checkpointLocation", layout.checkpoint("bench-gold"))
         .trigger(availableNow=True)
         .start()

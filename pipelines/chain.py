@@ -113,7 +113,6 @@ def run_chain(
                                 lateness_ms=lateness_ms,
                                 max_files_per_trigger=max_files_per_trigger,
                                 max_bytes_per_trigger=max_bytes_per_trigger,
-                                snapshot_every_s=None,  # SnapshotSchedule, or once at the end of available-now
                                 settings=settings,
                                 mirror_to_postgres=mirror_in == "gold",
                             )

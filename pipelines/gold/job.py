@@ -60,7 +60,6 @@ class GoldBatch:
         layout: Layout,
         *,
         lateness_ms: int,
-        snapshot_every_s: float | None = 30.0,
         settings: Settings | None = None,
         mirror_to_postgres: bool = False,
     ):
@@ -69,8 +68,6 @@ class GoldBatch:
         self.settings = settings  # where the category model is found, for category_trends
         self.lateness_ms = lateness_ms
         # Snapshots are three more commits: rebuilt at most this often (None: never; the caller does it).
-        self.snapshot_every_s = snapshot_every_s
-        self.snapshot_at = float("-inf")
         self.query_name = "gold-rsvps"
         self.app_id = f"{layout.generation}-{self.query_name}"
         # The hot path: the PostgreSQL mirror of the batch's 3NF rows runs beside the count MERGEs.
@@ -148,10 +145,6 @@ class GoldBatch:
                 next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
                 append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
             visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
-            if self.snapshot_every_s is not None and time.monotonic() - self.snapshot_at >= self.snapshot_every_s:
-                with clock.phase("snapshots"):
-                    rebuild_snapshots(spark, self.layout, self.settings)
-                self.snapshot_at = time.monotonic()
             with clock.phase("freshness"):
                 stages = {"gold": visible_at, **({"postgres": mirrored_at} if mirrored_at is not None else {})}
                 record_freshness(facts, self.query_name, batch_id, stages)
@@ -291,13 +284,11 @@ def start_gold(
     trigger: dict[str, object],
     lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
     max_files_per_trigger: int | None = None,
-    snapshot_every_s: float | None = 30.0,
     settings: Settings | None = None,
     max_bytes_per_trigger: int | None = None,
     mirror_to_postgres: bool = False,
 ) -> StreamingQuery:
-    """snapshot_every_s rebuilds the snapshots inside the batch (None: not; the chain's SnapshotSchedule does
-    it off the batch thread)."""
+    """The snapshot tables are not rebuilt here: the chain's SnapshotSchedule does it off the batch thread."""
     ensure_gold_tables(spark, layout)
     return (
         read_bronze_stream(spark, layout, "rsvps", max_files_per_trigger, max_bytes_per_trigger)
@@ -307,7 +298,6 @@ def start_gold(
                 spark,
                 layout,
                 lateness_ms=lateness_ms,
-                snapshot_every_s=snapshot_every_s,
                 settings=settings,
                 mirror_to_postgres=mirror_to_postgres,
             )
