@@ -42,7 +42,7 @@ demo: stack-up ## set up, start the stack, then the replay server (SPEED x real 
 	@$(STACK) status
 	$(BIN)/meetup-demo --speed $(SPEED)
 
-replay-server: venv ## the Meetup-compatible stream server on ws://127.0.0.1:8765 (ARGS=... to change)
+replay-server: venv ## the Meetup-compatible stream server on http:// and ws://127.0.0.1:8765 (ARGS=... to change)
 	$(BIN)/meetup-replay-server $(or $(ARGS),--captures 'data/rsvps/*.jsonl' --rebase --loop --pace recorded)
 
 ingest: venv ## follow a stream endpoint into Kafka (ARGS="--url ws://host:port --streams rsvps photos")
@@ -77,7 +77,7 @@ bench-soak: stack-up ## the running system at 20 RSVPs/s for 60 minutes: is the 
 bench-delta-ops: stack-up ## one Delta append, transactional append and MERGE, alone: S3 vs local disk, codegen on/off (bench/results/delta_ops.md)
 	$(BIN)/python -m bench.delta_ops
 
-bench-ingest: stack-up ## websocket -> Kafka throughput beside its references (bench/results/ingest.md)
+bench-ingest: stack-up ## websocket and HTTP stream -> Kafka throughput beside their references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest
 
 bench-backlog: stack-up ## Kafka -> bronze -> silver + PostgreSQL -> gold catch-up, 100k and 1M RSVPs (bench/results/backlog.md)

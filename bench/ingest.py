@@ -1,10 +1,11 @@
-"""Benchmark: websocket -> Kafka ingest throughput, beside its references measured in the same run.
+"""Benchmark: stream -> Kafka ingest throughput over websockets and over HTTP streaming, beside its
+references measured in the same run.
 
     make bench-ingest            # or: .venv/bin/python -m bench.ingest --frames 300000
 
-1. websocket only: the replay server (its own process) -> websocket-client, frames discarded;
+1. websocket only / HTTP only: the replay server (its own process) -> a bare client, frames discarded;
 2. producer only: the same frames from memory -> confluent-kafka -> the broker, delivered;
-3. the whole ingest: replay server -> `ingest.producer.Ingest` -> the broker, delivered.
+3. the whole ingest: replay server -> `ingest.producer.Ingest` -> the broker, delivered, over each transport.
 Writes bench/results/ingest.json and .md. Needs the local stack (make stack-up).
 """
 
@@ -24,7 +25,7 @@ from confluent_kafka import Producer
 
 from common.settings import PROJECT_ROOT, load_settings
 from ingest.frames import read_capture
-from ingest.producer import Ingest, IngestOptions, producer_config
+from ingest.producer import HttpStream, Ingest, IngestOptions, producer_config
 from stack import kafka as kafka_service
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -63,6 +64,18 @@ def websocket_only(frames: int) -> float:
     return frames / elapsed
 
 
+def http_only(frames: int) -> float:
+    """The HTTP stream read as the producer reads it (HttpStream: chunked, split into lines)."""
+    stream = HttpStream(f"http://127.0.0.1:{PORT}/2/rsvps", IngestOptions())
+    started = time.perf_counter()
+    for n, _ in enumerate(stream.frames(threading.Event()), start=1):
+        if n == frames:
+            break
+    elapsed = time.perf_counter() - started
+    stream.close()
+    return frames / elapsed
+
+
 def producer_only(settings, topic: str, frames: list[bytes], count: int) -> float:
     producer = Producer(producer_config(settings))
     started = time.perf_counter()
@@ -79,8 +92,8 @@ def producer_only(settings, topic: str, frames: list[bytes], count: int) -> floa
     return count / (time.perf_counter() - started)
 
 
-def whole_ingest(settings, count: int) -> float:
-    ingest = Ingest(settings, IngestOptions(base_url=f"ws://127.0.0.1:{PORT}", progress_every=3600))
+def whole_ingest(settings, count: int, scheme: str = "ws") -> float:
+    ingest = Ingest(settings, IngestOptions(base_url=f"{scheme}://127.0.0.1:{PORT}", progress_every=3600))
 
     def stop_at_count() -> None:
         while ingest.counters.snapshot()["received"] < count:
@@ -105,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     kafka_service.ensure_topics(settings, ("rsvps",))
     frames = read_capture(sorted((PROJECT_ROOT / "data" / "rsvps").glob("*.jsonl")))
     server = start_server()
-    runs: dict[str, list[float]] = {"websocket_only": [], "producer_only": [], "ingest": []}
+    runs: dict[str, list[float]] = {
+        "websocket_only": [], "http_only": [], "producer_only": [], "ingest": [], "ingest_http": []
+    }  # fmt: skip
     try:
         for repeat in range(args.repeats):
             runs["websocket_only"].append(websocket_only(args.frames))
+            runs["http_only"].append(http_only(args.frames))
             runs["producer_only"].append(producer_only(settings, settings.kafka.topic("rsvps"), frames, args.frames))
             runs["ingest"].append(whole_ingest(settings, args.frames))
+            runs["ingest_http"].append(whole_ingest(settings, args.frames, "http"))
             print(
                 f"bench: run {repeat + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in runs.items()),
                 file=sys.stderr,
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs_per_second": runs,
         "median_per_second": median,
         "ingest_vs_producer_only": median["ingest"] / median["producer_only"],
+        "ingest_http_vs_producer_only": median["ingest_http"] / median["producer_only"],
         "target_per_second": 30_000,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -132,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     table = ["| path | median frames/s | runs |", "|---|---:|---|"]
     for name, values in runs.items():
         table.append(f"| {name} | {median[name]:,.0f} | {', '.join(f'{v:,.0f}' for v in values)} |")
-    table.append(f"\ningest / producer-only: {result['ingest_vs_producer_only']:.2f}; target 30,000 frames/s")
+    table.append(
+        f"\ningest / producer-only: websockets {result['ingest_vs_producer_only']:.2f}, HTTP "
+        f"{result['ingest_http_vs_producer_only']:.2f}; target 30,000 frames/s"
+    )
     (RESULTS / "ingest.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
     return 0

@@ -1,26 +1,32 @@
-"""Follow Meetup-protocol websocket streams into Kafka: the frame exactly as received, keyed by record id.
+"""Follow Meetup-protocol streams into Kafka: each message exactly as received, keyed by record id.
 
-    meetup-ingest --url ws://127.0.0.1:8765 --streams rsvps event_comments photos
+    meetup-ingest --url http://127.0.0.1:8765 --streams rsvps event_comments photos   # HTTP streaming
+    meetup-ingest --url ws://127.0.0.1:8765                                           # websockets
 
+The URL's scheme picks the transport: `http://` and `https://` read Meetup's HTTP stream (one message per
+line of a response that never ends), `ws://` and `wss://` its websocket (one message per text frame).
 Each stream runs in its own thread with its own connection; one idempotent producer (acks=all,
-compressed) serves them all. A dead connection (no frame and no pong within the ping timeout) or a
-dropped one is re-opened with exponential backoff and full jitter, resuming with `since_mtime`; frames
-the server sends again at the resume point are recognised and not produced twice.
+compressed) serves them all. A dead connection (websockets: no frame and no pong within the ping timeout;
+HTTP: no byte, message or keep-alive line, for the idle timeout) or a dropped one is re-opened with
+exponential backoff and full jitter, resuming with `since_mtime`; messages the server sends again at the
+resume point are recognised and not produced twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, fields
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import websocket
 from confluent_kafka import KafkaError, Producer
@@ -51,6 +57,7 @@ class IngestOptions:
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
     connect_timeout: float = 10.0
+    idle_timeout: float = 20.0  # HTTP: no byte for this long is a dead peer (the server sends keep-alives)
     backoff: Backoff = Backoff()
     exit_at_end: bool = False  # stop following a stream when the server closes it normally
     progress_every: float = 5.0
@@ -116,6 +123,108 @@ class ResumePoint:
             self._at_clock.append(self._digest(frame))
 
 
+class StreamRefused(Exception):
+    """The server answered, but not with a stream (an HTTP status other than 200); the message says why."""
+
+
+class HttpStream:
+    """One HTTP streaming response (chunked): each message is a line; a blank line is a keep-alive."""
+
+    def __init__(self, url: str, options: IngestOptions):
+        parts = urlsplit(url)
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self.idle_timeout = options.idle_timeout
+        self.conn = connection(parts.hostname, parts.port, timeout=options.connect_timeout)
+        self.conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                          headers={"Accept": "application/json", "User-Agent": "meetup-ingest"})  # fmt: skip
+        self.response = self.conn.getresponse()
+        if self.response.status != 200:
+            reason = self.response.read(500).decode(errors="replace").strip()
+            self.conn.close()
+            raise StreamRefused(f"HTTP {self.response.status} {reason}")
+        self.conn.sock.settimeout(options.idle_timeout)
+
+    def frames(self, stop_event: threading.Event):
+        """Messages until the response ends normally; TimeoutError on a dead peer, IncompleteRead when the
+        connection drops (a message cut off by a drop is never yielded: only whole lines are)."""
+        pending = b""
+        while not stop_event.is_set():
+            try:
+                data = self.response.read1(65536)
+            except TimeoutError:
+                raise TimeoutError(f"no byte for {self.idle_timeout:.0f}s") from None
+            if not data:
+                if pending and not stop_event.is_set():
+                    raise http.client.IncompleteRead(pending)
+                return
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                line = line.removesuffix(b"\r")
+                if line:
+                    yield line
+
+    def close(self) -> None:
+        if self.conn.sock is not None:
+            try:
+                self.conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
+            except OSError:
+                pass
+        self.conn.close()
+
+
+class WebSocketStream:
+    """One websocket connection: each text (or binary) frame is a message; pings keep a quiet link alive."""
+
+    def __init__(self, url: str, options: IngestOptions):
+        self.options = options
+        self.ws = websocket.create_connection(
+            url, timeout=options.connect_timeout, skip_utf8_validation=True, enable_multithread=True
+        )
+
+    def frames(self, stop_event: threading.Event):
+        """Data frames until the server closes normally; raises TimeoutError on a dead peer."""
+        ws = self.ws
+        ws.settimeout(min(1.0, self.options.ping_interval))
+        last_rx = last_ping = time.monotonic()
+        while not stop_event.is_set():
+            try:
+                opcode, data = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                now = time.monotonic()
+                if now - last_rx > self.options.ping_interval + self.options.ping_timeout:
+                    raise TimeoutError(f"no frame or pong for {now - last_rx:.1f}s") from None
+                if now - last_rx > self.options.ping_interval and now - last_ping > self.options.ping_interval:
+                    ws.ping()
+                    last_ping = now
+                continue
+            last_rx = time.monotonic()
+            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                yield data
+            elif opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                if code == 1000:
+                    return
+                raise websocket.WebSocketConnectionClosedException(f"server closed with code {code}")
+
+    def close(self) -> None:
+        self.ws.close(timeout=1)
+        self.ws.shutdown()  # close() leaves the socket open once the server has sent its close frame
+
+
+def open_stream(url: str, options: IngestOptions) -> HttpStream | WebSocketStream:
+    """A connection to one stream, by the URL's scheme."""
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https"):
+        return HttpStream(url, options)
+    if scheme in ("ws", "wss"):
+        return WebSocketStream(url, options)
+    raise ValueError(f"unsupported scheme {scheme!r} in {url}: use http://, https://, ws:// or wss://")
+
+
+# a connection could not be opened, or was lost: reconnect
+CONNECTION_ERRORS = (OSError, websocket.WebSocketException, http.client.HTTPException, StreamRefused, TimeoutError)
+
+
 @dataclass
 class Counters:
     received: int = 0
@@ -149,6 +258,8 @@ class Ingest:
         self.counters = Counters()
         self.stop_event = threading.Event()
         self._rng = random.Random()
+        self._connections: set = set()  # open ones, closed by stop() so that no reader waits out its timeout
+        self._lock = threading.Lock()
 
     # -- Kafka side -------------------------------------------------------------------------------
     def _on_delivery(self, error: KafkaError | None, _message) -> None:
@@ -180,7 +291,7 @@ class Ingest:
         self.counters.add("produced")
         self.producer.poll(0)
 
-    # -- websocket side ---------------------------------------------------------------------------
+    # -- stream side ------------------------------------------------------------------------------
     def follow(self, stream: str) -> None:
         """Follow one stream until stopped, reconnecting and resuming as needed."""
         base = self.options.base_url.rstrip("/") + STREAM_PATHS[stream]
@@ -190,27 +301,30 @@ class Ingest:
             url = base + resume.query()
             ended = False
             try:
-                ws = websocket.create_connection(
-                    url, timeout=self.options.connect_timeout, skip_utf8_validation=True, enable_multithread=True
-                )
-            except (OSError, websocket.WebSocketException) as error:
+                connection = open_stream(url, self.options)
+            except CONNECTION_ERRORS as error:
                 print(f"ingest: {stream}: cannot connect to {url} (--url / INGEST_URL): {error}", file=sys.stderr)
             else:
                 got_data = False
+                with self._lock:
+                    self._connections.add(connection)
                 try:
-                    for frame in self._frames(ws, stream):
+                    for frame in connection.frames(self.stop_event):
                         got_data = True
                         if resume.is_resent(frame):
                             self.counters.add("resent_skipped")
                             continue
                         resume.received(frame)
                         self.handle_frame(stream, base, frame)
-                    ended = True
-                except (OSError, websocket.WebSocketException, TimeoutError) as error:
-                    print(f"ingest: {stream}: connection lost ({error.__class__.__name__}: {error})", file=sys.stderr)
+                    ended = not self.stop_event.is_set()
+                except CONNECTION_ERRORS as error:
+                    if not self.stop_event.is_set():
+                        kind = error.__class__.__name__
+                        print(f"ingest: {stream}: connection lost ({kind}: {error})", file=sys.stderr)
                 finally:
-                    ws.close(timeout=1)
-                    ws.shutdown()  # close() leaves the socket open once the server has sent its close frame
+                    with self._lock:
+                        self._connections.discard(connection)
+                    connection.close()
                 if got_data:
                     attempt = 0
             if self.stop_event.is_set() or (ended and self.options.exit_at_end):
@@ -220,30 +334,6 @@ class Ingest:
             delay = self.options.backoff.delay(attempt, self._rng)
             attempt += 1
             self.stop_event.wait(delay)
-
-    def _frames(self, ws: websocket.WebSocket, stream: str):
-        """Data frames until the server closes normally; raises TimeoutError on a dead peer."""
-        ws.settimeout(min(1.0, self.options.ping_interval))
-        last_rx = last_ping = time.monotonic()
-        while not self.stop_event.is_set():
-            try:
-                opcode, data = ws.recv_data(control_frame=True)
-            except websocket.WebSocketTimeoutException:
-                now = time.monotonic()
-                if now - last_rx > self.options.ping_interval + self.options.ping_timeout:
-                    raise TimeoutError(f"no frame or pong for {now - last_rx:.1f}s") from None
-                if now - last_rx > self.options.ping_interval and now - last_ping > self.options.ping_interval:
-                    ws.ping()
-                    last_ping = now
-                continue
-            last_rx = time.monotonic()
-            if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                yield data
-            elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
-                if code == 1000:
-                    return
-                raise websocket.WebSocketConnectionClosedException(f"server closed with code {code}")
 
     # -- lifecycle --------------------------------------------------------------------------------
     def run(self) -> int:
@@ -288,14 +378,25 @@ class Ingest:
 
     def stop(self, *_args) -> None:
         self.stop_event.set()
+        with self._lock:
+            for connection in list(self._connections):
+                if isinstance(connection, HttpStream):  # a websocket reader wakes every second by itself
+                    connection.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meetup-ingest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default=None, help="stream endpoint base (INGEST_URL; default ws://127.0.0.1:8765)")
+    parser.add_argument(
+        "--url", default=None,
+        help="stream endpoint base, http(s):// or ws(s):// (INGEST_URL; default ws://127.0.0.1:8765)",
+    )  # fmt: skip
     parser.add_argument("--streams", nargs="+", choices=STREAMS, default=["rsvps"])
     parser.add_argument("--ping-interval", type=float, default=10.0)
     parser.add_argument("--ping-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--idle-timeout", type=float, default=20.0, metavar="SECONDS",
+        help="HTTP: reconnect after this long without a byte (a dead peer)",
+    )  # fmt: skip
     parser.add_argument("--exit-at-end", action="store_true", help="exit when the server ends every stream")
     parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS")
     return parser
@@ -309,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         streams=tuple(args.streams),
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
+        idle_timeout=args.idle_timeout,
         exit_at_end=args.exit_at_end,
         progress_every=args.progress_every,
     )

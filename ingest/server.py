@@ -3,8 +3,19 @@
     meetup-replay-server --captures data/rsvps/*.jsonl --pace recorded --speed 10 --rebase --loop
     meetup-replay-server --generate --count 1000000 --pace max
 
-Speaks the retired Meetup stream protocol: `ws://HOST:PORT/2/rsvps` (and `/2/event_comments`,
-`/2/photos`), one JSON text frame per record and nothing else, `?since_mtime=<epoch ms>` to resume.
+Speaks the retired Meetup stream protocol on one port, for `/2/rsvps`, `/2/event_comments` and `/2/photos`,
+over the three transports Meetup served (see README, "The stream protocol"):
+- HTTP streaming: `GET` answers with a response that never ends (chunked transfer encoding), one message
+  per chunk, each a JSON object and a newline;  `curl -sN http://127.0.0.1:8765/2/rsvps`
+- websockets: the same paths, one JSON text frame per message;
+- long polling: `?callback=NAME` answers at once with `NAME([...])`, the messages due so far after
+  `since_mtime`; the client polls again with the greatest mtime it got.
+Parameters: `since_mtime=MS` (resume: what has a stream clock of at least MS; greater than MS when polling),
+`since_count=N` (the first N messages at once, then paced), `event_id=ID` (one event's messages). A bad
+parameter gets HTTP 400 and a one-line reason; at most 10 connections per client address (429 beyond).
+
+Every transport sends the same deterministic sequence (frames.py: captures or generator, then the fault
+knobs), paced the same way.
 """
 
 from __future__ import annotations
@@ -12,23 +23,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
+import json
+import re
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from aiohttp import WSMsgType, web
 
 from ingest import frames as fr
 from ingest.protocol import PATH_STREAMS, STREAM_PATHS
 
 FrameSource = Callable[[], Iterator[bytes]]
 DEFAULT_MAX_GAP_S = 10.0
+MAX_CONNECTIONS_PER_ADDRESS = 10
+KEEPALIVE_S = 10.0  # HTTP streaming: a bare newline after this much silence, so a client can tell a dead peer
+LONG_POLL_WAIT_S = 20.0  # long polling: how long a poll with nothing due waits for the next message
+LONG_POLL_MAX = 1000  # long polling: messages per answer (a poll never splits one stream-clock instant)
+_CALLBACK = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
+NO_CACHE = {"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache", "Expires": "0"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +59,112 @@ class Pace:
 class ServerStats:
     connections: int = 0
     frames_sent: int = 0
+    refused: int = 0
+
+
+class BadRequest(ValueError):
+    """A parameter the protocol does not allow; the message is the one-line reason sent with HTTP 400."""
+
+
+@dataclass(frozen=True)
+class StreamParams:
+    since_mtime: int | None = None
+    since_count: int | None = None
+    event_id: str | None = None
+    callback: str | None = None
+
+
+def parse_params(query) -> StreamParams:
+    """The protocol's parameters from a request's query (a mapping of name -> value); BadRequest if invalid."""
+
+    def integer(name: str) -> int | None:
+        value = query.get(name)
+        if value is None:
+            return None
+        if not re.fullmatch(r"-?\d+", value):
+            raise BadRequest(f"{name} must be an integer, got {value!r}")
+        return int(value)
+
+    since_mtime, since_count = integer("since_mtime"), integer("since_count")
+    if since_mtime is not None and since_count is not None:
+        raise BadRequest("since_count and since_mtime cannot be used together")
+    if since_count is not None and since_count < 0:
+        raise BadRequest(f"since_count must be 0 or more, got {since_count}")
+    event_id = query.get("event_id")
+    if event_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", event_id):
+        raise BadRequest(f"event_id must be letters and digits, got {event_id!r}")
+    callback = query.get("callback")
+    if callback is not None and not _CALLBACK.fullmatch(callback):
+        raise BadRequest(f"callback must be a JavaScript function name, got {callback!r}")
+    return StreamParams(since_mtime, since_count, event_id, callback)
+
+
+def event_of(frame: bytes) -> str | None:
+    """The event a message belongs to (an RSVP's or a comment's `event.event_id`, a photo's album event)."""
+    try:
+        record = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    event = record.get("event") or (record.get("photo_album") or {}).get("event") or {}
+    value = event.get("event_id", event.get("id")) if isinstance(event, dict) else None
+    return None if value is None else str(value)
+
+
+class _Out:
+    """One streaming connection's wire: how a message, a keep-alive, the end and the faults look on it."""
+
+    keepalive_s: float | None = None
+
+    async def send(self, frame: bytes) -> None: ...
+    async def keepalive(self) -> None: ...
+    async def end(self, stopping: bool) -> None: ...
+    def drop(self, frame: bytes) -> None: ...
+    def stall(self) -> None: ...
+
+
+class _HttpOut(_Out):
+    keepalive_s = KEEPALIVE_S
+
+    def __init__(self, request: web.Request, response: web.StreamResponse):
+        self.request, self.response = request, response
+
+    async def send(self, frame: bytes) -> None:
+        await self.response.write(frame + b"\n")  # one chunk
+
+    async def keepalive(self) -> None:
+        await self.response.write(b"\n")
+
+    async def end(self, stopping: bool) -> None:
+        await self.response.write_eof()  # the last (empty) chunk: a normal end, also when stopping
+
+    def drop(self, frame: bytes) -> None:
+        half = frame[: len(frame) // 2]  # mid-chunk, as a dropped network would leave it
+        self.request.transport.write(b"%x\r\n" % (len(frame) + 1) + half)
+        self.request.transport.abort()
+
+    def stall(self) -> None:
+        self.request.transport.pause_reading()
+
+
+class _WebSocketOut(_Out):
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse):
+        self.request, self.ws = request, ws
+
+    async def send(self, frame: bytes) -> None:
+        await self.ws.send_frame(frame, WSMsgType.TEXT)  # as received, even when not UTF-8 (a malformed frame)
+
+    async def end(self, stopping: bool) -> None:
+        await self.ws.close(
+            code=1001 if stopping else 1000, message=b"server stopping" if stopping else b"end of stream"
+        )
+
+    def drop(self, frame: bytes) -> None:
+        self.request.transport.abort()  # abrupt: no close frame
+
+    def stall(self) -> None:
+        self.request.transport.pause_reading()  # no more pongs either: a dead peer
 
 
 class ReplayServer:
@@ -52,96 +175,180 @@ class ReplayServer:
         self.pace = pace or Pace()
         self.faults = faults or fr.Faults()
         self.stats = ServerStats()
+        self._open: Counter[str] = Counter()  # open connections per client address
+        self._started = time.monotonic()  # long polling's timeline starts with the server
         self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
 
-    def sequence(self, stream: str, since_mtime: int | None) -> Iterator[tuple[int, bytes]]:
+    def sequence(self, stream: str, params: StreamParams) -> Iterator[tuple[int, bytes]]:
+        """(stream clock, frame) in order: the source, its faults, then the request's event and resume point."""
         frames = fr.inject_faults(self.sources[stream](), self.faults)
-        return fr.resume_from(fr.with_clock(frames), since_mtime)
+        if params.event_id is not None:  # before the clock: a client resumes from the mtimes it was sent
+            frames = (frame for frame in frames if event_of(frame) == params.event_id)
+        clocked = fr.with_clock(frames)
+        return clocked if params.since_mtime is None else fr.resume_from(clocked, params.since_mtime)
 
-    def process_request(self, connection: ServerConnection, request):
-        path = urlparse(request.path).path
-        stream = PATH_STREAMS.get(path)
+    # -- HTTP ---------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{path:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        stream = PATH_STREAMS.get(request.path)
         if stream is None:
-            return connection.respond(
-                HTTPStatus.NOT_FOUND, f"unknown stream {path}; try {', '.join(STREAM_PATHS.values())}\n"
-            )
+            return _text(404, f"unknown stream {request.path}; try {', '.join(STREAM_PATHS.values())}")
         if stream not in self.sources:
-            return connection.respond(HTTPStatus.NOT_FOUND, f"this server has no source for {path}\n")
-        since = parse_qs(urlparse(request.path).query).get("since_mtime", [None])[0]
-        if since is not None and not since.lstrip("-").isdigit():
-            return connection.respond(HTTPStatus.BAD_REQUEST, "since_mtime must be epoch milliseconds\n")
-        return None
-
-    async def handler(self, connection: ServerConnection) -> None:
-        url = urlparse(connection.request.path)
-        stream = PATH_STREAMS[url.path]
-        since = parse_qs(url.query).get("since_mtime", [None])[0]
+            return _text(404, f"this server has no source for {request.path}")
+        try:
+            params = parse_params(request.query)
+        except BadRequest as error:
+            return _text(400, str(error))
+        address = request.remote or "?"
+        if self._open[address] >= MAX_CONNECTIONS_PER_ADDRESS:
+            self.stats.refused += 1
+            return _text(429, f"at most {MAX_CONNECTIONS_PER_ADDRESS} connections per client address")
+        self._open[address] += 1
         self.stats.connections += 1
+        try:
+            if params.callback is not None:
+                return await self._long_poll(request, stream, params)
+            ws = web.WebSocketResponse(
+                heartbeat=None if self.faults.stall_after else 20.0, compress=False, max_msg_size=0
+            )
+            if ws.can_prepare(request).ok:
+                await ws.prepare(request)
+                reader = asyncio.ensure_future(_drain(ws))  # answers the client's pings, sees its close
+                try:
+                    await self._pump(_WebSocketOut(request, ws), stream, params)
+                finally:
+                    reader.cancel()
+                return ws
+            response = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8", **NO_CACHE})
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            await self._pump(_HttpOut(request, response), stream, params)
+            return response
+        except ConnectionResetError:  # the client went away; nothing to answer
+            return web.Response(status=499)
+        finally:
+            self._open[address] -= 1
+            if not self._open[address]:
+                del self._open[address]
+
+    async def _pump(self, out: _Out, stream: str, params: StreamParams) -> None:
+        """The sequence onto one streaming connection, paced, with the connection faults."""
+        burst = params.since_count or 0  # since_count: the first N at once, the pace starts after them
         sent = 0
         started, first_clock = time.monotonic(), None
-        try:
-            for clock, frame in self.sequence(stream, int(since) if since is not None else None):
-                if self.faults.disconnect_every and sent >= self.faults.disconnect_every:
-                    connection.transport.abort()  # abrupt: no close frame, as a dropped network would
+        for clock, frame in self.sequence(stream, params):
+            if self.faults.disconnect_every and sent >= self.faults.disconnect_every:
+                out.drop(frame)
+                return
+            if self.faults.stall_after and sent >= self.faults.stall_after:
+                out.stall()
+                await self._stopping(3600)  # until the server stops
+                self._abort(out)
+                return
+            if sent == burst:
+                started, first_clock = time.monotonic(), clock
+            delay = 0.0 if sent < burst else self._delay(sent - burst, clock - first_clock, started)
+            while delay > 0:  # a recorded gap may last hours: a stop must not wait for it
+                if await self._stopping(min(delay, out.keepalive_s or delay)):
+                    await out.end(stopping=True)
                     return
-                if self.faults.stall_after and sent >= self.faults.stall_after:
-                    connection.transport.pause_reading()  # no more pongs either: a dead peer
-                    await asyncio.wait([self._stop[1]], timeout=3600)  # until the server stops
-                    connection.transport.abort()
-                    return
-                if first_clock is None:
-                    first_clock = clock
-                delay = self._delay(sent, clock - first_clock, started)
+                delay = self._delay(sent - burst, clock - first_clock, started)
                 if delay > 0:
-                    # a recorded gap may last hours: a stop must not wait for it
-                    await asyncio.wait([self._stop[1]], timeout=delay)
-                    if self._stop[1].done():
-                        await connection.close(1001, "server stopping")
-                        return
-                await connection.send(frame, text=True)
-                sent += 1
-                self.stats.frames_sent += 1
-                if sent % 512 == 0:
-                    await asyncio.sleep(0)  # let pings and other connections through at full speed
-            await connection.close(1000, "end of stream")
-        except ConnectionClosed:
-            return
+                    await out.keepalive()
+            await out.send(frame)
+            sent += 1
+            self.stats.frames_sent += 1
+            if sent % 512 == 0:
+                await asyncio.sleep(0)  # let pings and other connections through at full speed
+        await out.end(stopping=False)
 
-    def _delay(self, sent: int, clock_elapsed_ms: int, started: float) -> float:
+    async def _long_poll(self, request: web.Request, stream: str, params: StreamParams) -> web.Response:
+        """`NAME([...])`: the messages after since_mtime that are due by now on the server's timeline (all of
+        them at pace max; at most LONG_POLL_MAX, ending at a stream-clock boundary so that the next poll,
+        since the greatest mtime received, continues exactly there). With nothing due, waits for the next."""
+        after = params.since_mtime  # a poll takes what is strictly later than the greatest mtime the client has
+        taken: list[bytes] = []
+        deadline = time.monotonic() + LONG_POLL_WAIT_S
+        first_clock = last_clock = None
+        for index, (clock, frame) in enumerate(self.sequence(stream, StreamParams(event_id=params.event_id))):
+            first_clock = clock if first_clock is None else first_clock
+            if after is not None and clock <= after:
+                continue
+            if not (taken and clock == last_clock):  # an instant already begun is always answered whole
+                if len(taken) >= LONG_POLL_MAX:
+                    break
+                wait = self._started + self._offset(index, clock - first_clock) - time.monotonic()
+                if wait > 0 and (taken or time.monotonic() + wait > deadline or await self._stopping(wait)):
+                    break  # what is due is answered now; the rest is for the next poll
+            taken.append(frame)
+            last_clock = clock
+        self.stats.frames_sent += len(taken)
+        body = params.callback.encode() + b"([" + b",".join(taken) + b"])"
+        return web.Response(body=body, headers={"Content-Type": "application/javascript; charset=utf-8", **NO_CACHE})
+
+    def _offset(self, index: int, clock_elapsed_ms: int) -> float:
+        """Seconds from the start of a paced sequence to its message `index`."""
         if self.pace.mode == "rate":
-            return started + sent / self.pace.rate - time.monotonic()
+            return index / self.pace.rate
         if self.pace.mode == "recorded":
-            return started + clock_elapsed_ms / 1000 / self.pace.speed - time.monotonic()
+            return clock_elapsed_ms / 1000 / self.pace.speed
         return 0.0
 
+    def _delay(self, sent: int, clock_elapsed_ms: int, started: float) -> float:
+        return started + self._offset(sent, clock_elapsed_ms) - time.monotonic()
+
+    async def _stopping(self, timeout: float) -> bool:
+        """Waits up to timeout; True when the server is stopping."""
+        await asyncio.wait([self._stop[1]], timeout=timeout)
+        return self._stop[1].done()
+
+    @staticmethod
+    def _abort(out: _Out) -> None:
+        out.request.transport.abort()
+
     async def serve(self, host: str, port: int, *, ready: Callable[[int], None] | None = None) -> None:
-        async with serve(
-            self.handler,
-            host,
-            port,
-            process_request=self.process_request,
-            max_size=None,
-            compression=None,
-            ping_interval=20,
-            ping_timeout=20,
-            close_timeout=2,
-        ) as server:
-            bound = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+        self._stop = (loop, stop)
+        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=2)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        try:
+            bound = site._server.sockets[0].getsockname()[1]
             if ready is not None:
                 ready(bound)
-            stop = asyncio.get_running_loop().create_future()
-            self._stop = (asyncio.get_running_loop(), stop)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
-                    asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+                    loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
                 except (RuntimeError, ValueError):
                     pass  # not the main thread (tests run the server in a thread)
             await stop
+        finally:
+            await runner.cleanup()
 
     def shutdown(self) -> None:
-        """Stop `serve` from another thread."""
+        """Stop `serve` from another thread (again: nothing)."""
+        if self._stop is None:
+            return
         loop, stop = self._stop
-        loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+        try:
+            loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+        except RuntimeError:  # the loop has already ended: it stopped
+            pass
+
+
+async def _drain(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:  # the client sends nothing but pings (answered here) and its close
+        pass
+
+
+def _text(status: int, reason: str) -> web.Response:
+    return web.Response(status=status, text=reason + "\n", headers=NO_CACHE)
 
 
 def capture_source(
@@ -227,8 +434,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def ready(port: int) -> None:
-        urls = ", ".join(f"ws://{args.host}:{port}{STREAM_PATHS[s]}" for s in sources)
-        print(f"meetup-replay-server: serving {urls} (pace {args.pace})", file=sys.stderr, flush=True)
+        urls = ", ".join(f"http://{args.host}:{port}{STREAM_PATHS[s]}" for s in sources)
+        print(
+            f"meetup-replay-server: serving {urls} (HTTP streaming, websockets at ws://, long polling with "
+            f"?callback=; pace {args.pace})",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         asyncio.run(server.serve(args.host, args.port, ready=ready))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the project needs, only those that are missing:
 # Java 17 (Kafka, S3Proxy, Spark), Maven (resolves the jars), PostgreSQL (the mirror), python3-venv,
-# Chromium (the app's browser tests drive it headless through Playwright).
+# Chromium (the app's browser tests drive it headless through Playwright), curl and kcat (the tests' own
+# HTTP-stream-to-Kafka pipe, as Meetup's users wrote it: curl -sN URL | kcat -P).
 # Uses apt-get (Debian/Ubuntu); as non-root it goes through sudo.
 set -euo pipefail
 
@@ -12,9 +13,11 @@ ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v kcat >/dev/null 2>&1 || need+=(kcat)
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "system: java, maven, postgresql, python3-venv and chromium already installed"
+  echo "system: java, maven, postgresql, python3-venv, chromium, curl and kcat already installed"
   exit 0
 fi
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import shlex
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +22,9 @@ from ingest.producer import Backoff, Ingest, IngestOptions
 from ingest.protocol import extract_key
 from ingest.server import Pace, ReplayServer
 from stack import kafka as kafka_service
-from tests.helpers import capture_frames, consume_messages
+from tests.conftest import new_name
+from tests.helpers import capture_frames, consume_messages, consume_with_coordinates
+from tests.integration.lakehouse import assert_every_table_exact, isolated, run_available_now
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +32,13 @@ REAL = capture_frames()
 
 
 @contextmanager
-def replay_server(server: ReplayServer) -> Iterator[str]:
+def replay_server(server: ReplayServer, scheme: str = "ws") -> Iterator[str]:
+    """The server in a thread; yields its base URL for the transport (scheme ws or http)."""
     ports: queue.Queue[int] = queue.Queue()
     thread = threading.Thread(target=lambda: asyncio.run(server.serve("127.0.0.1", 0, ready=ports.put)), daemon=True)
     thread.start()
     try:
-        yield f"ws://127.0.0.1:{ports.get(timeout=10)}"
+        yield f"{scheme}://127.0.0.1:{ports.get(timeout=10)}"
     finally:
         server.shutdown()
         thread.join(10)
@@ -48,7 +54,7 @@ def consume_all(settings: Settings, topic: str, expected: int) -> list:
     return consume_messages(settings.kafka.bootstrap_servers, topic, expected)
 
 
-def assert_exactly_once_in_order(messages: list, sent: list[bytes]) -> None:
+def assert_exactly_once_in_order(messages: list, sent: list[bytes], scheme: str = "ws") -> None:
     values = [m.value() for m in messages]
     assert len(values) == len(sent), f"{len(values)} in Kafka for {len(sent)} frames sent"
     assert sorted(values) == sorted(sent), "byte-identical, nothing lost, nothing doubled"
@@ -58,7 +64,7 @@ def assert_exactly_once_in_order(messages: list, sent: list[bytes]) -> None:
     received_by_key: dict[bytes | None, list[tuple[int, int, bytes]]] = {}
     for message in messages:
         received_by_key.setdefault(message.key(), []).append((message.partition(), message.offset(), message.value()))
-        assert dict(message.headers())["source"].startswith(b"ws://")
+        assert dict(message.headers())["source"].startswith(f"{scheme}://".encode())
     for key, versions in received_by_key.items():
         if key is None:
             continue  # unkeyed frames are spread over partitions: no order to keep
@@ -79,41 +85,50 @@ def run_ingest(settings: Settings, url: str, **options) -> Ingest:
     return ingest
 
 
-def test_every_real_frame_arrives_once_byte_identical_and_in_order_per_key(stack, unique):
+TRANSPORTS = pytest.mark.parametrize("scheme", ["ws", "http"])
+
+
+@TRANSPORTS
+def test_every_real_frame_arrives_once_byte_identical_and_in_order_per_key(stack, unique, scheme):
     settings = topic_settings(stack, unique)
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"))
-    with replay_server(server) as url:
+    with replay_server(server, scheme) as url:
         ingest = run_ingest(settings, url)
     assert ingest.counters.snapshot()["delivered"] == len(REAL) == 4088
-    assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(REAL)), REAL)
+    assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(REAL)), REAL, scheme)
 
 
-def test_abrupt_disconnects_resume_without_loss_or_duplicates(stack, unique):
+@TRANSPORTS
+def test_abrupt_disconnects_resume_without_loss_or_duplicates(stack, unique, scheme):
+    """Over HTTP the drop comes in the middle of a message's chunk: the cut message is taken on resume."""
     settings = topic_settings(stack, unique)
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"), faults=fr.Faults(disconnect_every=700))
-    with replay_server(server) as url:
+    with replay_server(server, scheme) as url:
         ingest = run_ingest(settings, url)
     stats = ingest.counters.snapshot()
     assert stats["reconnects"] >= 5 and stats["resent_skipped"] > 0
-    assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(REAL)), REAL)
+    assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(REAL)), REAL, scheme)
 
 
-def test_a_stalled_connection_is_detected_by_ping_timeout_and_resumed(stack, unique):
+@TRANSPORTS
+def test_a_stalled_connection_is_detected_as_a_dead_peer_and_resumed(stack, unique, scheme):
+    """websockets: no frame and no pong within the ping timeout; HTTP: no byte within the idle timeout."""
     settings = topic_settings(stack, unique)
     frames = REAL[:900]
     server = ReplayServer({"rsvps": lambda: iter(frames)}, pace=Pace("max"), faults=fr.Faults(stall_after=400))
-    with replay_server(server) as url:
-        ingest = run_ingest(settings, url, ping_interval=0.5, ping_timeout=0.5)
+    with replay_server(server, scheme) as url:
+        ingest = run_ingest(settings, url, ping_interval=0.5, ping_timeout=0.5, idle_timeout=1.0)
     assert ingest.counters.snapshot()["reconnects"] >= 2
-    assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(frames)), frames)
+    assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(frames)), frames, scheme)
 
 
-def test_malformed_frames_are_produced_as_received_and_unkeyed_ones_counted(stack, unique):
+@TRANSPORTS
+def test_malformed_frames_are_produced_as_received_and_unkeyed_ones_counted(stack, unique, scheme):
     settings = topic_settings(stack, unique)
     faults = fr.Faults(seed=11, malformed=0.05, duplicate=0.02, extra_field=0.02, stale=0.02)
     sent = list(fr.inject_faults(REAL[:1500], faults))
     server = ReplayServer({"rsvps": lambda: iter(REAL[:1500])}, pace=Pace("max"), faults=faults)
-    with replay_server(server) as url:
+    with replay_server(server, scheme) as url:
         ingest = run_ingest(settings, url)
     stats = ingest.counters.snapshot()
     assert stats["unkeyed"] == sum(1 for frame in sent if _key(frame) is None) > 0
@@ -177,3 +192,19 @@ def test_the_server_stops_at_once_even_in_the_middle_of_a_long_recorded_gap():
         server.shutdown()
         client.recv()  # the close frame
     assert time.monotonic() - stopping < 10
+
+
+@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("kcat")), reason="make system installs curl and kcat")
+def test_curl_piped_into_kcat_fills_a_topic_the_chain_turns_into_exact_tables(stack, spark):
+    """A pipe nobody here wrote, as Meetup's users ran it: curl reads the HTTP stream, kcat produces each line."""
+    settings = isolated(stack, new_name())
+    bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps")
+    client = " ".join(f"-X {shlex.quote(f'{k}={v}')}" for k, v in settings.kafka.client_config.items())
+    server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"))
+    with replay_server(server, "http") as url:
+        pipe = f"curl -sSN {url}/2/rsvps | kcat -P -b {bootstrap} {client} -t {topic} -p 0"
+        subprocess.run(["bash", "-o", "pipefail", "-c", pipe], check=True, timeout=300)
+    records = consume_with_coordinates(bootstrap, topic, len(REAL))
+    assert [value for _, _, value in records] == REAL, "one partition: every line once, in order, byte for byte"
+    layout = run_available_now(spark, settings)
+    assert_every_table_exact(spark, settings, layout, records)  # silver, PostgreSQL, bronze and gold
