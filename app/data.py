@@ -19,12 +19,14 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from common.settings import Settings
 from common.store import Store
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
 from pipelines import generations
+from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate
 
 CHAIN = "make demo (or meetup-chain)"
 HOUR = pd.Timedelta(hours=1)
@@ -153,6 +155,26 @@ class Lakehouse:
             raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
         return df
 
+    def counts(self, name: str, columns: list[str] | None = None, since_newest: tuple[str, pd.Timedelta] | None = None):
+        """One count aggregate (aggregates.py): its rows of the long `counts` table, read from its partition
+        alone, as a table of its own. since_newest=(column, span): only rows within span of the column's
+        largest value in that partition (found from file statistics)."""
+        keep = aggregate(name).keys + MEASURES
+        wanted = [c for c in (columns or keep) if c in keep]
+        filters = [("aggregate", "=", name)]
+        with self.delta("gold", COUNTS_TABLE) as table:
+            if since_newest is not None:
+                column, span = since_newest
+                actions = pa.table(table.get_add_actions(flatten=True))
+                mine = actions.filter(pc.equal(actions.column("partition.aggregate"), name))
+                newest = _stat(mine, f"max.{column}", max)
+                if newest is not None:
+                    filters.append((column, ">=", newest - span.to_pytimedelta()))
+            df = table.to_pandas(columns=wanted, filters=filters)
+        if df.empty:
+            raise NoData(f"no gold counts `{name}` yet in generation {self.generation}: run {CHAIN}")
+        return df
+
 
 def _stat(actions: pa.Table, field: str, pick):
     if field not in actions.column_names:
@@ -181,14 +203,14 @@ def _threshold(actions: pa.Table, column: str, limit: int):
 
 
 def totals(lake: Lakehouse) -> dict[str, int]:
-    row = lake.table("gold", "rsvp_totals").iloc[0]
+    row = lake.counts("rsvp_totals").iloc[0]
     return {"yes": int(row["yes"]), "no": int(row["no"]), "guests": int(row["guests"])}
 
 
 def rate_per_minute(lake: Lakehouse, minutes: int = 120) -> pd.DataFrame:
     """RSVPs per minute of stream time (yes, no), the last `minutes` minutes."""
-    df = lake.since_newest("gold", "rsvps_by_region_minute", "minute", pd.Timedelta(minutes=minutes - 1),
-                           ["minute", "yes", "no"])  # fmt: skip
+    df = lake.counts("rsvps_by_region_minute", ["minute", "yes", "no"],
+                     since_newest=("minute", pd.Timedelta(minutes=minutes - 1)))  # fmt: skip
     return df.groupby("minute", as_index=False)[["yes", "no"]].sum().sort_values("minute")
 
 
@@ -225,7 +247,7 @@ def live_accuracy(lake: Lakehouse) -> pd.DataFrame:
 def regions(lake: Lakehouse, level: str = "country") -> pd.DataFrame:
     """yes / no / guests per country (or country, state, city) over all hours."""
     keys = {"country": ["country"], "city": ["country", "state", "city"]}[level]
-    df = lake.table("gold", "rsvps_by_region_hour")
+    df = lake.counts("rsvps_by_region_hour")
     return df.groupby(keys, as_index=False, dropna=False)[["yes", "no", "guests"]].sum()
 
 

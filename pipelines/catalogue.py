@@ -4,7 +4,7 @@ Maintenance (OPTIMIZE, VACUUM, the chain's vacuum schedule) walks this list, and
 table a whole chain run writes is in it, so a new table cannot silently go unmaintained.
 
     from pipelines.catalogue import TABLES, names
-    names("gold")          # ['rsvps_by_region_minute', ...]
+    names("gold")          # ['counts', 'rsvp_state', ...]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from common.settings import STREAMS
-from pipelines.gold.transforms import AGGREGATES
+from pipelines.gold.aggregates import COUNT_KEYS, COUNTS_TABLE
 from pipelines.silver.schemas import TABLE_KEYS
 
 
@@ -31,8 +31,8 @@ def _declare() -> tuple[Table, ...]:
         Table("silver", "quarantine", ("partition", "offset"), "invalid messages with their reason"),
         Table("silver", "batch_stats", ("query", "batch_id"), "rows in, valid, quarantined per batch"),
     ]
-    gold = [Table("gold", a.name, a.keys, "yes, no and guests per key (counts)") for a in AGGREGATES]
-    gold += [
+    gold = [
+        Table("gold", COUNTS_TABLE, ("aggregate", *COUNT_KEYS), "yes, no and guests per key of each aggregate"),
         Table("gold", "rsvp_state", ("rsvp_id",), "gold's counted version of each RSVP"),
         Table("gold", "watermarks", ("version_partition", "batch_id"), "greatest mtime per Kafka partition"),
         Table("gold", "late_rsvps", ("version_partition", "version_offset"), "messages later than the watermark"),

@@ -5,18 +5,19 @@ with silver's own code, so both see the same valid messages. It is the chain's h
 "The hot path and the slow path"). Per micro-batch (foreachBatch):
 1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
 2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
-   every count table and the replaced state's is taken back, in one MERGE per table; beside them, in a
-   thread of their own, the batch's 3NF rows go to PostgreSQL (mirror.py: ledger-guarded, exactly once);
+   every count aggregate and the replaced state's is taken back, in one MERGE into the long `counts` table
+   (aggregates.py); beside it, in a thread of its own, the batch's 3NF rows go to PostgreSQL (mirror.py:
+   ledger-guarded, exactly once);
 3. `rsvp_state` takes the new states; `watermarks` the new per-partition maxima;
 4. the batch's freshness (Kafka append -> visible in gold and in PostgreSQL) is recorded with the metrics.
 The snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events filling fastest) are
 rebuilt from the counts by `SnapshotSchedule`, off the batch thread (an available-now run rebuilds them
 once, at its end).
 
-Exactly once: the count MERGEs are not idempotent by themselves (they add), so each carries Delta's
-transaction id (app id, batch id): a batch re-run after a crash skips every table it already changed.
-The before-images are read from `rsvp_state` before it changes, and it changes only after every count
-table has committed, so a re-run computes the same deltas.
+Exactly once: the counts MERGE is not idempotent by itself (it adds), so it carries Delta's transaction
+id (app id, batch id): a batch re-run after a crash skips it if it already committed. The before-images are
+read from `rsvp_state` before it changes, and it changes only after the counts have committed, so a re-run
+computes the same deltas.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ from ml.categories import group_topic_sets, load_assigner
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.delta_io import append_once, idempotent_merge, merge_newest
 from pipelines.gold import transforms
-from pipelines.gold.schemas import LATE_RSVPS, RSVP_STATE, WATERMARKS, count_schema
-from pipelines.gold.transforms import AGGREGATES, MEASURES, STATE_COLUMNS, Aggregate
+from pipelines.gold.aggregates import AGGREGATES, COUNT_KEYS, COUNTS_TABLE, MEASURES
+from pipelines.gold.schemas import COUNTS, LATE_RSVPS, RSVP_STATE, WATERMARKS
+from pipelines.gold.transforms import STATE_COLUMNS, count_view
 from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
@@ -47,8 +49,8 @@ from pipelines.silver import mirror, validation
 from pipelines.silver import transforms as silver_transforms
 from pipelines.silver.schemas import RSVP_MESSAGE
 
-THREADS = 4
 SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
+WRITES_PHASE = "counts merge and mirror"  # the hot path's writes, as the health page names them
 
 
 class GoldBatch:
@@ -74,9 +76,9 @@ class GoldBatch:
         self.mirror_to_postgres = mirror_to_postgres
         if mirror_to_postgres and settings is None:
             raise ValueError("the PostgreSQL mirror needs the settings")
-        # Delta's transaction id for a MERGE is a session setting, so each table gets a session of its own
-        # (sessions share the SparkContext and its cache, not their settings).
-        self.sessions = {aggregate.name: spark.newSession() for aggregate in AGGREGATES}
+        # Delta's transaction id for a MERGE is a session setting: the counts MERGE gets a session of its own,
+        # so that it cannot leak into the mirror's jobs beside it (sessions share the SparkContext, not settings).
+        self.counts_session = spark.newSession()
 
     def path(self, name: str) -> str:
         return self.layout.table("gold", name)
@@ -126,20 +128,16 @@ class GoldBatch:
                 late_count = late.count()
                 if late_count:
                     append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
-            with clock.phase("count merges and mirror"):
-                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            with clock.phase(WRITES_PHASE):
+                with ThreadPoolExecutor(max_workers=2) as pool:
                     mirrored = pool.submit(in_pool(spark, HOT_POOL, self._mirror), valid, batch_id)
-                    futures = [
-                        pool.submit(
-                            in_pool(spark, HOT_POOL, self._apply_counts), aggregate, new_states, old_states, batch_id
-                        )
-                        for aggregate in AGGREGATES
-                    ]
-                    for future in futures:
-                        future.result()
+                    counted = pool.submit(
+                        in_pool(spark, HOT_POOL, self._apply_counts), new_states, old_states, batch_id
+                    )
+                    counted.result()
                     mirrored_at = mirrored.result()
             with clock.phase("state merge"):
-                # Only now may the state move on: every count table has this batch's deltas.
+                # Only now may the state move on: the counts have this batch's deltas.
                 merge_newest(spark, self.path("rsvp_state"), new_states, ("rsvp_id",), create=False)
             with clock.phase("watermarks append"):
                 next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
@@ -171,15 +169,16 @@ class GoldBatch:
         )
         return datetime.now(timezone.utc)
 
-    def _apply_counts(self, aggregate: Aggregate, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:
-        session = self.sessions[aggregate.name]
-        deltas = transforms.count_deltas(new_states, old_states, aggregate)
-        keys = aggregate.keys
+    def _apply_counts(self, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:
+        """Every aggregate's net change, in one MERGE into the long counts table."""
+        session = self.counts_session
+        deltas = transforms.all_count_deltas(new_states, old_states)
         after = {m: f"t.{m} + s.{m}" for m in MEASURES}
+        on = "t.aggregate = s.aggregate AND " + transforms.null_safe_on(list(COUNT_KEYS))
         merge = (
-            DeltaTable.forPath(session, self.path(aggregate.name))
+            DeltaTable.forPath(session, self.path(COUNTS_TABLE))
             .alias("t")
-            .merge(deltas.alias("s"), transforms.null_safe_on(keys))
+            .merge(deltas.alias("s"), on)
             # a key whose every RSVP moved away disappears, as it would from a fresh count
             .whenMatchedDelete(condition="t.yes + s.yes = 0 AND t.no + s.no = 0")
             .whenMatchedUpdate(set=after)
@@ -194,23 +193,25 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
     With settings, and once categories are trained (meetup-categories), category_trends too.
     """
     read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
+    counts = read(COUNTS_TABLE)
+    count = lambda name: count_view(counts, name)  # noqa: E731
     now_ms = read("watermarks").agg(F.max("max_mtime")).first()[0]
     if now_ms is None:
         return
     now = F.timestamp_millis(F.lit(now_ms))
-    topic_hours = read("topics_by_hour").filter(
+    topic_hours = count("topics_by_hour").filter(
         F.col("hour") >= F.date_trunc("hour", now) - F.expr(f"INTERVAL {SNAPSHOT_HOURS} HOURS")
     )
     snapshots = {
         "topic_trends": transforms.rank_change(topic_hours),
-        "top_groups_5min": transforms.top_groups(read("groups_by_minute"), now),
+        "top_groups_5min": transforms.top_groups(count("groups_by_minute"), now),
     }
     silver_events = layout.table("silver", "events")
     if DeltaTable.isDeltaTable(spark, silver_events):  # names and start times come from silver
         events = spark.read.format("delta").load(silver_events)
-        snapshots["upcoming_events"] = transforms.upcoming_events(read("events_by_minute"), events, now)
+        snapshots["upcoming_events"] = transforms.upcoming_events(count("events_by_minute"), events, now)
     if settings is not None:
-        trends = category_trends(spark, settings, layout, read("groups_by_minute"), now)
+        trends = category_trends(spark, settings, layout, count("groups_by_minute"), now)
         if trends is not None:
             snapshots["category_trends"] = trends
     for name, df in snapshots.items():
@@ -266,14 +267,22 @@ def category_trends(
     return transforms.rank_change(hours, key="category").withColumn("categories_version", F.lit(version))
 
 
+class OldLayoutError(RuntimeError):
+    """A generation written before the counts moved into one table: its gold cannot be continued."""
+
+
 def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
-    tables = {
-        "rsvp_state": RSVP_STATE,
-        "watermarks": WATERMARKS,
-        "late_rsvps": LATE_RSVPS,
-        **{aggregate.name: count_schema(aggregate) for aggregate in AGGREGATES},
-    }
-    for name, schema in tables.items():
+    counts = layout.table("gold", COUNTS_TABLE)
+    if not DeltaTable.isDeltaTable(spark, counts):
+        old = layout.table("gold", AGGREGATES[0].name)
+        if DeltaTable.isDeltaTable(spark, old):  # gold's state would subtract from counts that are not there
+            raise OldLayoutError(
+                f"generation {layout.generation} keeps its gold counts one table per aggregate ({old}), "
+                "an older layout this chain cannot continue: reprocess it into a new generation, "
+                "`make replay TO=<new generation>`, which rebuilds every table from Kafka"
+            )
+        DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy("aggregate").execute()
+    for name, schema in {"rsvp_state": RSVP_STATE, "watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from pipelines.gold.transforms import MEASURES, Aggregate
+from pipelines.gold.aggregates import COUNT_KEYS, MEASURES
 
 _S, _I, _L, _TS = T.StringType(), T.IntegerType(), T.LongType(), T.TimestampType()
 
@@ -48,18 +48,11 @@ LATE_RSVPS = _fields(
     ("recorded_at", _TS, False),
 )
 
-KEY_TYPES = {
-    "minute": _TS,
-    "hour": _TS,
-    "country": _S,
-    "state": _S,
-    "city": _S,
-    "urlkey": _S,
-    "group_id": _L,
-    "event_id": _S,
-    "stream": _S,
-}
+KEY_TYPES = {key: _TS if key in ("minute", "hour") else _L if key == "group_id" else _S for key in COUNT_KEYS}
 
-
-def count_schema(aggregate: Aggregate) -> T.StructType:
-    return _fields(*((key, KEY_TYPES[key], True) for key in aggregate.keys), *((m, _L, False) for m in MEASURES))
+# the long table of every count aggregate (aggregates.py), partitioned by `aggregate`
+COUNTS = _fields(
+    ("aggregate", _S, False),
+    *((key, dtype, True) for key, dtype in KEY_TYPES.items()),
+    *((m, _L, False) for m in MEASURES),
+)

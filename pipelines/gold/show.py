@@ -11,6 +11,9 @@ import sys
 
 from pyspark.sql import functions as F
 
+from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE
+from pipelines.gold.transforms import count_view
+
 VIEWS = {
     "rsvp_totals": lambda df: df,
     "rsvps_by_region_minute": lambda df: df.orderBy(F.desc("minute"), F.desc("yes")),
@@ -39,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     layout = generations.layout(settings, args.generation)
     for name in args.table or list(VIEWS):
-        path = layout.table("gold", name)
+        counted = name in BY_NAME  # a count aggregate: its rows of the long counts table
+        path = layout.table("gold", COUNTS_TABLE if counted else name)
         print(f"== {name} ({path})")
         if not DeltaTable.isDeltaTable(spark, path):
             print("   (not written yet: is the chain running?)")
             continue
-        VIEWS[name](spark.read.format("delta").load(path)).show(args.rows, truncate=40)
+        df = spark.read.format("delta").load(path)
+        VIEWS[name](count_view(df, name) if counted else df).show(args.rows, truncate=40)
     spark.stop()
     return 0
 

@@ -16,16 +16,18 @@ How gold counts (see README, "Gold"):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pipelines.gold.aggregates import AGGREGATES, MEASURES, Aggregate, aggregate
+from pipelines.gold.schemas import KEY_TYPES
 from pipelines.silver.schemas import VERSION_COLUMNS
 from pipelines.silver.transforms import is_newer, newest_per_key
 
+__all__ = ["AGGREGATES", "MEASURES", "Aggregate"]  # defined in pipelines.gold.aggregates, used from here too
+
 DEFAULT_LATENESS_MS = 10 * 60 * 1000
-MEASURES = ("yes", "no", "guests")
 
 
 def to_facts(valid_df: DataFrame) -> DataFrame:
@@ -106,25 +108,6 @@ STATE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    """A gold count table: the keys a state is counted under and the measures summed."""
-
-    name: str
-    keys: tuple[str, ...]
-    explode_topics: bool = False
-
-
-AGGREGATES = (
-    Aggregate("rsvps_by_region_minute", ("minute", "country", "state", "city")),
-    Aggregate("rsvps_by_region_hour", ("hour", "country", "state", "city")),
-    Aggregate("topics_by_hour", ("hour", "urlkey"), explode_topics=True),
-    Aggregate("groups_by_minute", ("minute", "group_id")),
-    Aggregate("events_by_minute", ("event_id", "minute")),
-    Aggregate("rsvp_totals", ("stream",)),
-)
-
-
 def contributions(states_df: DataFrame, aggregate: Aggregate, sign: int) -> DataFrame:
     """Each state's signed contribution (+1 added, -1 taken back) under the aggregate's keys."""
     at = F.timestamp_millis(F.col("version_mtime"))
@@ -153,6 +136,24 @@ def count_deltas(new_states: DataFrame, old_states: DataFrame, aggregate: Aggreg
     both = contributions(new_states, aggregate, +1).unionByName(contributions(old_states, aggregate, -1))
     summed = both.groupBy(*aggregate.keys).agg(*(F.sum(m).alias(m) for m in MEASURES))
     return summed.filter(" OR ".join(f"{m} != 0" for m in MEASURES))
+
+
+def all_count_deltas(new_states: DataFrame, old_states: DataFrame) -> DataFrame:
+    """Every aggregate's net change of one batch, as rows of the long counts table (see aggregates.py)."""
+    parts = []
+    for agg in AGGREGATES:
+        deltas = count_deltas(new_states, old_states, agg)
+        keys = [F.col(k) if k in agg.keys else F.lit(None).cast(t).alias(k) for k, t in KEY_TYPES.items()]
+        parts.append(deltas.select(F.lit(agg.name).alias("aggregate"), *keys, *MEASURES))
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    return union
+
+
+def count_view(counts_df: DataFrame, name: str) -> DataFrame:
+    """One aggregate of the long counts table, as a table of its own: its keys and measures."""
+    return counts_df.filter(F.col("aggregate") == name).select(*aggregate(name).keys, *MEASURES)
 
 
 def null_safe_on(keys: Sequence[str], left: str = "t", right: str = "s") -> str:

@@ -9,12 +9,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE, long_table
+
 H0 = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
 
 
 def write(root: Path, layer: str, name: str, df: pd.DataFrame) -> None:
+    """A table as the chain leaves it; a count aggregate goes into its partition of gold's long counts table."""
     from deltalake import write_deltalake
 
+    if layer == "gold" and name in BY_NAME:
+        write_deltalake(str(root / "g1" / "gold" / COUNTS_TABLE), long_table({name: df}), mode="overwrite",
+                        partition_by=["aggregate"], predicate=f"aggregate = '{name}'")  # fmt: skip
+        return
     write_deltalake(str(root / "g1" / layer / name), df, mode="overwrite")
 
 

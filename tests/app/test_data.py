@@ -9,6 +9,7 @@ import pytest
 
 from app import data
 from common.settings import load_settings
+from pipelines.gold.aggregates import COUNTS_TABLE, long_table
 from tests.app.conftest import H0
 
 
@@ -61,11 +62,23 @@ def test_a_kept_table_sees_new_commits_and_a_recreated_table(empty_lake, lh):
     assert len(data.Lakehouse(load_settings()).table("gold", "scored_rsvps")) == 1
 
 
+def append_counts(root, name: str, df: pd.DataFrame) -> None:
+    from deltalake import write_deltalake
+
+    write_deltalake(str(root / "g1" / "gold" / COUNTS_TABLE), long_table({name: df}), mode="append",
+                    partition_by=["aggregate"])  # fmt: skip
+
+
 def test_the_rate_chart_sums_the_last_minutes_of_stream_time(empty_lake, lh):
     for minute in range(10):
-        append(empty_lake, "rsvps_by_region_minute", pd.DataFrame(
-            {"minute": [H0 + timedelta(minutes=minute)] * 2, "country": ["us", "gb"], "yes": [1, 2], "no": [0, 1]}
+        append_counts(empty_lake, "rsvps_by_region_minute", pd.DataFrame(
+            {"minute": [H0 + timedelta(minutes=minute)] * 2, "country": ["us", "gb"], "state": None, "city": None,
+             "yes": [1, 2], "no": [0, 1], "guests": 0}
         ))  # fmt: skip
+    # another aggregate of the same long table, with later minutes: "newest" is the aggregate's own
+    append_counts(empty_lake, "groups_by_minute", pd.DataFrame(
+        {"minute": [H0 + timedelta(minutes=50)], "group_id": [7], "yes": [5], "no": [0], "guests": [0]}
+    ))  # fmt: skip
     rate = data.rate_per_minute(lh, minutes=3)
     assert list(rate["minute"]) == [H0 + timedelta(minutes=m) for m in (7, 8, 9)]
     assert list(rate["yes"]) == [3, 3, 3] and list(rate["no"]) == [1, 1, 1]

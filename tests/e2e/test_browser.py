@@ -24,6 +24,7 @@ from common.settings import PROJECT_ROOT
 from ml import features as X
 from ml import model as M
 from ml.registry import Registry
+from pipelines.gold.job import WRITES_PHASE
 from tests.app.conftest import model_record
 from tests.conftest import new_name
 from tests.integration.lakehouse import isolated, process_env
@@ -167,7 +168,7 @@ def test_every_page_loads_without_an_exception(system, browser, path):
         phases = page.get_by_text("Where a batch's time goes")
         assert wait_until(lambda: phases.count() > 0, timeout=180), "health: no batch phases chart"
         # gold's hot-path phase, named in the legend once a gold batch with rows has been flushed
-        named = page.get_by_text("count merges and mirror")
+        named = page.get_by_text(WRITES_PHASE)
         assert wait_until(lambda: named.count() > 0, timeout=300), "health: gold's phases are not drawn"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)

@@ -14,6 +14,8 @@ from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
 from pipelines.chain import run_chain
+from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE
+from pipelines.gold.transforms import count_view
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
 from tests.expected import COLUMNS, expected_tables
@@ -38,6 +40,13 @@ def silver_rows(spark, layout: Layout, table: str) -> set[tuple]:
     return {
         tuple(row) for row in spark.read.format("delta").load(layout.table("silver", table)).select(*columns).collect()
     }
+
+
+def gold_table(spark, layout: Layout, name: str):
+    """A gold table; a count aggregate (e.g. `groups_by_minute`) is its rows of the long `counts` table."""
+    if name in BY_NAME:
+        return count_view(spark.read.format("delta").load(layout.table("gold", COUNTS_TABLE)), name)
+    return spark.read.format("delta").load(layout.table("gold", name))
 
 
 def postgres_rows(settings: Settings, table: str) -> set[tuple]:

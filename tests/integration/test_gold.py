@@ -12,13 +12,13 @@ from pipelines.gold.transforms import AGGREGATES, DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
 from tests.expected_gold import expected_gold
 from tests.helpers import consume_with_coordinates, produce
-from tests.integration.lakehouse import isolated, run_available_now
+from tests.integration.lakehouse import gold_table, isolated, run_available_now
 
 pytestmark = pytest.mark.integration
 
 
 def gold_rows(spark, layout: Layout, table: str) -> set[tuple]:
-    df = spark.read.format("delta").load(layout.table("gold", table))
+    df = gold_table(spark, layout, table)
     if table == "late_rsvps":
         df = df.select("version_partition", "version_offset")
     return {tuple(row) for row in df.collect()}
@@ -58,7 +58,7 @@ def test_snapshots_rank_topics_and_list_top_groups_and_upcoming_events(spark, re
     groups = read("top_groups_5min").collect()
     assert groups and [g.yes for g in groups] == sorted((g.yes for g in groups), reverse=True)
     as_of = read("top_groups_5min").first().as_of
-    minute_counts = read("groups_by_minute").filter(
+    minute_counts = gold_table(spark, layout, "groups_by_minute").filter(
         (F.col("minute") > F.lit(as_of) - F.expr("INTERVAL 5 MINUTES")) & (F.col("minute") <= F.lit(as_of))
     )
     top = minute_counts.groupBy("group_id").agg(F.sum("yes").alias("yes")).orderBy(F.desc("yes")).first()

@@ -25,7 +25,7 @@ from pipelines.gold.job import rebuild_snapshots
 from pipelines.score.job import ScoreBatch
 from tests.conftest import new_name
 from tests.helpers import CAPTURES, capture_frames, consume_with_coordinates, produce
-from tests.integration.lakehouse import isolated, run_available_now
+from tests.integration.lakehouse import gold_table, isolated, run_available_now
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +179,7 @@ def test_categories_cluster_every_group_and_rank_category_popularity(spark, real
     assert per_hour and all(low == 1 and high == n for _, low, high, n, _ in per_hour)
     group_yes = {
         r.hour: r.yes
-        for r in read("groups_by_minute")
+        for r in gold_table(spark, layout, "groups_by_minute")
         .groupBy(F.date_trunc("hour", "minute").alias("hour"))
         .agg(F.sum("yes").alias("yes"))
         .collect()

@@ -14,14 +14,14 @@ from pipelines.layout import Layout
 from pipelines.replay import RetentionGap, replay, starting_offsets
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, produce
-from tests.integration.lakehouse import isolated, postgres_rows, silver_rows
+from tests.integration.lakehouse import gold_table, isolated, postgres_rows, silver_rows
 
 pytestmark = pytest.mark.integration
 
 
 def gold_rows(spark, layout: Layout, table: str) -> set[tuple]:
     """A gold table's rows without the columns that record when or in which batch they were written."""
-    df = spark.read.format("delta").load(layout.table("gold", table))
+    df = gold_table(spark, layout, table)
     return {tuple(r) for r in df.drop("batch_id", "recorded_at").collect()}
 
 

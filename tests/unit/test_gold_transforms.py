@@ -8,6 +8,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from pipelines.gold import transforms
+from pipelines.gold.schemas import COUNTS
 from pipelines.gold.transforms import AGGREGATES, STATE_COLUMNS
 
 BY_MINUTE = next(a for a in AGGREGATES if a.name == "rsvps_by_region_minute")
@@ -123,3 +124,22 @@ def test_categories_by_hour_sums_the_groups_of_each_category_and_ranks_them(spar
         for r in transforms.rank_change(by_hour, key="category").collect()
     }
     assert ranked == {(22, "other"): (1, None), (22, "Outdoors"): (2, None), (23, "other"): (1, 0)}
+
+
+def test_every_aggregate_goes_into_the_long_table_and_reads_back_as_its_own(spark):
+    new = states(spark, (1, T0, 1, "yes", 2, "NYC", ["a", "b"]))
+    old = states(spark, (1, T0 - 1, 0, "no", 0, "NYC", ["a"]))
+    long = transforms.all_count_deltas(new, old)
+    assert long.columns == COUNTS.fieldNames()
+    assert {r.aggregate for r in long.collect()} == {a.name for a in AGGREGATES}
+    # each aggregate's rows, read back from the long table, are that aggregate's own deltas
+    for aggregate in AGGREGATES:
+        assert_df_equality(
+            transforms.count_view(long, aggregate.name),
+            transforms.count_deltas(new, old, aggregate),
+            ignore_row_order=True,
+            ignore_nullable=True,
+        )
+    # the keys an aggregate does not use are null in its rows
+    totals = long.filter(F.col("aggregate") == "rsvp_totals").first()
+    assert (totals.minute, totals.group_id, totals.stream, totals.yes, totals.no) == (None, None, "rsvps", 1, -1)
