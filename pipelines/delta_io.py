@@ -42,35 +42,46 @@ def append_once(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
     df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path)
 
 
+def newest_merge(spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...]):
+    """The newest-wins MERGE of rows (already newest per key) into the Delta table at path, not yet run:
+    a row is replaced only by a greater version, so running it twice changes nothing."""
+    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
+    return (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(rows_df.alias("s"), on)
+        .whenMatchedUpdateAll(condition=is_newer("s", "t"))
+        .whenNotMatchedInsertAll()
+    )
+
+
 def merge_newest(
     spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...], *, create: bool = True
 ) -> None:
     """Upsert rows (already newest per key) into the Delta table at path, never overwriting a newer version."""
     if create:
         DeltaTable.createIfNotExists(spark).location(path).addColumns(rows_df.schema).execute()
-    on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
-    retry_on_conflict(
-        lambda: (
-            DeltaTable.forPath(spark, path)
-            .alias("t")
-            .merge(rows_df.alias("s"), on)
-            .whenMatchedUpdateAll(condition=is_newer("s", "t"))
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    )
+    retry_on_conflict(lambda: newest_merge(spark, path, rows_df, keys).execute())
 
 
-def idempotent_merge(session: SparkSession, app_id: str, batch_id: int, merge) -> None:
-    """Run a Delta MERGE (a DeltaMergeBuilder) at most once per (app_id, batch_id) on its table.
+def idempotent_merge(
+    session: SparkSession, app_id: str, batch_id: int, merge, user_metadata: str | None = None
+) -> None:
+    """Run a Delta MERGE (a DeltaMergeBuilder) at most once per (app_id, batch_id) on its table; with
+    user_metadata, its commit carries it (`userMetadata` in the table's history).
 
     Delta's transaction id for a MERGE is a session setting, so callers running MERGEs in parallel give
     each table a session of its own (`spark.newSession()`: sessions share the SparkContext, not settings).
     """
-    session.conf.set("spark.databricks.delta.write.txnAppId", app_id)
-    session.conf.set("spark.databricks.delta.write.txnVersion", str(batch_id))
+    settings = {
+        "spark.databricks.delta.write.txnAppId": app_id,
+        "spark.databricks.delta.write.txnVersion": str(batch_id),
+        **({"spark.databricks.delta.commitInfo.userMetadata": user_metadata} if user_metadata else {}),
+    }
+    for key, value in settings.items():
+        session.conf.set(key, value)
     try:
         retry_on_conflict(merge.execute)
     finally:
-        session.conf.unset("spark.databricks.delta.write.txnAppId")
-        session.conf.unset("spark.databricks.delta.write.txnVersion")
+        for key in settings:
+            session.conf.unset(key)

@@ -6,18 +6,20 @@ with silver's own code, so both see the same valid messages. It is the chain's h
 1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
 2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
    every count aggregate and the replaced state's is taken back, in one MERGE into the long `counts` table
-   (aggregates.py); beside it, in a thread of its own, the batch's 3NF rows go to PostgreSQL (mirror.py:
-   ledger-guarded, exactly once);
-3. `rsvp_state` takes the new states; `watermarks` the new per-partition maxima;
-4. the batch's freshness (Kafka append -> visible in gold and in PostgreSQL) is recorded with the metrics.
+   (aggregates.py). Side by side with it, each in a thread of its own: the batch's 3NF rows to PostgreSQL
+   (mirror.py: ledger-guarded, exactly once), the new states into `rsvp_state`, the late rows, and the
+   new per-partition maxima into `watermarks`;
+3. the batch's freshness (Kafka append -> visible in gold, i.e. the counts committed, and in PostgreSQL)
+   is recorded with the metrics.
 The snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events filling fastest) are
 rebuilt from the counts by `SnapshotSchedule`, off the batch thread (an available-now run rebuilds them
 once, at its end).
 
 Exactly once: the counts MERGE is not idempotent by itself (it adds), so it carries Delta's transaction
-id (app id, batch id): a batch re-run after a crash skips it if it already committed. The before-images are
-read from `rsvp_state` before it changes, and it changes only after the counts have committed, so a re-run
-computes the same deltas.
+id (app id, batch id): a batch re-run after a crash skips it if it already committed. A re-run must compute
+the same deltas, so it reads the before-images from `rsvp_state` as it was before its first attempt: the
+state MERGE marks its commit with the batch, and a re-run whose state had committed reads the version
+before that mark (Delta time travel). The watermarks it reads leave out its own row.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from common.settings import Settings
 from common.spark import HOT_POOL, SLOW_POOL, in_pool, use_pool
 from ml.categories import group_topic_sets, load_assigner
 from pipelines.bronze.job import read_bronze_stream
-from pipelines.delta_io import append_once, idempotent_merge, merge_newest
+from pipelines.delta_io import append_once, idempotent_merge, newest_merge
 from pipelines.gold import transforms
 from pipelines.gold.aggregates import AGGREGATES, COUNT_KEYS, COUNTS_TABLE, MEASURES
 from pipelines.gold.schemas import COUNTS, LATE_RSVPS, RSVP_STATE, WATERMARKS
@@ -50,7 +52,7 @@ from pipelines.silver import transforms as silver_transforms
 from pipelines.silver.schemas import RSVP_MESSAGE
 
 SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
-WRITES_PHASE = "counts merge and mirror"  # the hot path's writes, as the health page names them
+WRITES_PHASE = "counts, state, mirror, late, watermarks"  # the hot path's writes, side by side (health page)
 
 
 class GoldBatch:
@@ -79,6 +81,8 @@ class GoldBatch:
         # Delta's transaction id for a MERGE is a session setting: the counts MERGE gets a session of its own,
         # so that it cannot leak into the mirror's jobs beside it (sessions share the SparkContext, not settings).
         self.counts_session = spark.newSession()
+        self.state_session = spark.newSession()  # the state MERGE's transaction id, beside the counts'
+        self._first_batch = True  # the first batch of a run may be one begun before a crash
 
     def path(self, name: str) -> str:
         return self.layout.table("gold", name)
@@ -111,38 +115,31 @@ class GoldBatch:
             )
             judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
         with clock.phase("state read and join"):
-            state_now = spark.read.format("delta").load(self.path("rsvp_state"))
+            state_now = self._state_before(batch_id)
             new_states, old_states = transforms.winners(judged.filter(~F.col("late")).select(*STATE_COLUMNS), state_now)
             # Materialize both now, against the state as it is before this batch: later steps write the state,
             # and a lazily recomputed winner would then compare the batch with itself.
             new_states, old_states = new_states.localCheckpoint(), old_states.localCheckpoint()
         try:
-            with clock.phase("late append"):
-                late = (
-                    judged.filter(F.col("late"))
-                    .withColumn("lateness_ms", F.col("watermark_ms") - F.col("version_mtime"))
-                    .withColumn("batch_id", F.lit(batch_id).cast("long"))
-                    .withColumn("recorded_at", F.current_timestamp())
-                    .select(*LATE_RSVPS.fieldNames())
-                )
-                late_count = late.count()
-                if late_count:
-                    append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
             with clock.phase(WRITES_PHASE):
-                with ThreadPoolExecutor(max_workers=2) as pool:
-                    mirrored = pool.submit(in_pool(spark, HOT_POOL, self._mirror), valid, batch_id)
-                    counted = pool.submit(
-                        in_pool(spark, HOT_POOL, self._apply_counts), new_states, old_states, batch_id
-                    )
-                    counted.result()
-                    mirrored_at = mirrored.result()
-            with clock.phase("state merge"):
-                # Only now may the state move on: the counts have this batch's deltas.
-                merge_newest(spark, self.path("rsvp_state"), new_states, ("rsvp_id",), create=False)
-            with clock.phase("watermarks append"):
+                # Five writes side by side: none reads what another writes, and each is skipped when a batch
+                # re-run finds it committed (Delta's transaction ids; the state's newest-wins MERGE changes
+                # nothing twice). A re-run reads the state and the watermarks as they were before its first
+                # attempt (see _state_before; the watermarks it reads leave out its own row), so it computes
+                # the same counts and the same late rows whichever of the writes had committed.
                 next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
-                append_once(next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"), self.app_id, batch_id)
-            visible_at = datetime.now(timezone.utc)  # the counts and the state are committed
+                hot = lambda work, *args: pool.submit(in_pool(spark, HOT_POOL, work), *args)  # noqa: E731
+                with ThreadPoolExecutor(max_workers=5) as pool:
+                    counted = hot(self._apply_counts, new_states, old_states, batch_id)
+                    mirrored = hot(self._mirror, valid, batch_id)
+                    stated = hot(self._apply_state, new_states, batch_id)
+                    late = hot(self._append_late, judged, batch_id)
+                    marks = hot(append_once, next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"),
+                                self.app_id, batch_id)  # fmt: skip
+                    visible_at = counted.result()  # what readers of gold see: the counts
+                    mirrored_at, late_count = mirrored.result(), late.result()
+                    stated.result()
+                    marks.result()
             with clock.phase("freshness"):
                 stages = {"gold": visible_at, **({"postgres": mirrored_at} if mirrored_at is not None else {})}
                 record_freshness(facts, self.query_name, batch_id, stages)
@@ -169,8 +166,44 @@ class GoldBatch:
         )
         return datetime.now(timezone.utc)
 
-    def _apply_counts(self, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> None:
-        """Every aggregate's net change, in one MERGE into the long counts table."""
+    def _state_before(self, batch_id: int) -> DataFrame:
+        """`rsvp_state` as it was before this batch. A batch runs again only after a restart, as the first of
+        its run; if its first attempt had committed the state (but not everything else), the state is read
+        as of the version before that commit, which names the batch in its commit info."""
+        path = self.path("rsvp_state")
+        if self._first_batch:
+            self._first_batch = False
+            mark = self._state_mark(batch_id)
+            # that commit is among the table's last few: only this query writes the state (and compacts it)
+            begun = DeltaTable.forPath(self.spark, path).history(20).filter(F.col("userMetadata") == mark).collect()
+            if begun:
+                return self.spark.read.format("delta").option("versionAsOf", begun[0].version - 1).load(path)
+        return self.spark.read.format("delta").load(path)
+
+    def _state_mark(self, batch_id: int) -> str:
+        return f"{self.app_id}:{batch_id}"
+
+    def _apply_state(self, new_states: DataFrame, batch_id: int) -> None:
+        """The batch's winners become the state (newest wins), the commit marked with the batch."""
+        merge = newest_merge(self.state_session, self.path("rsvp_state"), new_states, ("rsvp_id",))
+        idempotent_merge(self.state_session, self.app_id, batch_id, merge, user_metadata=self._state_mark(batch_id))
+
+    def _append_late(self, judged: DataFrame, batch_id: int) -> int:
+        """The batch's late messages into `late_rsvps` (once per batch); returns how many."""
+        late = (
+            judged.filter(F.col("late"))
+            .withColumn("lateness_ms", F.col("watermark_ms") - F.col("version_mtime"))
+            .withColumn("batch_id", F.lit(batch_id).cast("long"))
+            .withColumn("recorded_at", F.current_timestamp())
+            .select(*LATE_RSVPS.fieldNames())
+        )
+        late_count = late.count()
+        if late_count:
+            append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
+        return late_count
+
+    def _apply_counts(self, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> datetime:
+        """Every aggregate's net change, in one MERGE into the long counts table; returns when it committed."""
         session = self.counts_session
         deltas = transforms.all_count_deltas(new_states, old_states)
         after = {m: f"t.{m} + s.{m}" for m in MEASURES}
@@ -185,6 +218,7 @@ class GoldBatch:
             .whenNotMatchedInsertAll()
         )
         idempotent_merge(session, self.app_id, batch_id, merge)
+        return datetime.now(timezone.utc)
 
 
 def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | None = None) -> None:

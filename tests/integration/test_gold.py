@@ -138,3 +138,35 @@ def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, r
         "score": len(records),
     }
     assert freshness.filter("p50_ms <= 0 OR p95_ms < p50_ms OR max_ms < p95_ms").count() == 0
+
+
+def test_a_batch_run_again_after_its_state_committed_but_not_its_counts_counts_once(stack, spark, unique):
+    """A crash between the side-by-side writes of a gold batch: the state had moved on, the counts had not.
+    The batch run again must still see the state as it was before it, or the flip would be lost."""
+    settings = isolated(stack, unique)
+    t0 = 1_700_000_000_000
+    topic = settings.kafka.topic("rsvps")
+    produce(settings.kafka.bootstrap_servers, topic, [rsvp(1, t0, "yes"), rsvp(2, t0 + 1_000, "yes")], partition=0)
+    layout = run_available_now(spark, settings, mirror_to_postgres=False)
+    produce(
+        settings.kafka.bootstrap_servers, topic, [rsvp(1, t0 + 5_000, "no"), rsvp(3, t0 + 6_000, "no")], partition=0
+    )
+    run_available_now(spark, settings, mirror_to_postgres=False, stages=("bronze",))  # gold's batch is by hand
+    batch = spark.read.format("delta").load(layout.table("bronze", "rsvps")).filter(F.col("offset") >= 2)
+
+    class Crash(Exception):
+        pass
+
+    def crash(*_args):
+        raise Crash("the counts MERGE never committed")
+
+    crashing = GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)
+    crashing._apply_counts = crash
+    with pytest.raises(Crash):
+        crashing(batch, 1_000)
+    state = {r.rsvp_id: r.response for r in gold_table(spark, layout, "rsvp_state").collect()}
+    assert state == {1: "no", 2: "yes", 3: "no"}, "the state moved on beside the failed counts"
+
+    GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)(batch, 1_000)  # the same batch after a restart
+    assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 1, 2, 0)}
+    assert_gold_exact(spark, layout, consume_with_coordinates(settings.kafka.bootstrap_servers, topic, 4))
