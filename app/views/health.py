@@ -39,8 +39,12 @@ def health() -> None:
         fig = px.bar(phases, x="seconds", y="query", color="phase", orientation="h",
                      title="Where a batch's time goes: mean seconds per batch, by phase",
                      labels={"seconds": "seconds per batch (mean)", "query": ""},
-                     hover_data={"batches": True})  # fmt: skip
-        fig.update_layout(barmode="stack", legend_title_text="phase (spark: = the engine's own)")
+                     hover_data={"batches": True},
+                     # a colour per phase: the default ten repeat once silver, gold and Spark's phases are drawn
+                     color_discrete_sequence=px.colors.qualitative.Alphabet)  # fmt: skip
+        # the legend below the bars, all of it visible (at the side it is cut off and scrolls)
+        fig.update_layout(barmode="stack", legend_title_text="phase (spark: = the engine's own)", height=520,
+                          legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})  # fmt: skip
         st.plotly_chart(fig, key="phases_chart")
     st.subheader("Quarantine")
     found = load(lambda: data.quarantine(lh))
