@@ -22,17 +22,23 @@ _RSVP_ID = re.compile(rb'"rsvp_id"\s*:\s*(-?\d+)\s*[,}]')
 _MTIME = re.compile(rb'"mtime"\s*:\s*(-?\d+)\s*[,}]')
 
 
+def record_of(frame: bytes) -> dict | None:
+    """The frame parsed as a JSON object, or None (not JSON, not UTF-8, or not an object)."""
+    try:
+        record = json.loads(frame)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def extract_key(stream: str, frame: bytes) -> bytes | None:
     """The record id as Kafka key bytes, or None when the frame has no readable id."""
     if stream == "rsvps":
         matches = _RSVP_ID.findall(frame)
         if len(matches) == 1:
             return matches[0]
-    try:
-        record = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict):
+    record = record_of(frame)
+    if record is None:
         return None
     value = record.get(ID_FIELDS[stream])
     if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
@@ -45,9 +51,16 @@ def extract_mtime(frame: bytes) -> int | None:
     matches = _MTIME.findall(frame)
     if len(matches) == 1:
         return int(matches[0])
-    try:
-        record = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = record.get(MTIME_FIELD) if isinstance(record, dict) else None
+    record = record_of(frame)
+    value = record.get(MTIME_FIELD) if record is not None else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def extract_event(frame: bytes) -> str | None:
+    """The event a message belongs to: an RSVP's or a comment's `event.event_id`, a photo album's event."""
+    record = record_of(frame)
+    if record is None:
+        return None
+    event = record.get("event") or (record.get("photo_album") or {}).get("event") or {}
+    value = event.get("event_id", event.get("id")) if isinstance(event, dict) else None
+    return None if value is None else str(value)

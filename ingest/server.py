@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import json
 import re
 import signal
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from ingest import frames as fr
-from ingest.protocol import PATH_STREAMS, STREAM_PATHS
+from ingest.protocol import PATH_STREAMS, STREAM_PATHS, extract_event
 
 FrameSource = Callable[[], Iterator[bytes]]
 DEFAULT_MAX_GAP_S = 10.0
@@ -97,19 +96,6 @@ def parse_params(query) -> StreamParams:
     if callback is not None and not _CALLBACK.fullmatch(callback):
         raise BadRequest(f"callback must be a JavaScript function name, got {callback!r}")
     return StreamParams(since_mtime, since_count, event_id, callback)
-
-
-def event_of(frame: bytes) -> str | None:
-    """The event a message belongs to (an RSVP's or a comment's `event.event_id`, a photo's album event)."""
-    try:
-        record = json.loads(frame)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    event = record.get("event") or (record.get("photo_album") or {}).get("event") or {}
-    value = event.get("event_id", event.get("id")) if isinstance(event, dict) else None
-    return None if value is None else str(value)
 
 
 class _Out:
@@ -183,7 +169,7 @@ class ReplayServer:
         """(stream clock, frame) in order: the source, its faults, then the request's event and resume point."""
         frames = fr.inject_faults(self.sources[stream](), self.faults)
         if params.event_id is not None:  # before the clock: a client resumes from the mtimes it was sent
-            frames = (frame for frame in frames if event_of(frame) == params.event_id)
+            frames = (frame for frame in frames if extract_event(frame) == params.event_id)
         clocked = fr.with_clock(frames)
         return clocked if params.since_mtime is None else fr.resume_from(clocked, params.since_mtime)
 

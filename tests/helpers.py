@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from common.settings import PROJECT_ROOT
 
 CAPTURES = sorted((PROJECT_ROOT / "data" / "rsvps").glob("*.jsonl"))
@@ -71,3 +77,17 @@ def consume_with_coordinates(
 ) -> list[tuple[int, int, bytes]]:
     """Every record of the topic as (partition, offset, value), read with a plain consumer."""
     return [(m.partition(), m.offset(), m.value()) for m in consume_messages(bootstrap, topic, expected, timeout)]
+
+
+@contextmanager
+def serving_in_a_thread(server, scheme: str = "ws") -> Iterator[str]:
+    """An ingest.server.ReplayServer running in a thread on a free port; yields its base URL for the
+    transport (scheme ws or http), and stops it after."""
+    ports: queue.Queue[int] = queue.Queue()
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve("127.0.0.1", 0, ready=ports.put)), daemon=True)
+    thread.start()
+    try:
+        yield f"{scheme}://127.0.0.1:{ports.get(timeout=10)}"
+    finally:
+        server.shutdown()
+        thread.join(10)

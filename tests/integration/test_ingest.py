@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
 import shlex
 import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
@@ -23,25 +19,12 @@ from ingest.protocol import extract_key
 from ingest.server import Pace, ReplayServer
 from stack import kafka as kafka_service
 from tests.conftest import new_name
-from tests.helpers import capture_frames, consume_messages, consume_with_coordinates
+from tests.helpers import capture_frames, consume_messages, consume_with_coordinates, serving_in_a_thread
 from tests.integration.lakehouse import assert_every_table_exact, isolated, run_available_now
 
 pytestmark = pytest.mark.integration
 
 REAL = capture_frames()
-
-
-@contextmanager
-def replay_server(server: ReplayServer, scheme: str = "ws") -> Iterator[str]:
-    """The server in a thread; yields its base URL for the transport (scheme ws or http)."""
-    ports: queue.Queue[int] = queue.Queue()
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve("127.0.0.1", 0, ready=ports.put)), daemon=True)
-    thread.start()
-    try:
-        yield f"{scheme}://127.0.0.1:{ports.get(timeout=10)}"
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def topic_settings(stack: Settings, unique: str) -> Settings:
@@ -92,7 +75,7 @@ TRANSPORTS = pytest.mark.parametrize("scheme", ["ws", "http"])
 def test_every_real_frame_arrives_once_byte_identical_and_in_order_per_key(stack, unique, scheme):
     settings = topic_settings(stack, unique)
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"))
-    with replay_server(server, scheme) as url:
+    with serving_in_a_thread(server, scheme) as url:
         ingest = run_ingest(settings, url)
     assert ingest.counters.snapshot()["delivered"] == len(REAL) == 4088
     assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(REAL)), REAL, scheme)
@@ -103,7 +86,7 @@ def test_abrupt_disconnects_resume_without_loss_or_duplicates(stack, unique, sch
     """Over HTTP the drop comes in the middle of a message's chunk: the cut message is taken on resume."""
     settings = topic_settings(stack, unique)
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"), faults=fr.Faults(disconnect_every=700))
-    with replay_server(server, scheme) as url:
+    with serving_in_a_thread(server, scheme) as url:
         ingest = run_ingest(settings, url)
     stats = ingest.counters.snapshot()
     assert stats["reconnects"] >= 5 and stats["resent_skipped"] > 0
@@ -116,7 +99,7 @@ def test_a_stalled_connection_is_detected_as_a_dead_peer_and_resumed(stack, uniq
     settings = topic_settings(stack, unique)
     frames = REAL[:900]
     server = ReplayServer({"rsvps": lambda: iter(frames)}, pace=Pace("max"), faults=fr.Faults(stall_after=400))
-    with replay_server(server, scheme) as url:
+    with serving_in_a_thread(server, scheme) as url:
         ingest = run_ingest(settings, url, ping_interval=0.5, ping_timeout=0.5, idle_timeout=1.0)
     assert ingest.counters.snapshot()["reconnects"] >= 2
     assert_exactly_once_in_order(consume_all(settings, f"{unique}.rsvps", len(frames)), frames, scheme)
@@ -128,7 +111,7 @@ def test_malformed_frames_are_produced_as_received_and_unkeyed_ones_counted(stac
     faults = fr.Faults(seed=11, malformed=0.05, duplicate=0.02, extra_field=0.02, stale=0.02)
     sent = list(fr.inject_faults(REAL[:1500], faults))
     server = ReplayServer({"rsvps": lambda: iter(REAL[:1500])}, pace=Pace("max"), faults=faults)
-    with replay_server(server, scheme) as url:
+    with serving_in_a_thread(server, scheme) as url:
         ingest = run_ingest(settings, url)
     stats = ingest.counters.snapshot()
     assert stats["unkeyed"] == sum(1 for frame in sent if _key(frame) is None) > 0
@@ -139,7 +122,7 @@ def test_malformed_frames_are_produced_as_received_and_unkeyed_ones_counted(stac
 def test_a_broker_restart_during_ingest_loses_no_received_frame(stack, unique):
     settings = topic_settings(stack, unique)
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("rate", rate=800))
-    with replay_server(server) as url:
+    with serving_in_a_thread(server) as url:
         ingest = Ingest(settings, IngestOptions(base_url=url, exit_at_end=True, progress_every=60))
         runner = threading.Thread(target=ingest.run)
         runner.start()
@@ -164,7 +147,7 @@ def test_one_process_follows_all_three_generated_streams_into_their_topics(stack
     sources = generator_sources(seed=5, count=1600, start_ms=1_700_000_000_000)
     expected = {stream: list(source()) for stream, source in sources.items()}
     server = ReplayServer(sources, pace=Pace("max"))
-    with replay_server(server) as url:
+    with serving_in_a_thread(server) as url:
         run_ingest(settings, url, streams=("rsvps", "event_comments", "photos"))
     id_field = {"rsvps": "rsvp_id", "event_comments": "id", "photos": "photo_id"}
     for stream, frames in expected.items():
@@ -184,7 +167,7 @@ def test_the_server_stops_at_once_even_in_the_middle_of_a_long_recorded_gap():
     server = ReplayServer({"rsvps": lambda: iter(frames)}, pace=Pace("recorded", speed=1.0))
     from websocket import create_connection
 
-    with replay_server(server) as url:
+    with serving_in_a_thread(server) as url:
         client = create_connection(f"{url}/2/rsvps", timeout=10)
         assert client.recv() == REAL[0].decode()
         time.sleep(0.5)  # the server is now waiting out the hour
@@ -201,7 +184,7 @@ def test_curl_piped_into_kcat_fills_a_topic_the_chain_turns_into_exact_tables(st
     bootstrap, topic = settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps")
     client = " ".join(f"-X {shlex.quote(f'{k}={v}')}" for k, v in settings.kafka.client_config.items())
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"))
-    with replay_server(server, "http") as url:
+    with serving_in_a_thread(server, "http") as url:
         pipe = f"curl -sSN {url}/2/rsvps | kcat -P -b {bootstrap} {client} -t {topic} -p 0"
         subprocess.run(["bash", "-o", "pipefail", "-c", pipe], check=True, timeout=300)
     records = consume_with_coordinates(bootstrap, topic, len(REAL))

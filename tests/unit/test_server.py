@@ -6,35 +6,24 @@ The server runs for real on a free port; no Kafka is needed.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import requests
 
 from ingest import frames as fr
-from ingest.server import MAX_CONNECTIONS_PER_ADDRESS, Pace, ReplayServer, event_of
-from tests.helpers import capture_frames
+from ingest.protocol import extract_event as event_of
+from ingest.server import MAX_CONNECTIONS_PER_ADDRESS, Pace, ReplayServer
+from tests.helpers import capture_frames, serving_in_a_thread
 
 REAL = capture_frames()
 
 
-@contextmanager
-def serving(server: ReplayServer) -> Iterator[str]:
-    ports: queue.Queue[int] = queue.Queue()
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve("127.0.0.1", 0, ready=ports.put)), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{ports.get(timeout=10)}"
-    finally:
-        server.shutdown()
-        thread.join(10)
+def serving(server: ReplayServer):
+    return serving_in_a_thread(server, "http")
 
 
 def mtime(frame: bytes) -> int:
