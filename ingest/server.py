@@ -99,22 +99,35 @@ def parse_params(query) -> StreamParams:
 
 
 class _Out:
-    """One streaming connection's wire: how a message, a keep-alive, the end and the faults look on it."""
+    """One streaming connection's wire: how a message, a keep-alive, the end and the faults look on it.
+    The connection faults act on the transport underneath: an abrupt drop, and a stall (no more reading,
+    so over websockets no more pongs either: a dead peer)."""
 
     keepalive_s: float | None = None
+
+    def __init__(self, request: web.Request):
+        self.request = request
 
     async def send(self, frame: bytes) -> None: ...
     async def keepalive(self) -> None: ...
     async def end(self, stopping: bool) -> None: ...
-    def drop(self, frame: bytes) -> None: ...
-    def stall(self) -> None: ...
+
+    def drop(self, frame: bytes) -> None:
+        self.abort()  # abrupt: no close, as a dropped network would
+
+    def abort(self) -> None:
+        self.request.transport.abort()
+
+    def stall(self) -> None:
+        self.request.transport.pause_reading()
 
 
 class _HttpOut(_Out):
     keepalive_s = KEEPALIVE_S
 
     def __init__(self, request: web.Request, response: web.StreamResponse):
-        self.request, self.response = request, response
+        super().__init__(request)
+        self.response = response
 
     async def send(self, frame: bytes) -> None:
         await self.response.write(frame + b"\n")  # one chunk
@@ -128,15 +141,13 @@ class _HttpOut(_Out):
     def drop(self, frame: bytes) -> None:
         half = frame[: len(frame) // 2]  # mid-chunk, as a dropped network would leave it
         self.request.transport.write(b"%x\r\n" % (len(frame) + 1) + half)
-        self.request.transport.abort()
-
-    def stall(self) -> None:
-        self.request.transport.pause_reading()
+        self.abort()
 
 
 class _WebSocketOut(_Out):
     def __init__(self, request: web.Request, ws: web.WebSocketResponse):
-        self.request, self.ws = request, ws
+        super().__init__(request)
+        self.ws = ws
 
     async def send(self, frame: bytes) -> None:
         await self.ws.send_frame(frame, WSMsgType.TEXT)  # as received, even when not UTF-8 (a malformed frame)
@@ -145,12 +156,6 @@ class _WebSocketOut(_Out):
         await self.ws.close(
             code=1001 if stopping else 1000, message=b"server stopping" if stopping else b"end of stream"
         )
-
-    def drop(self, frame: bytes) -> None:
-        self.request.transport.abort()  # abrupt: no close frame
-
-    def stall(self) -> None:
-        self.request.transport.pause_reading()  # no more pongs either: a dead peer
 
 
 class ReplayServer:
@@ -233,7 +238,7 @@ class ReplayServer:
             if self.faults.stall_after and sent >= self.faults.stall_after:
                 out.stall()
                 await self._stopping(3600)  # until the server stops
-                self._abort(out)
+                out.abort()
                 return
             if sent == burst:
                 started, first_clock = time.monotonic(), clock
@@ -291,10 +296,6 @@ class ReplayServer:
         """Waits up to timeout; True when the server is stopping."""
         await asyncio.wait([self._stop[1]], timeout=timeout)
         return self._stop[1].done()
-
-    @staticmethod
-    def _abort(out: _Out) -> None:
-        out.request.transport.abort()
 
     async def serve(self, host: str, port: int, *, ready: Callable[[int], None] | None = None) -> None:
         loop = asyncio.get_running_loop()

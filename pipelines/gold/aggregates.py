@@ -8,7 +8,7 @@ README, "The hot path and the slow path").
 
 Each aggregate reads as a table of its own, its keys and measures only:
 
-    count_frame(counts_df, "rsvps_by_region_minute")       # pandas, from the long table
+    Lakehouse.counts("rsvps_by_region_minute")             # the app (pandas, one partition read)
     transforms.count_view(counts_df, "topics_by_hour")     # Spark
 """
 
@@ -87,10 +87,3 @@ def long_table(frames: dict) -> pa.Table:
             columns[m] = df[m].reset_index(drop=True).astype("int64")
         parts.append(pa.Table.from_pandas(pd.DataFrame(columns), schema=schema, preserve_index=False))
     return pa.concat_tables(parts) if parts else schema.empty_table()
-
-
-def count_frame(long_df, name: str):
-    """One aggregate's rows of the long table (pandas) as a table of its own: its keys and measures."""
-    keys = list(aggregate(name).keys)
-    rows = long_df[long_df["aggregate"] == name] if "aggregate" in long_df.columns else long_df
-    return rows[keys + list(MEASURES)].reset_index(drop=True)
