@@ -26,7 +26,7 @@ from pipelines.gold.transforms import AGGREGATES
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
 from stack import spark_standalone
-from tests.helpers import capture_frames, consume_messages, consume_with_coordinates, produce
+from tests.helpers import capture_frames, consume_messages, consume_with_coordinates, produce, serving_in_a_thread
 from tests.integration.lakehouse import (
     COLUMNS,
     assert_every_table_exact,
@@ -40,7 +40,7 @@ from tests.integration.lakehouse import (
 )
 from tests.integration.test_failure_injection import rows_in
 from tests.integration.test_gold import gold_rows
-from tests.integration.test_ingest import assert_exactly_once_in_order, replay_server
+from tests.integration.test_ingest import assert_exactly_once_in_order
 
 pytestmark = pytest.mark.integration
 
@@ -170,7 +170,7 @@ def test_a_broker_killed_during_ingest_and_streaming_loses_no_acknowledged_messa
             settings, "--stages", "bronze", "silver", "gold", "--interval", "2 seconds", stderr=stderr
         )
     try:
-        with replay_server(server) as url:
+        with serving_in_a_thread(server) as url:
             options = IngestOptions(base_url=url, exit_at_end=True, progress_every=60, backoff=Backoff(0.05, 0.5))
             ingest = Ingest(settings, options)
             runner = threading.Thread(target=ingest.run)

@@ -17,9 +17,8 @@ from ingest.server import Pace, ReplayServer
 from pipelines.bronze.job import start_bronze
 from pipelines.layout import Layout
 from stack import kafka as kafka_service
-from tests.helpers import capture_frames
+from tests.helpers import capture_frames, serving_in_a_thread
 from tests.integration.lakehouse import own_stack_dir
-from tests.integration.test_ingest import replay_server
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +58,7 @@ def test_the_producer_and_sparks_kafka_source_log_in_with_sasl_and_a_wrong_passw
     kafka_service.ensure_topics(settings, ("rsvps",))
 
     server = ReplayServer({"rsvps": lambda: iter(FRAMES)}, pace=Pace("max"))
-    with replay_server(server) as url:
+    with serving_in_a_thread(server) as url:
         ingest = Ingest(
             settings, IngestOptions(base_url=url, exit_at_end=True, progress_every=60, backoff=Backoff(0.05, 0.5))
         )
