@@ -77,6 +77,21 @@ class Store:
         path = self.local / under
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.exists() else []
 
+    def files(self, under: str) -> list[str]:
+        """Names of the objects directly under `under` (not deeper), sorted."""
+        if self.s3:
+            prefix = self._key(under) + "/"
+            names, token = [], None
+            while True:
+                extra = {"ContinuationToken": token} if token else {}
+                page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **extra)
+                names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
+                token = page.get("NextContinuationToken")
+                if not token:
+                    return sorted(name for name in names if name)
+        path = self.local / under
+        return sorted(p.name for p in path.iterdir() if p.is_file()) if path.exists() else []
+
     def delete_tree(self, name: str) -> int:
         if self.s3:
             deleted, prefix = 0, self._key(name) + "/"

@@ -1,8 +1,9 @@
-"""Gold job: bronze RSVPs (Delta stream) -> event-time counts, late rows, the PostgreSQL mirror, snapshots.
+"""Gold job: RSVPs from Kafka -> event-time counts, late rows, the PostgreSQL mirror, snapshots.
 
-Gold reads bronze, not silver, so it runs beside silver rather than after it; it parses and validates
-with silver's own code, so both see the same valid messages. It is the chain's hot path (see README,
-"The hot path and the slow path"). Per micro-batch (foreachBatch):
+Gold reads the Kafka topic itself, in bronze's row shape (bronze.transforms.to_bronze), not the bronze
+table: it does not wait for bronze's commit, nor share the bronze query's cadence, and it runs beside silver
+rather than after it. It parses and validates with silver's own code, so both see the same valid messages.
+It is the chain's hot path (see README, "The hot path and the slow path"). Per micro-batch (foreachBatch):
 1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
 2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
    every count aggregate and the replaced state's is taken back, in one MERGE into the long `counts` table
@@ -37,8 +38,10 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
 from common.spark import HOT_POOL, SLOW_POOL, in_pool, use_pool
+from common.store import Store
 from ml.categories import group_topic_sets, load_assigner
-from pipelines.bronze.job import read_bronze_stream
+from pipelines.bronze.job import kafka_source_options
+from pipelines.bronze.transforms import to_bronze
 from pipelines.delta_io import append_once, idempotent_merge, newest_merge
 from pipelines.gold import transforms
 from pipelines.gold.aggregates import AGGREGATES, COUNT_KEYS, COUNTS_TABLE, MEASURES
@@ -51,6 +54,7 @@ from pipelines.silver import mirror, validation
 from pipelines.silver import transforms as silver_transforms
 from pipelines.silver.schemas import RSVP_MESSAGE
 
+QUERY = "gold-rsvps"
 SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
 WRITES_PHASE = "counts, state, mirror, late, watermarks"  # the hot path's writes, side by side (health page)
 
@@ -72,7 +76,7 @@ class GoldBatch:
         self.settings = settings  # where the category model is found, for category_trends
         self.lateness_ms = lateness_ms
         # Snapshots are three more commits: rebuilt at most this often (None: never; the caller does it).
-        self.query_name = "gold-rsvps"
+        self.query_name = QUERY
         self.app_id = f"{layout.generation}-{self.query_name}"
         # The hot path: the PostgreSQL mirror of the batch's 3NF rows runs beside the count MERGEs.
         self.mirror_to_postgres = mirror_to_postgres
@@ -128,14 +132,25 @@ class GoldBatch:
                 # attempt (see _state_before; the watermarks it reads leave out its own row), so it computes
                 # the same counts and the same late rows whichever of the writes had committed.
                 next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
-                hot = lambda work, *args: pool.submit(in_pool(spark, HOT_POOL, work), *args)  # noqa: E731
+                took: dict[str, float] = {}  # each write's own seconds, for the batch's log line
+
+                def hot(name, work, *args):
+                    def timed():
+                        started = time.perf_counter()
+                        try:
+                            return in_pool(spark, HOT_POOL, work)(*args)
+                        finally:
+                            took[name] = time.perf_counter() - started
+
+                    return pool.submit(timed)
+
                 with ThreadPoolExecutor(max_workers=5) as pool:
-                    counted = hot(self._apply_counts, new_states, old_states, batch_id)
-                    mirrored = hot(self._mirror, valid, batch_id)
-                    stated = hot(self._apply_state, new_states, batch_id)
-                    late = hot(self._append_late, judged, batch_id)
-                    marks = hot(append_once, next_max.select(*WATERMARKS.fieldNames()), self.path("watermarks"),
-                                self.app_id, batch_id)  # fmt: skip
+                    counted = hot("counts", self._apply_counts, new_states, old_states, batch_id)
+                    mirrored = hot("mirror", self._mirror, valid, batch_id)
+                    stated = hot("state", self._apply_state, new_states, batch_id)
+                    late = hot("late", self._append_late, judged, batch_id)
+                    marks = hot("watermarks", append_once, next_max.select(*WATERMARKS.fieldNames()),
+                                self.path("watermarks"), self.app_id, batch_id)  # fmt: skip
                     visible_at = counted.result()  # what readers of gold see: the counts
                     mirrored_at, late_count = mirrored.result(), late.result()
                     stated.result()
@@ -147,7 +162,8 @@ class GoldBatch:
             clock.rows = changed
             print(
                 f"{self.query_name}: batch {batch_id}: {changed} RSVP states changed, {late_count} late "
-                f"({sum(clock.seconds().values()):.1f}s: {clock.summary()})",
+                f"({sum(clock.seconds().values()):.1f}s: {clock.summary()}; writes: "
+                f"{', '.join(f'{name} {seconds:.1f}s' for name, seconds in took.items())})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -322,30 +338,47 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
 
 def start_gold(
     spark: SparkSession,
+    settings: Settings,
     layout: Layout,
     *,
     trigger: dict[str, object],
     lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
-    max_files_per_trigger: int | None = None,
-    settings: Settings | None = None,
-    max_bytes_per_trigger: int | None = None,
+    max_offsets_per_trigger: int | None = None,
+    starting_offsets: str = "earliest",
     mirror_to_postgres: bool = False,
 ) -> StreamingQuery:
-    """The snapshot tables are not rebuilt here: the chain's SnapshotSchedule does it off the batch thread."""
+    """The gold query, on the RSVP topic. starting_offsets applies only to a new checkpoint (as bronze's).
+    The snapshot tables are not rebuilt here: the chain's SnapshotSchedule does it off the batch thread."""
     ensure_gold_tables(spark, layout)
+    refuse_bronze_checkpoint(settings, layout)
+    reader = spark.readStream.format("kafka").options(
+        **kafka_source_options(settings, settings.kafka.topic("rsvps"), starting_offsets)
+    )
+    if max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     return (
-        read_bronze_stream(spark, layout, "rsvps", max_files_per_trigger, max_bytes_per_trigger)
-        .writeStream.queryName("gold-rsvps")
+        to_bronze(reader.load())
+        .writeStream.queryName(QUERY)
         .foreachBatch(
-            GoldBatch(
-                spark,
-                layout,
-                lateness_ms=lateness_ms,
-                settings=settings,
-                mirror_to_postgres=mirror_to_postgres,
-            )
+            GoldBatch(spark, layout, lateness_ms=lateness_ms, settings=settings, mirror_to_postgres=mirror_to_postgres)
         )
-        .option("checkpointLocation", layout.checkpoint("gold-rsvps"))
+        .option("checkpointLocation", layout.checkpoint(QUERY))
         .trigger(**trigger)
         .start()
     )
+
+
+def refuse_bronze_checkpoint(settings: Settings, layout: Layout) -> None:
+    """Gold once streamed from the bronze table. A checkpoint of that query holds Delta offsets, which the
+    Kafka source cannot continue from; a new checkpoint would start at batch 0 and have its batches skipped
+    as already applied (Delta transaction ids): so such a generation is refused, with the way out."""
+    store = Store(settings)
+    offsets = f"{layout.generation}/_checkpoints/{QUERY}/offsets"
+    batches = [int(name) for name in store.files(offsets) if name.isdigit()]
+    newest = store.read(f"{offsets}/{max(batches)}") if batches else None
+    if newest and b"reservoirId" in newest:  # a Delta source's offset, not Kafka's
+        raise OldLayoutError(
+            f"generation {layout.generation}'s gold query streamed from the bronze table, an older layout this "
+            "chain cannot continue: reprocess it into a new generation, `make replay TO=<new generation>`, "
+            "which rebuilds every table from Kafka"
+        )

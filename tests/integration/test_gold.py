@@ -170,3 +170,23 @@ def test_a_batch_run_again_after_its_state_committed_but_not_its_counts_counts_o
     GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)(batch, 1_000)  # the same batch after a restart
     assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 1, 2, 0)}
     assert_gold_exact(spark, layout, consume_with_coordinates(settings.kafka.bootstrap_servers, topic, 4))
+
+
+def test_a_generation_whose_gold_streamed_from_bronze_is_refused_with_the_way_out(stack, unique):
+    """Gold reads Kafka now; a checkpoint of the older gold query holds the bronze table's Delta offsets, which
+    the Kafka source cannot continue from. The chain refuses it and names the replay; a Kafka checkpoint passes."""
+    from common.store import Store
+    from pipelines.gold.job import OldLayoutError, refuse_bronze_checkpoint
+
+    settings = isolated(stack, unique)
+    layout = Layout(settings.lakehouse_root, "g1")
+    offsets = "g1/_checkpoints/gold-rsvps/offsets"
+    metadata = '{"batchWatermarkMs":0,"batchTimestampMs":1764700000000,"conf":{}}'
+    store = Store(settings)
+    store.write(f"{offsets}/0", f'v1\n{metadata}\n{{"{settings.kafka.topic("rsvps")}":{{"0":40}}}}'.encode())
+    refuse_bronze_checkpoint(settings, layout)  # Kafka's offsets: the query goes on
+
+    delta_offset = '{"sourceVersion":1,"reservoirId":"0f1e","reservoirVersion":7,"index":-1,"isStartingVersion":false}'
+    store.write(f"{offsets}/1", f"v1\n{metadata}\n{delta_offset}".encode())
+    with pytest.raises(OldLayoutError, match=r"streamed from the bronze table.*make replay TO="):
+        refuse_bronze_checkpoint(settings, layout)

@@ -127,7 +127,7 @@ def test_the_hot_path_makes_gold_and_postgres_exact_while_silver_is_still_behind
     settings = isolated(stack, unique)
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), REAL[:1500])
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), 1500)
-    layout = run_available_now(spark, settings, stages=("bronze", "gold"), max_files_per_trigger=2)
+    layout = run_available_now(spark, settings, stages=("bronze", "gold"), max_offsets_per_trigger=400)
 
     assert not DeltaTable.isDeltaTable(spark, layout.table("silver", "rsvps")), "silver has not run"
     expected = expected_tables(records)
