@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         "--server.address", args.address, "--server.port", str(args.port),
         "--server.headless", "true", "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
+        "--server.enableStaticServing", "true",  # app/static: the maps' country outlines (ui.OFFLINE_MAPS)
     ]  # fmt: skip
     return streamlit_cli.main()
 

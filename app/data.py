@@ -299,6 +299,128 @@ def freshness(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
     return lake.since_newest("gold", "freshness", "visible_at", span).sort_values("visible_at")
 
 
+# ---- rank changes, as a person reads them ------------------------------------------------------------
+
+MOVES = {"climbed": "#2E7D32", "held its rank": "#9E9E9E", "fell": "#C62828", "new this hour": "#1565C0"}
+
+
+def move(rank_change) -> str:
+    """A rank change (previous rank - rank; null when unranked the hour before) as one of MOVES."""
+    if rank_change is None or pd.isna(rank_change):
+        return "new this hour"
+    return "climbed" if rank_change > 0 else "fell" if rank_change < 0 else "held its rank"
+
+
+def move_label(rank_change) -> str:
+    """`▲ 3`, `▼ 2`, `=`, `new`: the change beside a bar."""
+    if rank_change is None or pd.isna(rank_change):
+        return "new"
+    return f"▲ {int(rank_change)}" if rank_change > 0 else f"▼ {-int(rank_change)}" if rank_change < 0 else "="
+
+
+# ---- the model's features, as a person reads them ------------------------------------------------------
+
+FEATURE_WORDS = {
+    "guests": "guests brought",
+    "has_guests": "brings guests",
+    "lead_log_hours": "hours until the event (log)",
+    "lead_unknown": "event time unknown",
+    "lead_past": "event already started",
+    "local_hour_sin": "local hour (sine)",
+    "local_hour_cos": "local hour (cosine)",
+    "local_weekend": "on a weekend, local time",
+    "online": "online event",
+    "topic_count": "group's number of topics",
+    "member_photo": "member has a photo",
+    "member_services": "member's linked services",
+}
+STAT_WORDS = {"log_answers": "earlier answers (log)", "yes_rate": "yes rate so far", "no_seen": "a no before"}
+
+
+def feature_label(name: str) -> str:
+    """`country_vector_ar` -> `country = ar`, `topic=hiking` -> `topic = hiking`, `member_yes_rate` -> `member: yes
+    rate so far`: the names the model's pipeline gives its vector slots, in words."""
+    if name.startswith("country_vector_"):
+        return f"country = {name[len('country_vector_') :]}"
+    if name.startswith("topic="):
+        return f"topic = {name[len('topic=') :]}"
+    if name in FEATURE_WORDS:
+        return FEATURE_WORDS[name]
+    entity, _, stat = name.partition("_")
+    if stat in STAT_WORDS:
+        return f"{entity}: {STAT_WORDS[stat]}"
+    return name.replace("_", " ")
+
+
+# How the Live page says how far behind Kafka it is (as_of): gold's newest batch's lag, and whether gold runs.
+BEHIND_S = 30.0  # a newest gold batch whose RSVPs waited longer than this (p95) is "behind"
+STALLED_S = 180.0  # no gold batch at all (rows or not) for this long: the chain is stopped or stuck
+HOT_QUERY = "gold-rsvps"
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """How fresh the gold tables are: `level` is fresh, behind or stalled; `text` says it in words."""
+
+    level: str
+    text: str
+    lag_s: float | None = None  # p95 of the newest gold batch's RSVPs, Kafka append -> visible
+    landed_s: float | None = None  # how long ago that batch became visible
+
+
+def _utc(value) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def as_of(newest_batch: dict | None, last_run: pd.Timestamp | None, now: pd.Timestamp) -> AsOf:
+    """newest_batch: gold's newest freshness row (p95_ms, visible_at), None before any; last_run: when gold's
+    newest batch started, with rows or without (pipeline_metrics), None before any."""
+    now = _utc(now)
+    idle = (now - _utc(last_run)).total_seconds() if last_run is not None else None
+    if newest_batch is None:
+        if idle is not None and idle <= STALLED_S:
+            return AsOf("fresh", "The chain is running; no RSVP has reached gold yet.")
+        return AsOf("stalled", f"No RSVP has reached gold yet, and its query is not running: start {CHAIN}.")
+    lag = newest_batch["p95_ms"] / 1000 if newest_batch.get("p95_ms") is not None else None
+    landed = (now - _utc(newest_batch["visible_at"])).total_seconds()
+    behind = f"{_span(lag)} behind Kafka" if lag is not None else "of unknown lag"
+    if idle is None or idle > STALLED_S:
+        since = _span(idle if idle is not None else landed)
+        return AsOf("stalled", f"Stalled: gold has not run for {since}; its last RSVPs were {behind}.", lag, landed)
+    if lag is not None and lag > BEHIND_S:
+        return AsOf("behind", f"Behind: the newest RSVPs here were {behind} (landed {_span(landed)} ago).", lag, landed)
+    quiet = f"; no new RSVPs for {_span(landed)}" if landed > 60 else ""
+    text = f"Fresh: the newest RSVPs here were {behind} (landed {_span(landed)} ago){quiet}."
+    return AsOf("fresh", text, lag, landed)
+
+
+def as_of_now(lake: Lakehouse, now: pd.Timestamp | None = None) -> AsOf:
+    """as_of from the lakehouse: gold's freshness rows and its batches in pipeline_metrics."""
+    now = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
+    try:
+        rows = lake.newest("gold", "freshness", "visible_at", 20)
+        rows = rows[rows["stage"] == "gold"].sort_values("visible_at")
+        newest_batch = rows.iloc[-1].to_dict() if len(rows) else None
+    except NoData:
+        newest_batch = None
+    try:
+        runs = lake.newest("gold", "pipeline_metrics", "batch_started", 50, ["query", "batch_started"])
+        runs = runs[runs["query"] == HOT_QUERY]
+        last_run = runs["batch_started"].max() if len(runs) else None
+    except NoData:
+        last_run = None
+    return as_of(newest_batch, last_run, now)
+
+
 def quarantine(lake: Lakehouse, limit: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(counts per reason, the most recent rows) of silver's quarantine."""
     df = lake.table("silver", "quarantine", ["topic", "partition", "offset", "reason", "detail", "quarantined_at"])

@@ -7,11 +7,15 @@ from typing import TypeVar
 
 import streamlit as st
 
-from app.data import Lakehouse, NoData, ServiceDown
+from app.data import AsOf, Lakehouse, NoData, ServiceDown, as_of_now
 from common.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 REFRESH = "5s"
+# Maps draw from the country outlines the app serves itself (app/static/topojson, Natural Earth 1:110m), not
+# from plotly.js's CDN: offline, a map with the default would be an empty frame under its colour bar.
+# Streamlit serves app/static/ at /app/static/ (meetup-app turns static serving on).
+OFFLINE_MAPS = {"topojsonURL": "/app/static/topojson/"}
 
 
 def settings() -> Settings:
@@ -36,3 +40,33 @@ def load(read: Callable[[], T]) -> T | None:
     except ServiceDown as error:
         st.warning(f"Service down: {error}. Start the local stack with `make stack-up`.")
     return None
+
+
+AS_OF_BOX = {"fresh": st.success, "behind": st.warning, "stalled": st.error}
+
+
+def show_as_of(lh: Lakehouse) -> None:
+    """How far behind Kafka the gold tables are, in words and colour (green fresh, amber behind, red stalled)."""
+    try:
+        status = as_of_now(lh)
+    except ServiceDown as error:
+        status = AsOf("stalled", f"Service down: {error}")
+    AS_OF_BOX[status.level](status.text, icon=":material/schedule:")
+
+
+def label_every_bar(fig, bars: int) -> None:
+    """A horizontal bar chart whose every bar has its name: the height grows with the bars (plotly.js drops
+    every other label when they do not fit), names stay text even when they look like numbers (group ids
+    would become a numeric axis of thin bars), and the first bar is on top."""
+    fig.update_layout(height=max(320, 110 + 28 * bars))
+    fig.update_yaxes(type="category", autorange="reversed", automargin=True, title=None)
+
+
+def link_to_live() -> None:
+    """A link to the Live page (from the navigation's pages; a page run on its own, as AppTest runs one, has none)."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.page_link("views/live.py", label="Open the Live page", icon=":material/bolt:")
+    except StreamlitPageNotFoundError:
+        pass

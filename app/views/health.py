@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import data
-from app.ui import REFRESH, lake, load
+from app.ui import REFRESH, lake, link_to_live, load, show_as_of
 
 st.title("Pipeline health")
 WINDOWS = {"15 minutes": pd.Timedelta(minutes=15), "1 hour": pd.Timedelta(hours=1), "6 hours": pd.Timedelta(hours=6),
@@ -18,6 +18,8 @@ window = st.selectbox("Batches up to the newest, over the last", list(WINDOWS), 
 @st.fragment(run_every=REFRESH)
 def health() -> None:
     lh = lake()
+    show_as_of(lh)
+    link_to_live()
     fresh = load(lambda: data.freshness(lh, WINDOWS[window]))
     if fresh is not None:
         fig = px.line(fresh, x="visible_at", y="p95_ms", color="stage", markers=True,

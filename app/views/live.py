@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import data
-from app.ui import REFRESH, lake, load
+from app.ui import REFRESH, label_every_bar, lake, load, show_as_of
 
 st.title("Live")
 minutes = st.slider("Minutes of stream time on the rate chart", 10, 240, 60, step=10, key="live_minutes")
@@ -16,6 +16,7 @@ feed_rows = st.selectbox("Scored RSVPs in the feed", [20, 50, 100], index=0, key
 @st.fragment(run_every=REFRESH)
 def live() -> None:
     lh = lake()
+    show_as_of(lh)
     totals = load(lambda: data.totals(lh))
     if totals:
         yes, no, guests = st.columns(3)
@@ -30,10 +31,10 @@ def live() -> None:
     with left:
         groups = load(lambda: data.top_groups(lh))
         if groups is not None:
-            chart = px.bar(
-                groups.head(10), x="yes", y="group_name", orientation="h", title="Top groups, last 5 minutes"
-            )
-            chart.update_yaxes(autorange="reversed")
+            top = groups.head(10)
+            chart = px.bar(top, x="yes", y="group_name", orientation="h", title="Top groups, last 5 minutes",
+                           text="yes", labels={"yes": "yes RSVPs"}, hover_data=["group_id"])  # fmt: skip
+            label_every_bar(chart, len(top))
             st.plotly_chart(chart, key="groups_chart")
     with right:
         if totals:

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import data, scoring
-from app.ui import lake, load, settings
+from app.ui import label_every_bar, lake, load, settings
 
 st.title("Model")
 record = load(lambda: data.model_record(settings()))
@@ -44,8 +44,10 @@ if record is not None:
         st.plotly_chart(fig, key="calibration_chart")
     weights = pd.DataFrame(record["importances"]).head(15)
     value = [c for c in weights.columns if c != "feature"][0]
-    fig = px.bar(weights, x=value, y="feature", orientation="h", title="What the model weighs")
-    fig.update_yaxes(autorange="reversed")
+    weights["feature"] = weights["feature"].map(data.feature_label)
+    fig = px.bar(weights, x=value, y="feature", orientation="h", title="What the model weighs",
+                 labels={value: value.replace("_", " ")})  # fmt: skip
+    label_every_bar(fig, len(weights))
     st.plotly_chart(fig, key="importances_chart")
 
 st.subheader("Live accuracy")

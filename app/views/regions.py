@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import data
-from app.ui import lake, load
+from app.ui import OFFLINE_MAPS, lake, load
 
 st.title("Regions")
 lh = lake()
@@ -17,7 +17,7 @@ if countries is not None:
     shown["iso3"] = shown["country"].map(data.iso3)
     chart = px.choropleth(shown.dropna(subset=["iso3"]), locations="iso3", color=measure, hover_name="iso2",
                           title=f"{measure} by group country", color_continuous_scale="Blues")  # fmt: skip
-    st.plotly_chart(chart, key="regions_map")
+    st.plotly_chart(chart, key="regions_map", config=OFFLINE_MAPS)
     cities = load(lambda: data.regions(lh, "city"))
     if cities is not None:
         chosen = st.multiselect("Countries", sorted(cities["country"].dropna().unique()), key="regions_countries")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -37,6 +40,10 @@ def test_live_shows_totals_rate_groups_and_the_scored_feed(lake):
     feed = at.dataframe[0].value
     assert list(feed["group_name"]) == ["Hikers", "Coders"] or set(feed["group_name"]) == {"Hikers", "Coders"}
     assert {"probability_yes", "model_version", "answer"} <= set(feed.columns)
+    # gold's newest batch is days old and no gold batch has run since: red, in words
+    assert len(at.error) == 1 and not at.success
+    stalled = r"Stalled: gold has not run for [\d.]+ h; its last RSVPs were 7 s behind Kafka\."
+    assert re.fullmatch(stalled, at.error[0].value), at.error[0].value
 
 
 def test_the_live_page_keeps_the_users_selection_across_a_rerun(lake):
@@ -102,3 +109,35 @@ def test_the_query_page_shows_its_examples_and_names_a_database_that_is_down(mon
     assert not at.exception and at.selectbox(key="query_example").options
     at.button(key="query_run").click().run()
     assert at.error and "does not answer" in at.error[0].value
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The Plotly figures of a page, in order, as the browser gets them."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_bar_charts_name_every_bar_and_say_what_their_colours_mean(lake):
+    categories_chart, topics_chart = figures(run("categories"))
+    # one hour of categories: bars, not dots on an axis a millisecond wide
+    assert {trace["type"] for trace in categories_chart["data"]} == {"bar"}
+    assert categories_chart["layout"]["yaxis"]["type"] == "category"
+    # the topics are coloured by a named move, one legend entry per move present, each with its colour
+    legend = {trace["name"]: trace["marker"]["color"] for trace in topics_chart["data"]}
+    assert legend == {"new this hour": "#1565C0"}  # neither topic was ranked the hour before
+    assert topics_chart["layout"]["height"] >= 110 + 28 * 2 and topics_chart["layout"]["yaxis"]["type"] == "category"
+
+    (importances,) = [f for f in figures(run("model")) if f["layout"]["title"]["text"] == "What the model weighs"]
+    names = [name for trace in importances["data"] for name in trace["y"]]
+    assert names and not any("_vector_" in name or "_" in name for name in names), names
+
+    live = figures(run("live"))
+    (groups,) = [f for f in live if f["layout"]["title"]["text"] == "Top groups, last 5 minutes"]
+    assert groups["layout"]["yaxis"]["type"] == "category"  # group names, even all-digit ones, stay labels
+
+
+def test_the_regions_map_gets_the_apps_own_country_outlines(lake):
+    (chart,) = run("regions").get("plotly_chart")
+    assert json.loads(chart.proto.config)["topojsonURL"] == "/app/static/topojson/"
+    served = PROJECT_ROOT / "app" / "static" / "topojson" / "world_110m.json"
+    countries = json.loads(served.read_text())["objects"]["countries"]["geometries"]
+    assert {"USA", "GBR", "IND", "BRA"} <= {country.get("id") for country in countries}

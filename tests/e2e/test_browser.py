@@ -180,6 +180,30 @@ def test_every_page_loads_without_an_exception(system, browser, path):
         chart.screenshot(path=str(SHOTS / "health-phases.png"))
 
 
+def test_the_regions_map_draws_its_countries_offline(system, browser):
+    """The world map's outlines come from the app itself: the page draws land and shaded countries, and no
+    request of the page's leaves the app (this machine has no internet, nor may a user's)."""
+    url = system.url
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{url}/regions")
+    page.get_by_role("heading", name="Regions").first.wait_for(timeout=60_000)
+
+    def drawn() -> dict[str, int]:  # plotly.js's own SVG: the base map's land and one path per shaded country
+        return page.evaluate(
+            "() => ({land: document.querySelectorAll('.js-plotly-plot .geo .land path').length,"
+            " shaded: document.querySelectorAll('.js-plotly-plot .geo path.choroplethlocation').length})"
+        )
+
+    shapes = wait_until(lambda: (lambda d: d if d["land"] and d["shaded"] else None)(drawn()), timeout=180)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator('[data-testid="stPlotlyChart"]').first.screenshot(path=str(SHOTS / "regions-map.png"))
+    assert shapes, f"the map drew {drawn()} (see {SHOTS / 'regions-map.png'})"
+    outside = sorted({u for u in requested if not u.startswith((url, "data:", "blob:"))})
+    assert not outside, f"the page asked outside the app for {outside}"
+
+
 @pytest.mark.slow  # ~100 s, the app's own local Spark starting; tests/app/test_pages_on_the_stack.py covers the form
 def test_the_scoring_form_returns_a_probability(system, browser):
     url = system.url
