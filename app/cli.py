@@ -1,14 +1,18 @@
 """meetup-app: serve the Streamlit app, on 127.0.0.1:8501 unless told otherwise.
 
-meetup-app                          # http://127.0.0.1:8501
-meetup-app --port 8600 --address 0.0.0.0   # only if you mean to expose it
+meetup-app                                   # http://127.0.0.1:8501, for you alone
+meetup-app --address 0.0.0.0                 # shared: needs [auth] in .streamlit/secrets.toml (a login)
+meetup-app --address 0.0.0.0 --no-auth       # shared with no login, on purpose
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from app import auth
 
 APP = Path(__file__).with_name("main.py")
 
@@ -17,10 +21,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meetup-app", description=__doc__.split("\n\n")[0])
     parser.add_argument("--address", default="127.0.0.1", help="interface to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument(
+        "--secrets",
+        type=Path,
+        help="the secrets file with the [auth] section (default: Streamlit's, ~/.streamlit/ and ./.streamlit/)",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="serve a non-loopback address with no login")
     args = parser.parse_args(argv)
+    files = [args.secrets] if args.secrets else auth.default_secrets_files()
+    if args.secrets and not args.secrets.is_file():
+        print(f"meetup-app: no secrets file at {args.secrets}", file=sys.stderr)
+        return 2
+    login = not auth.is_loopback(args.address) and not args.no_auth
+    if login:
+        try:
+            auth.check_auth(auth.auth_section(files))
+        except auth.AuthError as error:
+            print(
+                f"meetup-app: refusing to serve {args.address} without a login: {error} "
+                f'({" or ".join(str(f) for f in files)}); see README, "Sharing the app", or pass --no-auth',
+                file=sys.stderr,
+            )
+            return 2
+    os.environ[auth.LOGIN_ENV] = "1" if login else "0"
     from streamlit.web import cli as streamlit_cli
 
-    print(f"meetup-app: http://{args.address}:{args.port}", file=sys.stderr, flush=True)
+    print(
+        f"meetup-app: http://{args.address}:{args.port}" + (" (login required)" if login else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     sys.argv = [
         "streamlit", "run", str(APP),
         "--server.address", args.address, "--server.port", str(args.port),
@@ -28,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         "--client.toolbarMode", "viewer",
         "--server.enableStaticServing", "true",  # app/static: the maps' country outlines (ui.OFFLINE_MAPS)
     ]  # fmt: skip
+    if args.secrets:
+        sys.argv += ["--secrets.files", str(args.secrets)]
     return streamlit_cli.main()
 
 

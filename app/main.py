@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app.auth import login_required
+
 PAGES = [
     st.Page("views/live.py", title="Live", icon=":material/bolt:", default=True),
     st.Page("views/regions.py", title="Regions", icon=":material/public:"),
@@ -14,4 +16,12 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="meetup-rsvps", layout="wide")
+if login_required():  # shared off loopback (meetup-app --address ...): nothing before the identity provider
+    if not st.user.is_logged_in:
+        st.title("meetup-rsvps")
+        st.write("This app is shared: log in to see the stream.")
+        st.button("Log in", on_click=st.login, type="primary")
+        st.stop()
+    st.sidebar.caption(f"Logged in as {st.user.get('email') or st.user.get('name') or 'you'}")
+    st.sidebar.button("Log out", on_click=st.logout)
 st.navigation(PAGES).run()
