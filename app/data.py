@@ -155,13 +155,19 @@ class Lakehouse:
             raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
         return df
 
-    def counts(self, name: str, columns: list[str] | None = None, since_newest: tuple[str, pd.Timedelta] | None = None):
+    def counts(
+        self,
+        name: str,
+        columns: list[str] | None = None,
+        since_newest: tuple[str, pd.Timedelta] | None = None,
+        where: list[tuple] | None = None,
+    ):
         """One count aggregate (aggregates.py): its rows of the long `counts` table, read from its partition
         alone, as a table of its own. since_newest=(column, span): only rows within span of the column's
-        largest value in that partition (found from file statistics)."""
+        largest value in that partition (found from file statistics); where: more filters, delta-rs style."""
         keep = aggregate(name).keys + MEASURES
         wanted = [c for c in (columns or keep) if c in keep]
-        filters = [("aggregate", "=", name)]
+        filters = [("aggregate", "=", name), *(where or [])]
         with self.delta("gold", COUNTS_TABLE) as table:
             if since_newest is not None:
                 column, span = since_newest
@@ -171,7 +177,7 @@ class Lakehouse:
                 if newest is not None:
                     filters.append((column, ">=", newest - span.to_pytimedelta()))
             df = table.to_pandas(columns=wanted, filters=filters)
-        if df.empty:
+        if df.empty and not where:
             raise NoData(f"no gold counts `{name}` yet in generation {self.generation}: run {CHAIN}")
         return df
 
@@ -297,6 +303,103 @@ def batch_phases(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
 
 def freshness(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
     return lake.since_newest("gold", "freshness", "visible_at", span).sort_values("visible_at")
+
+
+# ---- one event, one group ------------------------------------------------------------------------------
+
+
+def search(lake: Lakehouse, text: str, limit: int = 20) -> pd.DataFrame:
+    """Events and groups whose name contains `text` (any case) or whose id is `text`: kind, id, name, where."""
+    text = text.strip()
+    if not text:
+        return pd.DataFrame(columns=["kind", "id", "name", "where"])
+    events = lake.table("silver", "events", ["event_id", "event_name", "time"])
+    groups = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"])
+    wanted = text.lower()
+    hit_events = events[events["event_name"].str.lower().str.contains(wanted, regex=False, na=False)
+                        | (events["event_id"] == text)]  # fmt: skip
+    hit_groups = groups[groups["group_name"].str.lower().str.contains(wanted, regex=False, na=False)
+                        | (groups["group_id"].astype(str) == text)]  # fmt: skip
+    found = pd.concat(
+        [
+            pd.DataFrame({"kind": "group", "id": hit_groups["group_id"].astype(str), "name": hit_groups["group_name"],
+                          "where": hit_groups["group_city"] + ", " + hit_groups["group_country"].str.upper()}),
+            pd.DataFrame({"kind": "event", "id": hit_events["event_id"], "name": hit_events["event_name"],
+                          "where": hit_events["time"].astype(str)}),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    return found.head(limit)
+
+
+def event_counts(lake: Lakehouse, event_ids: list[str]) -> pd.DataFrame:
+    """yes and no per event (the newest answer of each RSVP), from gold's counts: event_id, yes, no."""
+    df = lake.counts("events_by_minute", ["event_id", "yes", "no"], where=[("event_id", "in", list(event_ids))])
+    return df.groupby("event_id", as_index=False)[["yes", "no"]].sum()
+
+
+def event_view(lake: Lakehouse, event_id: str) -> dict:
+    """One event: its row (name, time, url), its group and venue, yes/no over time (cumulative, by the minute
+    of each RSVP's newest answer) and its scored RSVPs. NoData when the event is unknown."""
+    events = lake.table("silver", "events", filters=[("event_id", "=", event_id)])
+    if events.empty:
+        raise NoData(f"no event {event_id} in silver (yet): search by name, or wait for silver's next batch")
+    event = events.iloc[0].to_dict()
+    group = lake.table("silver", "groups", filters=[("group_id", "=", int(event["group_id"]))])
+    venue = (
+        lake.table("silver", "venues", filters=[("venue_id", "=", int(event["venue_id"]))])
+        if pd.notna(event.get("venue_id"))
+        else pd.DataFrame()
+    )
+    minutes = lake.counts("events_by_minute", ["minute", "yes", "no"], where=[("event_id", "=", event_id)])
+    over_time = minutes.groupby("minute", as_index=False)[["yes", "no"]].sum().sort_values("minute")
+    over_time[["yes", "no"]] = over_time[["yes", "no"]].cumsum()
+    try:
+        scored = lake.table("gold", "scored_rsvps", filters=[("event_id", "=", event_id)])
+    except NoData:
+        scored = pd.DataFrame()
+    return {
+        "event": event,
+        "group": group.iloc[0].to_dict() if len(group) else None,
+        "venue": venue.iloc[0].to_dict() if len(venue) else None,
+        "over_time": over_time,
+        "totals": {"yes": int(minutes["yes"].sum()), "no": int(minutes["no"].sum())},
+        "scored": scored,
+    }
+
+
+def group_view(lake: Lakehouse, group_id: int) -> dict:
+    """One group: its row, topics, events (with yes/no) and the members who come back (RSVPs to two or more
+    of its events, by their newest answers). NoData when the group is unknown."""
+    groups = lake.table("silver", "groups", filters=[("group_id", "=", group_id)])
+    if groups.empty:
+        raise NoData(f"no group {group_id} in silver (yet): search by name, or wait for silver's next batch")
+    events = lake.table("silver", "events", ["event_id", "event_name", "time"], filters=[("group_id", "=", group_id)])
+    if len(events):
+        events = events.merge(event_counts(lake, list(events["event_id"])), on="event_id", how="left")
+        events[["yes", "no"]] = events[["yes", "no"]].fillna(0).astype(int)
+    try:
+        topics = lake.table("silver", "group_topics", ["urlkey", "topic_name"], filters=[("group_id", "=", group_id)])
+    except NoData:
+        topics = pd.DataFrame(columns=["urlkey", "topic_name"])
+    returning = pd.DataFrame(columns=["member_id", "member_name", "events", "yes"])
+    if len(events):
+        rsvps = lake.table("silver", "rsvps", ["event_id", "member_id", "response"],
+                           filters=[("event_id", "in", list(events["event_id"]))])  # fmt: skip
+        per_member = rsvps.groupby("member_id", as_index=False).agg(
+            events=("event_id", "nunique"), yes=("response", lambda r: int((r == "yes").sum()))
+        )
+        returning = per_member[per_member["events"] >= 2].sort_values(["events", "yes"], ascending=False)
+        if len(returning):
+            names = lake.table("silver", "members", ["member_id", "member_name"],
+                               filters=[("member_id", "in", [int(m) for m in returning["member_id"]])])  # fmt: skip
+            returning = returning.merge(names, on="member_id", how="left")
+    return {
+        "group": groups.iloc[0].to_dict(),
+        "topics": topics.sort_values("topic_name"),
+        "events": events.sort_values("time", ascending=False) if len(events) else events,
+        "returning": returning,
+    }
 
 
 # ---- rank changes, as a person reads them ------------------------------------------------------------

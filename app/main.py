@@ -10,6 +10,7 @@ PAGES = [
     st.Page("views/live.py", title="Live", icon=":material/bolt:", default=True),
     st.Page("views/regions.py", title="Regions", icon=":material/public:"),
     st.Page("views/categories.py", title="Categories and topics", icon=":material/category:"),
+    st.Page("views/events.py", title="Events and groups", icon=":material/event:"),
     st.Page("views/model.py", title="Model", icon=":material/model_training:"),
     st.Page("views/health.py", title="Pipeline health", icon=":material/monitor_heart:"),
     st.Page("views/query.py", title="Query", icon=":material/database:"),

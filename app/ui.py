@@ -62,11 +62,18 @@ def label_every_bar(fig, bars: int) -> None:
     fig.update_yaxes(type="category", autorange="reversed", automargin=True, title=None)
 
 
-def link_to_live() -> None:
-    """A link to the Live page (from the navigation's pages; a page run on its own, as AppTest runs one, has none)."""
+def link(page: str, label: str, icon: str | None = None, **query: str) -> None:
+    """A link to one of the app's pages (views/<name>.py) with query parameters. A page run on its own, as
+    AppTest runs one, has no navigation: there it is a plain link to the same address."""
+    from urllib.parse import urlencode
+
     from streamlit.errors import StreamlitPageNotFoundError
 
     try:
-        st.page_link("views/live.py", label="Open the Live page", icon=":material/bolt:")
+        st.page_link(f"views/{page}.py", label=label, icon=icon, query_params=query or None)
     except StreamlitPageNotFoundError:
-        pass
+        st.markdown(f"[{label}](/{page}{'?' + urlencode(query) if query else ''})")
+
+
+def link_to_live() -> None:
+    link("live", "Open the Live page", icon=":material/bolt:")

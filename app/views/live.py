@@ -35,7 +35,11 @@ def live() -> None:
             chart = px.bar(top, x="yes", y="group_name", orientation="h", title="Top groups, last 5 minutes",
                            text="yes", labels={"yes": "yes RSVPs"}, hover_data=["group_id"])  # fmt: skip
             label_every_bar(chart, len(top))
-            st.plotly_chart(chart, key="groups_chart")
+            picked = st.plotly_chart(chart, key="groups_chart", on_select="rerun", selection_mode="points")
+            st.caption("Click a bar to open the group.")
+            points = picked.selection.points if picked else []
+            if points:  # a bar's customdata holds its group id (hover_data)
+                st.switch_page("views/events.py", query_params={"group_id": str(points[0]["customdata"][0])})
     with right:
         if totals:
             pie = px.pie(names=["yes", "no"], values=[totals["yes"], totals["no"]], title="Running yes / no")

@@ -37,6 +37,10 @@ def gold_tables() -> dict[str, pd.DataFrame]:
             {"hour": [H0, H0], "country": ["us", "gb"], "state": ["NY", None], "city": ["New York", "London"],
              "yes": [30, 10], "no": [6, 3], "guests": [2, 1]}
         ),
+        "events_by_minute": pd.DataFrame(  # e1: a yes at H0 and a no a minute later; e3: two yes; e2: one yes
+            {"event_id": ["e1", "e1", "e3", "e2"], "minute": [H0, H0 + timedelta(minutes=1), H0, H0],
+             "yes": [1, 0, 2, 1], "no": [0, 1, 0, 0], "guests": 0}
+        ),
         "top_groups_5min": pd.DataFrame({"group_id": [1, 2], "yes": [12, 4], "no": [1, 0], "as_of": H0}),
         "topic_trends": pd.DataFrame(
             {"hour": [H0, H0], "urlkey": ["hiking", "tech"], "yes": [20, 10], "no": [2, 3], "rank": [1, 2],
@@ -79,6 +83,18 @@ def silver_tables() -> dict[str, pd.DataFrame]:
              "group_country": ["us", "gb"]}
         ),
         "topics": pd.DataFrame({"urlkey": ["hiking", "tech"], "topic_name": ["Hiking", "Technology"]}),
+        "group_topics": pd.DataFrame({"group_id": [1], "urlkey": ["hiking"], "topic_name": ["Hiking"]}),
+        "events": pd.DataFrame(
+            {"event_id": ["e1", "e2", "e3"], "group_id": [1, 2, 1], "venue_id": [10, None, None],
+             "event_name": ["Walk", "Talk", "Climb"], "event_url": ["https://meetup.com/e1", None, None],
+             "time": [H0 + timedelta(days=2)] * 3}
+        ),
+        "venues": pd.DataFrame({"venue_id": [10], "venue_name": ["Central Park"], "lat": [40.78], "lon": [-73.97]}),
+        "rsvps": pd.DataFrame(  # newest answers: Ann comes back to group 1 (Walk and Climb)
+            {"rsvp_id": [1, 2, 3, 4, 5], "event_id": ["e1", "e1", "e3", "e3", "e2"], "member_id": [1, 2, 1, 3, 2],
+             "response": ["yes", "no", "yes", "yes", "yes"]}
+        ),
+        "members": pd.DataFrame({"member_id": [1, 2, 3], "member_name": ["Ann", "Bob", "Cy"]}),
         "quarantine": pd.DataFrame(
             {"topic": "meetup.rsvps", "partition": [0], "offset": [7], "reason": ["bad_json"], "detail": ["line 1"],
              "quarantined_at": [H0]}

@@ -141,3 +141,42 @@ def test_the_regions_map_gets_the_apps_own_country_outlines(lake):
     served = PROJECT_ROOT / "app" / "static" / "topojson" / "world_110m.json"
     countries = json.loads(served.read_text())["objects"]["countries"]["geometries"]
     assert {"USA", "GBR", "IND", "BRA"} <= {country.get("id") for country in countries}
+
+
+def events_page(**query: str) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / "app" / "views" / "events.py"), default_timeout=60)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def test_an_event_opened_by_its_deep_link_shows_its_counts_group_venue_and_scores(lake):
+    at = events_page(event_id="e1")
+    assert not at.exception
+    assert at.header[0].value == "Walk"
+    assert [m.value for m in at.metric] == ["1", "1"]  # Ann's yes and Bob's no
+    (chart,) = figures(at)
+    assert {trace["name"] for trace in chart["data"]} == {"yes", "no"}
+    assert any("Central Park" in m.value for m in at.markdown)
+    scored = at.dataframe[0].value
+    assert list(scored["probability_yes"]) == [0.81] and list(scored["answer"]) == ["yes"]
+
+
+def test_a_group_page_lists_its_events_with_counts_and_the_members_who_come_back(lake):
+    at = events_page(group_id="1")
+    assert not at.exception
+    assert at.header[0].value == "Hikers"
+    events, returning = (d.value for d in at.dataframe)
+    assert {(r.event_name, r.yes, r.no) for r in events.itertuples()} == {("Walk", 1, 1), ("Climb", 2, 0)}
+    assert list(returning["member_name"]) == ["Ann"] and list(returning["events"]) == [2]
+    assert any("Topics: Hiking" in m.value for m in at.markdown)
+
+
+def test_search_finds_events_and_groups_by_name_or_id_and_unknown_ids_are_named(lake):
+    at = events_page()
+    at.text_input(key="events_search").set_value("walk").run()
+    assert not at.exception and any("event: Walk" in m.value for m in at.markdown)
+    at.text_input(key="events_search").set_value("2").run()
+    assert any("group: Coders" in m.value for m in at.markdown)
+    assert "no event nope in silver" in infos(events_page(event_id="nope"))
+    assert events_page(group_id="x").error[0].value == "A group id is a number, not 'x'."
