@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -180,3 +181,22 @@ def test_search_finds_events_and_groups_by_name_or_id_and_unknown_ids_are_named(
     assert any("group: Coders" in m.value for m in at.markdown)
     assert "no event nope in silver" in infos(events_page(event_id="nope"))
     assert events_page(group_id="x").error[0].value == "A group id is a number, not 'x'."
+
+
+def test_the_as_of_line_follows_an_injected_lag(lake):
+    """A gold batch that landed 3 s ago with RSVPs 45 s behind Kafka, gold running: amber, in words."""
+    from deltalake import write_deltalake
+
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    gold = lake / "g1" / "gold"
+    batch = {"stage": ["gold"], "query": ["gold-rsvps"], "batch_id": [7], "rows": [20], "p50_ms": [30_000],
+             "p95_ms": [45_000], "max_ms": [46_000], "visible_at": [now - pd.Timedelta(seconds=3)]}  # fmt: skip
+    write_deltalake(str(gold / "freshness"), pd.DataFrame(batch), mode="append")
+    run_ = {"query": ["gold-rsvps"], "run_id": "r", "batch_id": [8], "batch_started": [now - pd.Timedelta(seconds=1)],
+            "input_rows": [0], "input_rows_per_s": [0.0], "processed_rows_per_s": [0.0], "batch_ms": [900],
+            "add_batch_ms": [800], "kafka_offsets_behind_max": [0], "kafka_offsets_behind_avg": [0.0]}  # fmt: skip
+    write_deltalake(str(gold / "pipeline_metrics"), pd.DataFrame(run_), mode="append")
+    at = run("live")
+    assert not at.error and not at.success
+    behind = r"Behind: the newest RSVPs here were 45 s behind Kafka \(landed \d s ago\)\."
+    assert re.fullmatch(behind, at.warning[0].value), at.warning[0].value

@@ -8,6 +8,7 @@ Screenshots of every page are kept in tests/artifacts/screenshots/ (not committe
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,8 +35,8 @@ pytestmark = pytest.mark.integration
 
 SHOTS = PROJECT_ROOT / "tests" / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-PAGES = {"live": "Live", "regions": "Regions", "categories": "Categories and topics", "model": "Model",
-         "health": "Pipeline health", "query": "Query the PostgreSQL mirror"}  # fmt: skip
+PAGES = {"live": "Live", "regions": "Regions", "categories": "Categories and topics", "events": "Events and groups",
+         "model": "Model", "health": "Pipeline health", "query": "Query the PostgreSQL mirror"}  # fmt: skip
 
 
 def free_port() -> int:
@@ -136,6 +137,18 @@ def plotted_points(page) -> list[int]:
     )
 
 
+def topic_bars(page) -> dict | None:
+    """The top-topics chart's bars and the names on its axis (None until it is drawn)."""
+    return page.evaluate(
+        "() => { const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p =>"
+        " (p.querySelector('.gtitle') || {}).textContent?.startsWith('Top topics'));"
+        " if (!plot) return null;"
+        " const bars = plot.querySelectorAll('.trace.bars .point').length;"
+        " const labels = [...plot.querySelectorAll('.ytick text')].filter(t => t.textContent.trim()).length;"
+        " return bars ? {bars, labels} : null; }"
+    )
+
+
 def metric(page, label: str) -> int | None:
     found = page.locator('[data-testid="stMetric"]', has_text=label)
     if not found.count():
@@ -155,10 +168,13 @@ def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, 
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
     assert drawn, f"points per chart on the live page: {plotted_points(page)} (see {SHOTS / 'live.png'})"
+    # how far behind Kafka it is, in words: a running demo is fresh or behind, never stalled
+    banner = page.get_by_text(re.compile(r"^(Fresh|Behind): the newest RSVPs here were \d+ (s|min) behind Kafka"))
+    assert banner.count() == 1, page.locator('[data-testid="stAlert"]').all_inner_texts()
     assert not page.locator('[data-testid="stException"]').count()
 
 
-@pytest.mark.parametrize("path", ["regions", "categories", "model", "health", "query"])
+@pytest.mark.parametrize("path", ["regions", "categories", "events", "model", "health", "query"])
 def test_every_page_loads_without_an_exception(system, browser, path):
     url = system.url
     page = open_page(browser, f"{url}/{path}", PAGES[path])
@@ -166,6 +182,9 @@ def test_every_page_loads_without_an_exception(system, browser, path):
     assert not page.locator('[data-testid="stException"]').count()
     if path in ("regions", "health"):
         assert wait_until(lambda: any(n > 0 for n in plotted_points(page)), timeout=120), f"{path}: no chart data"
+    if path == "categories":  # the top topics: as many names on the axis as bars
+        labelled = wait_until(lambda: topic_bars(page), timeout=240)
+        assert labelled and labelled["bars"] == labelled["labels"] > 0, labelled
     if path == "health":  # the chart of where each query's batch time goes, drawn with its phases named
         phases = page.get_by_text("Where a batch's time goes")
         assert wait_until(lambda: phases.count() > 0, timeout=180), "health: no batch phases chart"
@@ -174,6 +193,9 @@ def test_every_page_loads_without_an_exception(system, browser, path):
         assert wait_until(lambda: named.count() > 0, timeout=300), "health: gold's phases are not drawn"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 800})  # a laptop's screen
+    page.screenshot(path=str(SHOTS / f"{path}-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1800})
     if path == "health":  # and the phases chart, below the fold (Streamlit scrolls inside its own container:
         # a screenshot of the chart's element is scrolled to it, where a page screenshot shows the top)
         chart = page.locator('[data-testid="stPlotlyChart"]', has_text="Where a batch's time goes").first
