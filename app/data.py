@@ -257,6 +257,20 @@ def regions(lake: Lakehouse, level: str = "country") -> pd.DataFrame:
     return df.groupby(keys, as_index=False, dropna=False)[["yes", "no", "guests"]].sum()
 
 
+def city_points(lake: Lakehouse) -> pd.DataFrame:
+    """yes / no / guests per city (as `regions(lake, "city")`) with a place on the map: the mean lat/lon of the
+    city's groups (silver `groups`); cities whose groups have no coordinates are left out."""
+    cities = regions(lake, "city")
+    groups = lake.table("silver", "groups", ["group_country", "group_city", "group_lat", "group_lon"])
+    places = (
+        groups.dropna(subset=["group_lat", "group_lon"])
+        .groupby(["group_country", "group_city"], as_index=False)[["group_lat", "group_lon"]]
+        .mean()
+        .rename(columns={"group_country": "country", "group_city": "city", "group_lat": "lat", "group_lon": "lon"})
+    )
+    return cities.merge(places, on=["country", "city"], how="inner")
+
+
 def iso3(alpha_2: str | None) -> str | None:
     """Plotly's world map wants ISO 3166 alpha-3 codes; the stream has lower-case alpha-2."""
     import pycountry

@@ -18,6 +18,14 @@ if countries is not None:
     chart = px.choropleth(shown.dropna(subset=["iso3"]), locations="iso3", color=measure, hover_name="iso2",
                           title=f"{measure} by group country", color_continuous_scale="Blues")  # fmt: skip
     st.plotly_chart(chart, key="regions_map", config=OFFLINE_MAPS)
+    points = load(lambda: data.city_points(lh))
+    if points is not None and len(points):
+        shown_points = points[points[measure] > 0]
+        chart = px.scatter_geo(shown_points, lat="lat", lon="lon", size=measure, hover_name="city",
+                               hover_data={"country": True, measure: True, "lat": False, "lon": False},
+                               title=f"{measure} by city (groups' places)", size_max=30)  # fmt: skip
+        chart.update_geos(showcountries=True, countrycolor="#BDBDBD", showland=True, landcolor="#F5F5F5")
+        st.plotly_chart(chart, key="cities_map", config=OFFLINE_MAPS)
     cities = load(lambda: data.regions(lh, "city"))
     if cities is not None:
         chosen = st.multiselect("Countries", sorted(cities["country"].dropna().unique()), key="regions_countries")

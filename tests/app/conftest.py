@@ -80,7 +80,7 @@ def silver_tables() -> dict[str, pd.DataFrame]:
     return {
         "groups": pd.DataFrame(
             {"group_id": [1, 2], "group_name": ["Hikers", "Coders"], "group_city": ["New York", "London"],
-             "group_country": ["us", "gb"]}
+             "group_country": ["us", "gb"], "group_lat": [40.7, 51.5], "group_lon": [-74.0, -0.1]}
         ),
         "topics": pd.DataFrame({"urlkey": ["hiking", "tech"], "topic_name": ["Hiking", "Technology"]}),
         "group_topics": pd.DataFrame({"group_id": [1], "urlkey": ["hiking"], "topic_name": ["Hiking"]}),

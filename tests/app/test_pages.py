@@ -56,7 +56,9 @@ def test_the_live_page_keeps_the_users_selection_across_a_rerun(lake):
 
 def test_regions_draws_the_map_and_filters_cities(lake):
     at = run("regions")
-    assert not at.exception and charts(at) == 1
+    assert not at.exception and charts(at) == 2  # countries, cities
+    cities = figures(at)[1]["data"][0]
+    assert (cities["type"], sorted(cities["hovertext"])) == ("scattergeo", ["London", "New York"])
     at.multiselect(key="regions_countries").set_value(["gb"]).run()
     assert list(at.dataframe[0].value["city"]) == ["London"]
 
@@ -137,8 +139,8 @@ def test_bar_charts_name_every_bar_and_say_what_their_colours_mean(lake):
 
 
 def test_the_regions_map_gets_the_apps_own_country_outlines(lake):
-    (chart,) = run("regions").get("plotly_chart")
-    assert json.loads(chart.proto.config)["topojsonURL"] == "/app/static/topojson/"
+    for chart in run("regions").get("plotly_chart"):  # both maps
+        assert json.loads(chart.proto.config)["topojsonURL"] == "/app/static/topojson/"
     served = PROJECT_ROOT / "app" / "static" / "topojson" / "world_110m.json"
     countries = json.loads(served.read_text())["objects"]["countries"]["geometries"]
     assert {"USA", "GBR", "IND", "BRA"} <= {country.get("id") for country in countries}
