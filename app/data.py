@@ -392,8 +392,14 @@ def group_view(lake: Lakehouse, group_id: int) -> dict:
     if len(events):
         events = events.merge(event_counts(lake, list(events["event_id"])), on="event_id", how="left")
         events[["yes", "no"]] = events[["yes", "no"]].fillna(0).astype(int)
-    try:
-        topics = lake.table("silver", "group_topics", ["urlkey", "topic_name"], filters=[("group_id", "=", group_id)])
+    try:  # 3NF: the pairs in group_topics, the names in topics
+        topics = lake.table("silver", "group_topics", ["urlkey"], filters=[("group_id", "=", group_id)])
+        if len(topics):
+            names = lake.table("silver", "topics", ["urlkey", "topic_name"],
+                               filters=[("urlkey", "in", list(topics["urlkey"]))])  # fmt: skip
+            topics = topics.merge(names, on="urlkey", how="left")
+        else:
+            topics["topic_name"] = pd.Series(dtype=str)
     except NoData:
         topics = pd.DataFrame(columns=["urlkey", "topic_name"])
     returning = pd.DataFrame(columns=["member_id", "member_name", "events", "yes"])

@@ -16,7 +16,9 @@ PAGES = [
     st.Page("views/query.py", title="Query", icon=":material/database:"),
 ]
 
-st.set_page_config(page_title="meetup-rsvps", layout="wide")
+# An emoji favicon for every page: a page's material icon would become a favicon fetched from Google's font
+# CDN (Streamlit does that), and nothing of the app's may leave the machine.
+st.set_page_config(page_title="meetup-rsvps", page_icon="📊", layout="wide")
 if login_required():  # shared off loopback (meetup-app --address ...): nothing before the identity provider
     if not st.user.is_logged_in:
         st.title("meetup-rsvps")
@@ -25,4 +27,6 @@ if login_required():  # shared off loopback (meetup-app --address ...): nothing 
         st.stop()
     st.sidebar.caption(f"Logged in as {st.user.get('email') or st.user.get('name') or 'you'}")
     st.sidebar.button("Log out", on_click=st.logout)
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+st.set_page_config(page_icon="📊")  # after the navigation, which sets the page's own icon as the favicon
+page.run()

@@ -18,6 +18,14 @@ REFRESH = "5s"
 OFFLINE_MAPS = {"topojsonURL": "/app/static/topojson/"}
 
 
+def whole_world(fig) -> None:
+    """The whole world, land and borders drawn: plotly express zooms a map to its data's bounding box, which
+    for countries on both sides of the Pacific centres the map on the ocean."""
+    fig.update_geos(fitbounds=False, projection_type="natural earth", showland=True, landcolor="#F3F3F3",
+                    showcountries=True, countrycolor="#BDBDBD", showframe=False)  # fmt: skip
+    fig.update_layout(margin={"l": 0, "r": 0, "b": 0})
+
+
 def settings() -> Settings:
     """Read on every run (cheap): the environment wins, as for every other command."""
     return load_settings()

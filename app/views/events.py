@@ -12,6 +12,9 @@ from app.ui import lake, link, load
 st.title("Events and groups")
 lh = lake()
 params = st.query_params
+# Written back as they are: a link to this same page (event -> its group) changes the parameters but not
+# the address bar, and an address that says what is shown is the point of a deep link.
+params.from_dict(params.to_dict())
 text = st.text_input("Search events and groups by name or id", key="events_search", placeholder="e.g. hiking, 1234")
 if text:
     found = load(lambda: data.search(lh, text))

@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import data
-from app.ui import OFFLINE_MAPS, lake, load
+from app.ui import OFFLINE_MAPS, lake, load, whole_world
 
 st.title("Regions")
 lh = lake()
@@ -16,7 +16,9 @@ if countries is not None:
     shown = countries.assign(iso2=countries["country"].str.upper())
     shown["iso3"] = shown["country"].map(data.iso3)
     chart = px.choropleth(shown.dropna(subset=["iso3"]), locations="iso3", color=measure, hover_name="iso2",
-                          title=f"{measure} by group country", color_continuous_scale="Blues")  # fmt: skip
+                          title=f"{measure} by group country", color_continuous_scale="Blues",
+                          range_color=(0, max(1, int(shown[measure].max()))))  # fmt: skip
+    whole_world(chart)
     st.plotly_chart(chart, key="regions_map", config=OFFLINE_MAPS)
     points = load(lambda: data.city_points(lh))
     if points is not None and len(points):
@@ -24,7 +26,7 @@ if countries is not None:
         chart = px.scatter_geo(shown_points, lat="lat", lon="lon", size=measure, hover_name="city",
                                hover_data={"country": True, measure: True, "lat": False, "lon": False},
                                title=f"{measure} by city (groups' places)", size_max=30)  # fmt: skip
-        chart.update_geos(showcountries=True, countrycolor="#BDBDBD", showland=True, landcolor="#F5F5F5")
+        whole_world(chart)
         st.plotly_chart(chart, key="cities_map", config=OFFLINE_MAPS)
     cities = load(lambda: data.regions(lh, "city"))
     if cities is not None:

@@ -83,7 +83,7 @@ def silver_tables() -> dict[str, pd.DataFrame]:
              "group_country": ["us", "gb"], "group_lat": [40.7, 51.5], "group_lon": [-74.0, -0.1]}
         ),
         "topics": pd.DataFrame({"urlkey": ["hiking", "tech"], "topic_name": ["Hiking", "Technology"]}),
-        "group_topics": pd.DataFrame({"group_id": [1], "urlkey": ["hiking"], "topic_name": ["Hiking"]}),
+        "group_topics": pd.DataFrame({"group_id": [1], "urlkey": ["hiking"]}),
         "events": pd.DataFrame(
             {"event_id": ["e1", "e2", "e3"], "group_id": [1, 2, 1], "venue_id": [10, None, None],
              "event_name": ["Walk", "Talk", "Climb"], "event_url": ["https://meetup.com/e1", None, None],
