@@ -54,7 +54,7 @@ test: stack-up ## set up, start the stack and run the test suite (not the slow m
 test-slow: stack-up ## only the slow tests: 20 kills, service restarts, cluster kills, long compaction, scoring form (~75 min)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test-unit: venv ## the tests that need no service
+test-unit: jars ## the tests that need no service (Spark runs locally with the jars, no stack)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: stack-up ## every benchmark, then bench/results/summary.md and summary.png (about 2 hours on 2 cores)

@@ -25,7 +25,7 @@ from deltalake import DeltaTable
 from common.settings import Settings
 from common.store import Store
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
-from pipelines import generations
+from pipelines import generations, heartbeat
 from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate
 
 CHAIN = "make demo (or meetup-chain)"
@@ -504,21 +504,22 @@ def _span(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def as_of(newest_batch: dict | None, last_run: pd.Timestamp | None, now: pd.Timestamp) -> AsOf:
-    """newest_batch: gold's newest freshness row (p95_ms, visible_at), None before any; last_run: when gold's
-    newest batch started, with rows or without (pipeline_metrics), None before any."""
+def as_of(newest_batch: dict | None, alive_at: pd.Timestamp | None, now: pd.Timestamp) -> AsOf:
+    """newest_batch: gold's newest freshness row (p95_ms, visible_at), None before any; alive_at: when gold's
+    query was last seen running (the chain's heartbeat), None when it is known not to run."""
     now = _utc(now)
-    idle = (now - _utc(last_run)).total_seconds() if last_run is not None else None
+    idle = (now - _utc(alive_at)).total_seconds() if alive_at is not None else None
+    running = idle is not None and idle <= STALLED_S
     if newest_batch is None:
-        if idle is not None and idle <= STALLED_S:
+        if running:
             return AsOf("fresh", "The chain is running; no RSVP has reached gold yet.")
         return AsOf("stalled", f"No RSVP has reached gold yet, and its query is not running: start {CHAIN}.")
     lag = newest_batch["p95_ms"] / 1000 if newest_batch.get("p95_ms") is not None else None
     landed = (now - _utc(newest_batch["visible_at"])).total_seconds()
     behind = f"{_span(lag)} behind Kafka" if lag is not None else "of unknown lag"
-    if idle is None or idle > STALLED_S:
-        since = _span(idle if idle is not None else landed)
-        return AsOf("stalled", f"Stalled: gold has not run for {since}; its last RSVPs were {behind}.", lag, landed)
+    if not running:
+        since = f"has not been seen running for {_span(idle)}" if idle is not None else "is not running"
+        return AsOf("stalled", f"Stalled: gold's query {since}; its last RSVPs were {behind}.", lag, landed)
     if lag is not None and lag > BEHIND_S:
         return AsOf("behind", f"Behind: the newest RSVPs here were {behind} (landed {_span(landed)} ago).", lag, landed)
     quiet = f"; no new RSVPs for {_span(landed)}" if landed > 60 else ""
@@ -527,7 +528,8 @@ def as_of(newest_batch: dict | None, last_run: pd.Timestamp | None, now: pd.Time
 
 
 def as_of_now(lake: Lakehouse, now: pd.Timestamp | None = None) -> AsOf:
-    """as_of from the lakehouse: gold's freshness rows and its batches in pipeline_metrics."""
+    """as_of from the lakehouse: gold's freshness rows, and the chain's heartbeat (pipelines/heartbeat.py);
+    a generation written before heartbeats falls back on gold's newest batch in pipeline_metrics."""
     now = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
     try:
         rows = lake.newest("gold", "freshness", "visible_at", 20)
@@ -535,6 +537,13 @@ def as_of_now(lake: Lakehouse, now: pd.Timestamp | None = None) -> AsOf:
         newest_batch = rows.iloc[-1].to_dict() if len(rows) else None
     except NoData:
         newest_batch = None
+    try:
+        beat = heartbeat.last(lake.settings, lake.generation)
+    except Exception as error:  # boto3 raises many kinds for an endpoint that is down
+        raise ServiceDown(f"the object store at {lake.settings.s3.endpoint} does not answer ({error})") from error
+    if beat is not None:
+        at, running = beat
+        return as_of(newest_batch, pd.Timestamp(at) if HOT_QUERY in running else None, now)
     try:
         runs = lake.newest("gold", "pipeline_metrics", "batch_started", 50, ["query", "batch_started"])
         runs = runs[runs["query"] == HOT_QUERY]

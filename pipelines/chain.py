@@ -20,7 +20,7 @@ from pyspark.sql import SparkSession
 from common import health
 from common.settings import STREAMS, Settings
 from common.spark import build_spark
-from pipelines import checkpoints, generations
+from pipelines import checkpoints, generations, heartbeat
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
@@ -154,7 +154,7 @@ def run_chain(
                 starters,
                 stop_event or threading.Event(),
                 progress_every,
-                lambda: listener.flush(spark, layout),
+                lambda: flush_and_beat(spark, settings, layout, listener),
                 lambda name: checkpoints.mark(settings, layout, name),
             )
             listener.backfill(queries)  # batches whose progress event is still on its way
@@ -167,6 +167,20 @@ def run_chain(
             vacuums.stop()
         spark.streams.removeListener(listener)
         listener.flush(spark, layout)
+        _beat(settings, layout, [])  # stopped: the app's "as of" says so
+
+
+def flush_and_beat(spark: SparkSession, settings: Settings, layout: Layout, listener: MetricsListener) -> None:
+    """The chain's periodic bookkeeping: the metrics buffered since the last flush, and the heartbeat."""
+    listener.flush(spark, layout)
+    _beat(settings, layout, [query.name for query in spark.streams.active if query.name])
+
+
+def _beat(settings: Settings, layout: Layout, running: list[str]) -> None:
+    try:
+        heartbeat.beat(settings, layout.generation, running)
+    except Exception as error:  # noqa: BLE001 - a missed beat only makes the app say "stalled" sooner
+        print(f"chain: heartbeat not written: {error}", file=sys.stderr, flush=True)
 
 
 def mirror_stage(stages: tuple[str, ...], streams: tuple[str, ...], mirror_to_postgres: bool = True) -> str | None:

@@ -39,11 +39,11 @@ def test_live_shows_totals_rate_groups_and_the_scored_feed(lake):
     assert [m.value for m in at.metric] == ["40", "9", "3"]
     assert charts(at) == 3  # rate, top groups, yes/no
     feed = at.dataframe[0].value
-    assert list(feed["group_name"]) == ["Hikers", "Coders"] or set(feed["group_name"]) == {"Hikers", "Coders"}
+    assert sorted(feed["group_name"]) == ["Coders", "Hikers"]  # both scored at the same instant: either order
     assert {"probability_yes", "model_version", "answer"} <= set(feed.columns)
-    # gold's newest batch is days old and no gold batch has run since: red, in words
+    # gold's newest batch is days old and gold has not run since: red, in words
     assert len(at.error) == 1 and not at.success
-    stalled = r"Stalled: gold has not run for [\d.]+ h; its last RSVPs were 7 s behind Kafka\."
+    stalled = r"Stalled: gold's query is not running; its last RSVPs were 7 s behind Kafka\."
     assert re.fullmatch(stalled, at.error[0].value), at.error[0].value
 
 
@@ -202,3 +202,23 @@ def test_the_as_of_line_follows_an_injected_lag(lake):
     assert not at.error and not at.success
     behind = r"Behind: the newest RSVPs here were 45 s behind Kafka \(landed \d s ago\)\."
     assert re.fullmatch(behind, at.warning[0].value), at.warning[0].value
+
+
+def test_the_as_of_line_follows_the_chains_heartbeat(lake):
+    """Gold running (its heartbeat 2 s old) and its newest batch 4 s behind: green; the chain stopped: red."""
+    from deltalake import write_deltalake
+
+    from common.settings import load_settings
+    from pipelines import heartbeat
+
+    now = pd.Timestamp.now(tz="UTC")
+    landed = now.floor("s") - pd.Timedelta(seconds=5)
+    batch = {"stage": ["gold"], "query": ["gold-rsvps"], "batch_id": [9], "rows": [5], "p50_ms": [3_000],
+             "p95_ms": [4_000], "max_ms": [4_100], "visible_at": [landed]}  # fmt: skip
+    write_deltalake(str(lake / "g1" / "gold" / "freshness"), pd.DataFrame(batch), mode="append")
+    heartbeat.beat(load_settings(), "g1", ["bronze-rsvps", "gold-rsvps"], now=now - pd.Timedelta(seconds=2))
+    at = run("live")
+    assert not at.error and not at.warning
+    assert at.success[0].value.startswith("Fresh: the newest RSVPs here were 4 s behind Kafka (landed ")
+    heartbeat.beat(load_settings(), "g1", [])  # the chain stopped
+    assert run("live").error[0].value == "Stalled: gold's query is not running; its last RSVPs were 4 s behind Kafka."
