@@ -226,9 +226,10 @@ def top_groups(lake: Lakehouse) -> pd.DataFrame:
         names = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"],
                            filters=[("group_id", "in", [int(g) for g in groups["group_id"]])])  # fmt: skip
         groups = groups.merge(names, on="group_id", how="left")
-        groups["group_name"] = groups["group_name"].fillna(groups["group_id"].astype(str))
+        # silver (the slow path) may not have a group the hot path counted yet: name it by its id, as such
+        groups["group_name"] = groups["group_name"].fillna("group " + groups["group_id"].astype(str))
     except NoData:
-        groups["group_name"] = groups["group_id"].astype(str)
+        groups["group_name"] = "group " + groups["group_id"].astype(str)
     return groups.sort_values("yes", ascending=False)
 
 

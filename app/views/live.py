@@ -25,7 +25,8 @@ def live() -> None:
         guests.metric("guests (of yes)", f"{totals['guests']:,}")
     rate = load(lambda: data.rate_per_minute(lh, minutes))
     if rate is not None:
-        chart = px.bar(rate, x="minute", y=["yes", "no"], title="RSVPs per minute (stream time)")
+        chart = px.bar(rate, x="minute", y=["yes", "no"], title="RSVPs per minute (stream time)",
+                       labels={"value": "RSVPs", "variable": "answer", "minute": ""})  # fmt: skip
         st.plotly_chart(chart, key="rate_chart")
     left, right = st.columns(2)
     with left:
