@@ -51,6 +51,7 @@ def test_an_event_opened_from_its_deep_link_shows_the_independently_computed_cou
     page.goto(f"{url}/events?event_id={busiest}")
     page.get_by_role("heading", name="Events and groups").first.wait_for(timeout=60_000)
     page.locator('[data-testid="stMetric"]').first.wait_for(timeout=60_000)
+    page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=60_000)  # drawn after the numbers
     assert not page.locator('[data-testid="stException"]').count()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "event.png"), full_page=True)
