@@ -66,29 +66,29 @@ class Store:
         """
         if self.s3:
             prefix = self._key(under) + "/" if (self.prefix or under) else ""
-            names, token = [], None
-            while True:
-                extra = {"ContinuationToken": token} if token else {}
-                page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **extra)
-                names += [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for p in page.get("CommonPrefixes", [])]
-                token = page.get("NextContinuationToken")
-                if not token:
-                    return sorted(name for name in names if self.exists(f"{under}/{name}" if under else name))
+            names = [p["Prefix"].rstrip("/").rsplit("/", 1)[-1] for page in self._pages(prefix)
+                     for p in page.get("CommonPrefixes", [])]  # fmt: skip
+            return sorted(name for name in names if self.exists(f"{under}/{name}" if under else name))
         path = self.local / under
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.exists() else []
+
+    def _pages(self, prefix: str):
+        """Every page of a one-level listing under `prefix` (S3 returns at most 1,000 keys a page)."""
+        token = None
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **extra)
+            yield page
+            token = page.get("NextContinuationToken")
+            if not token:
+                return
 
     def files(self, under: str) -> list[str]:
         """Names of the objects directly under `under` (not deeper), sorted."""
         if self.s3:
             prefix = self._key(under) + "/"
-            names, token = [], None
-            while True:
-                extra = {"ContinuationToken": token} if token else {}
-                page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **extra)
-                names += [item["Key"][len(prefix) :] for item in page.get("Contents", [])]
-                token = page.get("NextContinuationToken")
-                if not token:
-                    return sorted(name for name in names if name)
+            names = [item["Key"][len(prefix) :] for page in self._pages(prefix) for item in page.get("Contents", [])]
+            return sorted(name for name in names if name)
         path = self.local / under
         return sorted(p.name for p in path.iterdir() if p.is_file()) if path.exists() else []
 

@@ -26,14 +26,15 @@ def _marker(layout: Layout, query: str) -> str:
     return f"{layout.generation}/{MARKERS}/{query}"
 
 
-def _offsets(layout: Layout, query: str) -> str:
-    return f"{layout.generation}/_checkpoints/{query}/offsets/"
+def offsets_log(layout: Layout, query: str) -> str:
+    """A query's offset log (one object per batch id), relative to the lakehouse root, as Store names it."""
+    return f"{layout.generation}/_checkpoints/{query}/offsets"
 
 
 def check(settings: Settings, layout: Layout, queries: list[str]) -> None:
     """Raise LostCheckpoint naming every query whose marker exists without its checkpoint."""
     store = Store(settings)
-    lost = [q for q in queries if store.exists(_marker(layout, q)) and not store.exists(_offsets(layout, q))]
+    lost = [q for q in queries if store.exists(_marker(layout, q)) and not store.exists(offsets_log(layout, q) + "/")]
     if lost:
         raise LostCheckpoint(
             f"the checkpoint of {', '.join(lost)} under {layout.checkpoint('')} is gone, but "

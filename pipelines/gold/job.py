@@ -40,6 +40,7 @@ from common.settings import Settings
 from common.spark import HOT_POOL, SLOW_POOL, in_pool, use_pool
 from common.store import Store
 from ml.categories import group_topic_sets, load_assigner
+from pipelines import checkpoints
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
 from pipelines.delta_io import append_once, idempotent_merge, newest_merge
@@ -373,7 +374,7 @@ def refuse_bronze_checkpoint(settings: Settings, layout: Layout) -> None:
     Kafka source cannot continue from; a new checkpoint would start at batch 0 and have its batches skipped
     as already applied (Delta transaction ids): so such a generation is refused, with the way out."""
     store = Store(settings)
-    offsets = f"{layout.generation}/_checkpoints/{QUERY}/offsets"
+    offsets = checkpoints.offsets_log(layout, QUERY)
     batches = [int(name) for name in store.files(offsets) if name.isdigit()]
     newest = store.read(f"{offsets}/{max(batches)}") if batches else None
     if newest and b"reservoirId" in newest:  # a Delta source's offset, not Kafka's
