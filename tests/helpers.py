@@ -91,3 +91,23 @@ def serving_in_a_thread(server, scheme: str = "ws") -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(10)
+
+
+def sequence_difference(got: list[bytes], want: list[bytes]) -> str | None:
+    """None when `got` is `want`; else one short line saying how they differ (lengths, duplicates, missing
+    and extra items, the first differing index), so a failure over thousands of messages reads at a glance
+    instead of as a diff of megabytes."""
+    if got == want:
+        return None
+    seen: set[bytes] = set()
+    duplicates = sum(1 for item in got if item in seen or seen.add(item))
+    missing, extra = len(set(want) - set(got)), len(set(got) - set(want))
+    index = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+
+    def short(items: list[bytes]) -> str:
+        return repr(items[index][:60]) if index < len(items) else "(the end)"
+
+    return (
+        f"{len(got)} received for {len(want)} expected: {duplicates} duplicated, {missing} missing, {extra} "
+        f"unexpected; first difference at index {index}: got {short(got)}, expected {short(want)}"
+    )

@@ -19,7 +19,13 @@ from ingest.protocol import extract_key
 from ingest.server import Pace, ReplayServer
 from stack import kafka as kafka_service
 from tests.conftest import new_name
-from tests.helpers import capture_frames, consume_messages, consume_with_coordinates, serving_in_a_thread
+from tests.helpers import (
+    capture_frames,
+    consume_messages,
+    consume_with_coordinates,
+    sequence_difference,
+    serving_in_a_thread,
+)
 from tests.integration.lakehouse import assert_every_table_exact, isolated, run_available_now
 
 pytestmark = pytest.mark.integration
@@ -40,7 +46,8 @@ def consume_all(settings: Settings, topic: str, expected: int) -> list:
 def assert_exactly_once_in_order(messages: list, sent: list[bytes], scheme: str = "ws") -> None:
     values = [m.value() for m in messages]
     assert len(values) == len(sent), f"{len(values)} in Kafka for {len(sent)} frames sent"
-    assert sorted(values) == sorted(sent), "byte-identical, nothing lost, nothing doubled"
+    difference = sequence_difference(sorted(values), sorted(sent))
+    assert difference is None, f"byte-identical, nothing lost, nothing doubled: {difference}"
     sent_by_key: dict[bytes | None, list[bytes]] = {}
     for frame in sent:
         sent_by_key.setdefault(_key(frame), []).append(frame)
@@ -52,7 +59,8 @@ def assert_exactly_once_in_order(messages: list, sent: list[bytes], scheme: str 
         if key is None:
             continue  # unkeyed frames are spread over partitions: no order to keep
         assert len({partition for partition, _, _ in versions}) == 1, f"key {key!r} in one partition"
-        assert [value for _, _, value in sorted(versions)] == sent_by_key[key], f"order of key {key!r}"
+        difference = sequence_difference([value for _, _, value in sorted(versions)], sent_by_key[key])
+        assert difference is None, f"order of key {key!r}: {difference}"
 
 
 def _key(frame: bytes) -> bytes | None:
@@ -116,7 +124,8 @@ def test_malformed_frames_are_produced_as_received_and_unkeyed_ones_counted(stac
     stats = ingest.counters.snapshot()
     assert stats["unkeyed"] == sum(1 for frame in sent if _key(frame) is None) > 0
     messages = consume_all(settings, f"{unique}.rsvps", len(sent))
-    assert sorted(m.value() for m in messages) == sorted(sent)
+    difference = sequence_difference(sorted(m.value() for m in messages), sorted(sent))
+    assert difference is None, difference
 
 
 def test_a_broker_restart_during_ingest_loses_no_received_frame(stack, unique):
@@ -185,9 +194,11 @@ def test_curl_piped_into_kcat_fills_a_topic_the_chain_turns_into_exact_tables(st
     client = " ".join(f"-X {shlex.quote(f'{k}={v}')}" for k, v in settings.kafka.client_config.items())
     server = ReplayServer({"rsvps": lambda: iter(REAL)}, pace=Pace("max"))
     with serving_in_a_thread(server, "http") as url:
-        pipe = f"curl -sSN {url}/2/rsvps | kcat -P -b {bootstrap} {client} -t {topic} -p 0"
+        # idempotence, as README says: without it a produce request retried under load may double or reorder
+        pipe = f"curl -sSN {url}/2/rsvps | kcat -P -X enable.idempotence=true -b {bootstrap} {client} -t {topic} -p 0"
         subprocess.run(["bash", "-o", "pipefail", "-c", pipe], check=True, timeout=300)
     records = consume_with_coordinates(bootstrap, topic, len(REAL))
-    assert [value for _, _, value in records] == REAL, "one partition: every line once, in order, byte for byte"
+    difference = sequence_difference([value for _, _, value in records], REAL)
+    assert difference is None, f"one partition: every line once, in order, byte for byte: {difference}"
     layout = run_available_now(spark, settings)
     assert_every_table_exact(spark, settings, layout, records)  # silver, PostgreSQL, bronze and gold
