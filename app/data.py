@@ -294,7 +294,10 @@ def category_trends(lake: Lakehouse) -> pd.DataFrame:
     try:
         return lake.table("gold", "category_trends")
     except NoData as error:
-        raise NoData(f"{error} (categories appear once `make train` has run meetup-categories)") from error
+        raise NoData(
+            "no category trends yet: they appear once `make train` has fitted the categories (meetup-categories) "
+            "and the chain's next snapshot round, every 2 minutes, has counted them"
+        ) from error
 
 
 def pipeline_metrics(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:

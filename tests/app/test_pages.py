@@ -83,6 +83,11 @@ def test_pipeline_health_shows_freshness_rates_lag_phases_and_quarantine(lake):
     at = run("health")
     assert not at.exception and charts(at) == 5
     assert list(at.dataframe[0].value["reason"]) == ["bad_json"]
+    freshness, _, durations, *_ = figures(at)
+    # seconds, as a person reads a lag: the fixture's p95 of 4,000 and 7,000 ms
+    assert freshness["layout"]["yaxis"]["title"]["text"] == "seconds behind Kafka (p95)"
+    assert sorted(y for trace in freshness["data"] for y in values(trace["y"])) == [4.0, 7.0]
+    assert durations["layout"]["yaxis"]["title"]["text"] == "seconds"
 
 
 @pytest.mark.parametrize("page", ["live", "regions", "categories", "health"])
@@ -117,6 +122,17 @@ def test_the_query_page_shows_its_examples_and_names_a_database_that_is_down(mon
 def figures(at: AppTest) -> list[dict]:
     """The Plotly figures of a page, in order, as the browser gets them."""
     return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def values(array) -> list:
+    """A figure's data array as Python numbers: Plotly sends numeric arrays as typed, base64 buffers."""
+    if isinstance(array, dict) and "bdata" in array:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
 
 
 def test_bar_charts_name_every_bar_and_say_what_their_colours_mean(lake):
