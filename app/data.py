@@ -26,7 +26,7 @@ from common.settings import Settings
 from common.store import Store
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
 from pipelines import generations, heartbeat
-from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate
+from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate, net
 
 CHAIN = "make demo (or meetup-chain)"
 HOUR = pd.Timedelta(hours=1)
@@ -163,9 +163,11 @@ class Lakehouse:
         where: list[tuple] | None = None,
     ):
         """One count aggregate (aggregates.py): its rows of the long `counts` table, read from its partition
-        alone, as a table of its own. since_newest=(column, span): only rows within span of the column's
-        largest value in that partition (found from file statistics); where: more filters, delta-rs style."""
-        keep = aggregate(name).keys + MEASURES
+        alone and summed per key (a row is one batch's change), as a table of its own. since_newest=(column,
+        span): only keys within span of the column's largest value in that partition (found from file
+        statistics); where: more filters on the keys, delta-rs style."""
+        keys = aggregate(name).keys
+        keep = keys + MEASURES
         wanted = [c for c in (columns or keep) if c in keep]
         filters = [("aggregate", "=", name), *(where or [])]
         with self.delta("gold", COUNTS_TABLE) as table:
@@ -176,10 +178,10 @@ class Lakehouse:
                 newest = _stat(mine, f"max.{column}", max)
                 if newest is not None:
                     filters.append((column, ">=", newest - span.to_pytimedelta()))
-            df = table.to_pandas(columns=wanted, filters=filters)
+            df = table.to_pandas(columns=list(keep), filters=filters)  # every key, to sum a key's rows
         if df.empty and not where:
             raise NoData(f"no gold counts `{name}` yet in generation {self.generation}: run {CHAIN}")
-        return df
+        return net(df, keys)[wanted]
 
 
 def _stat(actions: pa.Table, field: str, pick):

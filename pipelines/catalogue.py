@@ -32,7 +32,7 @@ def _declare() -> tuple[Table, ...]:
         Table("silver", "batch_stats", ("query", "batch_id"), "rows in, valid, quarantined per batch"),
     ]
     gold = [
-        Table("gold", COUNTS_TABLE, ("aggregate", *COUNT_KEYS), "yes, no and guests per key of each aggregate"),
+        Table("gold", COUNTS_TABLE, ("aggregate", *COUNT_KEYS, "batch_id"), "each batch's change per key (folded)"),
         Table("gold", "rsvp_state", ("rsvp_id",), "gold's counted version of each RSVP"),
         Table("gold", "watermarks", ("version_partition", "batch_id"), "greatest mtime per Kafka partition"),
         Table("gold", "late_rsvps", ("version_partition", "version_offset"), "messages later than the watermark"),

@@ -22,6 +22,7 @@ from common.settings import STREAMS, Settings
 from common.spark import build_spark
 from pipelines import checkpoints, generations, heartbeat
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
+from pipelines.gold.fold import fold_counts
 from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 from pipelines.layout import Layout
@@ -159,6 +160,7 @@ def run_chain(
             )
             listener.backfill(queries)  # batches whose progress event is still on its way
             if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
+                fold_counts(spark, layout)  # the run's count changes, one row per key
                 rebuild_snapshots(spark, layout, settings)
     finally:
         if snapshots:

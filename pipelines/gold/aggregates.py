@@ -2,11 +2,14 @@
 
 Gold counts yes, no and guests under six sets of keys (the *aggregates*: per region and minute, per topic
 and hour, ...). They live in one long table, `gold/counts`, partitioned by `aggregate`: a row is one key of
-one aggregate, with the key columns that aggregate does not use left null. One table means one MERGE per
-gold batch instead of six (measured: six MERGEs side by side were the largest part of a gold batch, see
-README, "The hot path and the slow path").
+one aggregate, with the key columns that aggregate does not use left null.
 
-Each aggregate reads as a table of its own, its keys and measures only:
+A row is a change, not a total: each gold batch appends its net change per key (one blind append, the
+cheapest commit there is), and a key's count is the sum of its rows. The slow path folds the rows of past
+batches into one row per key now and then (gold/fold.py), so a reader sums a few rows, not thousands. See
+README, "The hot path and the slow path", for the measurements that led here (six MERGEs, then one).
+
+Each aggregate reads as a table of its own, its keys and net measures only:
 
     Lakehouse.counts("rsvps_by_region_minute")             # the app (pandas, one partition read)
     transforms.count_view(counts_df, "topics_by_hour")     # Spark
@@ -68,7 +71,16 @@ def arrow_schema() -> pa.Schema:
         [pa.field("aggregate", pa.string(), nullable=False)]
         + [pa.field(key, dtype) for key, dtype in COUNT_KEYS.items()]
         + [pa.field(m, pa.int64(), nullable=False) for m in MEASURES]
+        + [pa.field("batch_id", pa.int64())]
     )
+
+
+def net(df, keys):
+    """pandas rows of one aggregate -> one row per key with its summed measures, keys summing to zero left
+    out (as transforms.net_counts does in Spark)."""
+    measures = list(MEASURES)
+    summed = df.groupby(list(keys), dropna=False, sort=False)[measures].sum().reset_index()
+    return summed[(summed[measures] != 0).any(axis=1)].reset_index(drop=True)
 
 
 def long_table(frames: dict) -> pa.Table:
@@ -85,5 +97,6 @@ def long_table(frames: dict) -> pa.Table:
             columns[key] = df[key].reset_index(drop=True) if key in keys else pd.Series([None] * len(df), dtype=object)
         for m in MEASURES:
             columns[m] = df[m].reset_index(drop=True).astype("int64")
+        columns["batch_id"] = pd.Series([None] * len(df), dtype=object)
         parts.append(pa.Table.from_pandas(pd.DataFrame(columns), schema=schema, preserve_index=False))
     return pa.concat_tables(parts) if parts else schema.empty_table()

@@ -6,17 +6,18 @@ rather than after it. It parses and validates with silver's own code, so both se
 It is the chain's hot path (see README, "The hot path and the slow path"). Per micro-batch (foreachBatch):
 1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
 2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
-   every count aggregate and the replaced state's is taken back, in one MERGE into the long `counts` table
-   (aggregates.py). Side by side with it, each in a thread of its own: the batch's 3NF rows to PostgreSQL
+   every count aggregate and the replaced state's is taken back, as the batch's net change per key,
+   appended to the long `counts` table (aggregates.py; the slow path folds the changes, fold.py). Side by
+   side with it, each in a thread of its own: the batch's 3NF rows to PostgreSQL
    (mirror.py: ledger-guarded, exactly once), the new states into `rsvp_state`, the late rows, and the
    new per-partition maxima into `watermarks`;
 3. the batch's freshness (Kafka append -> visible in gold, i.e. the counts committed, and in PostgreSQL)
    is recorded with the metrics.
-The snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events filling fastest) are
-rebuilt from the counts by `SnapshotSchedule`, off the batch thread (an available-now run rebuilds them
-once, at its end).
+The counts fold and the snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events
+filling fastest) are the slow path's: `SnapshotSchedule` runs them off the batch thread (an available-now
+run, once at its end).
 
-Exactly once: the counts MERGE is not idempotent by itself (it adds), so it carries Delta's transaction
+Exactly once: the counts append is not idempotent by itself (it adds), so it carries Delta's transaction
 id (app id, batch id): a batch re-run after a crash skips it if it already committed. A re-run must compute
 the same deltas, so it reads the before-images from `rsvp_state` as it was before its first attempt: the
 state MERGE marks its commit with the batch, and a re-run whose state had committed reads the version
@@ -45,8 +46,9 @@ from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
 from pipelines.delta_io import append_once, idempotent_merge, newest_merge
 from pipelines.gold import transforms
-from pipelines.gold.aggregates import AGGREGATES, COUNT_KEYS, COUNTS_TABLE, MEASURES
-from pipelines.gold.schemas import COUNTS, LATE_RSVPS, RSVP_STATE, WATERMARKS
+from pipelines.gold.aggregates import AGGREGATES, COUNTS_TABLE
+from pipelines.gold.fold import fold_counts
+from pipelines.gold.schemas import COUNTS, COUNTS_PARTITIONS, LATE_RSVPS, RSVP_STATE, WATERMARKS
 from pipelines.gold.transforms import STATE_COLUMNS, count_view
 from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
@@ -76,17 +78,15 @@ class GoldBatch:
         self.layout = layout
         self.settings = settings  # where the category model is found, for category_trends
         self.lateness_ms = lateness_ms
-        # Snapshots are three more commits: rebuilt at most this often (None: never; the caller does it).
         self.query_name = QUERY
         self.app_id = f"{layout.generation}-{self.query_name}"
         # The hot path: the PostgreSQL mirror of the batch's 3NF rows runs beside the count MERGEs.
         self.mirror_to_postgres = mirror_to_postgres
         if mirror_to_postgres and settings is None:
             raise ValueError("the PostgreSQL mirror needs the settings")
-        # Delta's transaction id for a MERGE is a session setting: the counts MERGE gets a session of its own,
-        # so that it cannot leak into the mirror's jobs beside it (sessions share the SparkContext, not settings).
-        self.counts_session = spark.newSession()
-        self.state_session = spark.newSession()  # the state MERGE's transaction id, beside the counts'
+        # Delta's transaction id for a MERGE is a session setting: the state MERGE gets a session of its own,
+        # so that it cannot leak into the jobs beside it (sessions share the SparkContext, not settings).
+        self.state_session = spark.newSession()
         self._first_batch = True  # the first batch of a run may be one begun before a crash
 
     def path(self, name: str) -> str:
@@ -220,21 +220,10 @@ class GoldBatch:
         return late_count
 
     def _apply_counts(self, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> datetime:
-        """Every aggregate's net change, in one MERGE into the long counts table; returns when it committed."""
-        session = self.counts_session
-        deltas = transforms.all_count_deltas(new_states, old_states)
-        after = {m: f"t.{m} + s.{m}" for m in MEASURES}
-        on = "t.aggregate = s.aggregate AND " + transforms.null_safe_on(list(COUNT_KEYS))
-        merge = (
-            DeltaTable.forPath(session, self.path(COUNTS_TABLE))
-            .alias("t")
-            .merge(deltas.alias("s"), on)
-            # a key whose every RSVP moved away disappears, as it would from a fresh count
-            .whenMatchedDelete(condition="t.yes + s.yes = 0 AND t.no + s.no = 0")
-            .whenMatchedUpdate(set=after)
-            .whenNotMatchedInsertAll()
-        )
-        idempotent_merge(session, self.app_id, batch_id, merge)
+        """Every aggregate's net change, appended to the long counts table, into partitions of its own batch
+        (so it neither waits for nor conflicts with the fold, fold.py); returns when it committed."""
+        deltas = transforms.all_count_deltas(new_states, old_states, batch_id)
+        append_once(deltas, self.path(COUNTS_TABLE), self.app_id, batch_id)
         return datetime.now(timezone.utc)
 
 
@@ -272,9 +261,10 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
 
 
 class SnapshotSchedule:
-    """Rebuilds the snapshot tables every `every_s` seconds in a thread of its own, in the slow pool: they
-    read whole count tables, which took 26 s inside a gold batch under load (a spike in gold's freshness
-    every 30 s). Only this thread writes them. A failed rebuild is reported and tried again next time."""
+    """Folds the counts (fold.py) and rebuilds the snapshot tables every `every_s` seconds in a thread of its
+    own, in the slow pool: they read whole count tables, which took 26 s inside a gold batch under load (a
+    spike in gold's freshness every 30 s). Only this thread folds and writes snapshots. A failed round is
+    reported and tried again next time."""
 
     def __init__(self, spark: SparkSession, layout: Layout, settings: Settings | None, every_s: float = 60.0):
         self.spark, self.layout, self.settings, self.every_s = spark, layout, settings, every_s
@@ -293,10 +283,16 @@ class SnapshotSchedule:
         while not self._stop.wait(self.every_s):
             clock = PhaseClock("gold-snapshots", int(time.time()))
             try:
+                with clock.phase("fold counts"):
+                    folded = fold_counts(self.spark, self.layout)
+                    clock.rows = folded.rows_before if folded else 0
                 with clock.phase("snapshots"):
                     rebuild_snapshots(self.spark, self.layout, self.settings)
             except Exception as error:  # noqa: BLE001 - the next round tries again; the stream goes on
-                print(f"gold-snapshots: rebuild failed, tried again in {self.every_s:.0f}s: {error}", file=sys.stderr)
+                print(
+                    f"gold-snapshots: fold or rebuild failed, tried again in {self.every_s:.0f}s: {error}",
+                    file=sys.stderr,
+                )
             finally:
                 clock.close()
 
@@ -324,7 +320,15 @@ class OldLayoutError(RuntimeError):
 
 def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
     counts = layout.table("gold", COUNTS_TABLE)
-    if not DeltaTable.isDeltaTable(spark, counts):
+    if DeltaTable.isDeltaTable(spark, counts):
+        partitioned = DeltaTable.forPath(spark, counts).detail().first().partitionColumns
+        if list(partitioned) != list(COUNTS_PARTITIONS):  # totals MERGEd in place: batches cannot append
+            raise OldLayoutError(
+                f"generation {layout.generation} keeps its gold counts as totals ({counts}, partitioned by "
+                f"{', '.join(partitioned)}), an older layout this chain cannot continue: reprocess it into a new "
+                "generation, `make replay TO=<new generation>`, which rebuilds every table from Kafka"
+            )
+    else:
         old = layout.table("gold", AGGREGATES[0].name)
         if DeltaTable.isDeltaTable(spark, old):  # gold's state would subtract from counts that are not there
             raise OldLayoutError(
@@ -332,7 +336,9 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
                 "an older layout this chain cannot continue: reprocess it into a new generation, "
                 "`make replay TO=<new generation>`, which rebuilds every table from Kafka"
             )
-        DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy("aggregate").execute()
+        DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy(
+            *COUNTS_PARTITIONS
+        ).execute()
     for name, schema in {"rsvp_state": RSVP_STATE, "watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 

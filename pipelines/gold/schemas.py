@@ -50,9 +50,13 @@ LATE_RSVPS = _fields(
 
 KEY_TYPES = {key: _TS if key in ("minute", "hour") else _L if key == "group_id" else _S for key in COUNT_KEYS}
 
-# the long table of every count aggregate (aggregates.py), partitioned by `aggregate`
+# the long table of every count aggregate (aggregates.py); batch_id is the gold batch that appended a row, or
+# the last batch a folded row sums (fold.py). Partitioned by both: a reader reads one aggregate's files, and a
+# batch appends to partitions the fold does not touch.
 COUNTS = _fields(
     ("aggregate", _S, False),
     *((key, dtype, True) for key, dtype in KEY_TYPES.items()),
     *((m, _L, False) for m in MEASURES),
+    ("batch_id", _L, True),
 )
+COUNTS_PARTITIONS = ("aggregate", "batch_id")

@@ -138,8 +138,9 @@ def count_deltas(new_states: DataFrame, old_states: DataFrame, aggregate: Aggreg
     return summed.filter(" OR ".join(f"{m} != 0" for m in MEASURES))
 
 
-def all_count_deltas(new_states: DataFrame, old_states: DataFrame) -> DataFrame:
-    """Every aggregate's net change of one batch, as rows of the long counts table (see aggregates.py)."""
+def all_count_deltas(new_states: DataFrame, old_states: DataFrame, batch_id: int) -> DataFrame:
+    """Every aggregate's net change of one batch, as rows of the long counts table (see aggregates.py),
+    each tagged with the batch that appended it."""
     parts = []
     for agg in AGGREGATES:
         deltas = count_deltas(new_states, old_states, agg)
@@ -148,12 +149,19 @@ def all_count_deltas(new_states: DataFrame, old_states: DataFrame) -> DataFrame:
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    return union
+    return union.withColumn("batch_id", F.lit(batch_id).cast("long"))
+
+
+def net_counts(counts_df: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """A key's count is the sum of its rows (the batches' changes, and what the fold made of earlier ones);
+    a key whose every RSVP moved away sums to zero and is left out, as it would be from a fresh count."""
+    summed = counts_df.groupBy(*keys).agg(*(F.sum(m).alias(m) for m in MEASURES))
+    return summed.filter(" OR ".join(f"{m} != 0" for m in MEASURES))
 
 
 def count_view(counts_df: DataFrame, name: str) -> DataFrame:
-    """One aggregate of the long counts table, as a table of its own: its keys and measures."""
-    return counts_df.filter(F.col("aggregate") == name).select(*aggregate(name).keys, *MEASURES)
+    """One aggregate of the long counts table, as a table of its own: its keys and their net measures."""
+    return net_counts(counts_df.filter(F.col("aggregate") == name), aggregate(name).keys)
 
 
 def null_safe_on(keys: Sequence[str], left: str = "t", right: str = "s") -> str:

@@ -92,3 +92,18 @@ def test_batch_phases_are_mean_seconds_per_batch_in_batch_order_without_the_doub
         ("silver-rsvps", "parse and validate", 2.0, 2),  # (1 + 3) / 2 batches
         ("silver-rsvps", "merge", 5.0, 2),  # (4 + 6) / 2; silver's addBatch holds both, so it is left out
     ]
+
+
+def test_counts_sum_the_rows_of_a_key_over_batches_and_leave_out_keys_that_sum_to_zero(empty_lake, lh):
+    minute = H0 + timedelta(minutes=1)
+
+    def batch(groups: list, yes: list, no: list) -> None:  # one gold batch's net changes
+        append_counts(empty_lake, "groups_by_minute", pd.DataFrame(
+            {"minute": [minute] * len(groups), "group_id": groups, "yes": yes, "no": no, "guests": 0}
+        ))  # fmt: skip
+
+    batch([1, 2], [2, 1], [0, 0])
+    batch([1, 2], [-1, -1], [1, 0])  # group 1: a flip; group 2: its only RSVP moved away
+    df = lh.counts("groups_by_minute")
+    assert df[["group_id", "yes", "no"]].values.tolist() == [[1, 1, 1]]
+    assert lh.counts("groups_by_minute", ["minute", "yes"]).values.tolist() == [[pd.Timestamp(minute), 1]]

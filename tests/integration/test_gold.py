@@ -158,7 +158,7 @@ def test_a_batch_run_again_after_its_state_committed_but_not_its_counts_counts_o
         pass
 
     def crash(*_args):
-        raise Crash("the counts MERGE never committed")
+        raise Crash("the counts append never committed")
 
     crashing = GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)
     crashing._apply_counts = crash
@@ -190,3 +190,80 @@ def test_a_generation_whose_gold_streamed_from_bronze_is_refused_with_the_way_ou
     store.write(f"{offsets}/1", f"v1\n{metadata}\n{delta_offset}".encode())
     with pytest.raises(OldLayoutError, match=r"streamed from the bronze table.*make replay TO="):
         refuse_bronze_checkpoint(settings, layout)
+
+
+def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark, unique):
+    """The fold (slow path) rewrites the counts while gold batches keep appending (hot path): no append
+    conflicts with it, none is lost or summed twice, and a last fold leaves one row per key."""
+    import threading
+    from datetime import datetime, timedelta, timezone
+
+    from pipelines.delta_io import append_once
+    from pipelines.gold.aggregates import COUNTS_TABLE
+    from pipelines.gold.fold import fold_counts
+    from pipelines.gold.job import ensure_gold_tables
+    from pipelines.gold.schemas import COUNTS
+    from pipelines.gold.transforms import count_view
+
+    settings = isolated(stack, unique)
+    layout = Layout.from_settings(settings)
+    ensure_gold_tables(spark, layout)
+    path = layout.table("gold", COUNTS_TABLE)
+    m0 = datetime(2023, 11, 14, 22, 13, tzinfo=timezone.utc)
+    columns = COUNTS.fieldNames()
+
+    def changes(batch: int) -> list[tuple]:  # group g gains batch+g yeses in its minute; group 0 flips to no
+        rows = [("groups_by_minute", m0 + timedelta(minutes=g), g, batch + g, 0, 0) for g in (1, 2, 3)]
+        rows.append(("groups_by_minute", m0, 0, 1 if batch % 2 == 0 else -1, 0 if batch % 2 == 0 else 1, 0))
+        return [(a, m, None, None, None, None, None, g, None, None, y, n, gu, batch) for a, m, g, y, n, gu in rows]
+
+    batches, failures = range(12), []
+
+    def gold() -> None:
+        try:
+            for batch in batches:
+                append_once(spark.createDataFrame(changes(batch), COUNTS), path, "fold-test", batch)
+        except BaseException as error:  # surfaced below
+            failures.append(error)
+
+    appender = threading.Thread(target=gold)
+    appender.start()
+    folds = []
+    while appender.is_alive():
+        folded = fold_counts(spark, layout)
+        if folded:
+            folds.append(folded)
+    appender.join()
+    assert not failures, failures
+    assert folds and any(f.through_batch < batches[-1] for f in folds), "a fold ran while batches appended"
+    fold_counts(spark, layout)
+
+    expected = {}
+    for batch in batches:
+        for row in changes(batch):
+            key = (row[columns.index("group_id")],)
+            yes, no = expected.get(key, (0, 0))
+            expected[key] = (yes + row[columns.index("yes")], no + row[columns.index("no")])
+    view = count_view(spark.read.format("delta").load(path), "groups_by_minute")
+    assert {(r.group_id,): (r.yes, r.no) for r in view.collect()} == {k: v for k, v in expected.items() if v != (0, 0)}
+    table = spark.read.format("delta").load(path)
+    assert table.count() == view.count(), "after the last fold, one row per key"
+    assert {r.batch_id for r in table.select("batch_id").distinct().collect()} == {batches[-1]}
+
+
+def test_a_generation_whose_counts_are_totals_merged_in_place_is_refused_with_the_way_out(stack, spark, unique):
+    """Before the fold, counts were totals MERGEd in place (partitioned by aggregate alone): batches cannot
+    append changes to them. The chain refuses such a generation and names the replay."""
+    from delta.tables import DeltaTable
+
+    from pipelines.gold.job import OldLayoutError, ensure_gold_tables
+    from pipelines.gold.schemas import COUNTS
+
+    settings = isolated(stack, unique)
+    layout = Layout(settings.lakehouse_root, "g1")
+    old = layout.table("gold", "counts")
+    DeltaTable.createIfNotExists(spark).location(old).addColumns(COUNTS).partitionedBy("aggregate").execute()
+    with pytest.raises(OldLayoutError, match=r"counts as totals.*make replay TO="):
+        ensure_gold_tables(spark, layout)
+    ensure_gold_tables(spark, Layout(settings.lakehouse_root, "g2"))  # a new generation gets the new layout
+    ensure_gold_tables(spark, Layout(settings.lakehouse_root, "g2"))  # and continues it

@@ -129,7 +129,7 @@ def test_categories_by_hour_sums_the_groups_of_each_category_and_ranks_them(spar
 def test_every_aggregate_goes_into_the_long_table_and_reads_back_as_its_own(spark):
     new = states(spark, (1, T0, 1, "yes", 2, "NYC", ["a", "b"]))
     old = states(spark, (1, T0 - 1, 0, "no", 0, "NYC", ["a"]))
-    long = transforms.all_count_deltas(new, old)
+    long = transforms.all_count_deltas(new, old, batch_id=7)
     assert long.columns == COUNTS.fieldNames()
     assert {r.aggregate for r in long.collect()} == {a.name for a in AGGREGATES}
     # each aggregate's rows, read back from the long table, are that aggregate's own deltas
@@ -143,3 +143,23 @@ def test_every_aggregate_goes_into_the_long_table_and_reads_back_as_its_own(spar
     # the keys an aggregate does not use are null in its rows
     totals = long.filter(F.col("aggregate") == "rsvp_totals").first()
     assert (totals.minute, totals.group_id, totals.stream, totals.yes, totals.no) == (None, None, "rsvps", 1, -1)
+
+
+def test_a_count_is_the_sum_of_its_batches_rows_and_a_key_summing_to_zero_is_gone(spark):
+    rows = [  # (aggregate, group_id, yes, no, guests, batch_id): three batches' changes and a folded row
+        ("groups_by_minute", 1, 3, 0, 1, 4),  # folded through batch 4
+        ("groups_by_minute", 1, 1, 0, 0, 5),
+        ("groups_by_minute", 1, -1, 1, 0, 6),  # a flip: the yes taken back, a no added
+        ("groups_by_minute", 2, 1, 0, 0, 5),
+        ("groups_by_minute", 2, -1, 0, 0, 6),  # its only RSVP moved away
+        ("groups_by_minute", None, 0, 2, 0, 5),  # a null key is a key like any other
+        ("groups_by_minute", None, 0, 1, 0, 6),
+        ("rsvp_totals", None, 9, 9, 9, 6),  # another aggregate: not summed in
+    ]
+    counts = spark.createDataFrame(
+        [(a, M0, g, y, n, gu, b) for a, g, y, n, gu, b in rows],
+        "aggregate string, minute timestamp, group_id long, yes long, no long, guests long, batch_id long",
+    )
+    view = transforms.count_view(counts, "groups_by_minute")
+    assert view.columns == ["minute", "group_id", "yes", "no", "guests"]
+    assert sorted((r.group_id or 0, r.yes, r.no, r.guests) for r in view.collect()) == [(0, 0, 3, 0), (1, 3, 1, 1)]
