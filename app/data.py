@@ -297,8 +297,8 @@ def category_trends(lake: Lakehouse) -> pd.DataFrame:
         return lake.table("gold", "category_trends")
     except NoData as error:
         raise NoData(
-            "no category trends yet: they appear once `make train` has fitted the categories (meetup-categories) "
-            "and the chain's next snapshot round, every 2 minutes, has counted them"
+            "category trends appear once `make train` has fitted the categories (meetup-categories) and the "
+            "chain's next snapshot round, every 2 minutes, has counted them"
         ) from error
 
 

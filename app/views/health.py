@@ -31,7 +31,9 @@ def health() -> None:
     if metrics is not None:
         left, right = st.columns(2)
         left.plotly_chart(px.line(metrics, x="batch_started", y="processed_rows_per_s", color="query",
-                                  title="Processed rows per second"), key="rates_chart")  # fmt: skip
+                                  title="Processed rows per second",
+                                  labels={"processed_rows_per_s": "rows per second",
+                                          "batch_started": "batch started"}), key="rates_chart")  # fmt: skip
         right.plotly_chart(px.line(metrics.assign(batch_s=metrics["batch_ms"] / 1000), x="batch_started",
                                    y="batch_s", color="query", title="Batch duration",
                                    labels={"batch_s": "seconds", "batch_started": "batch started"}),
@@ -39,7 +41,9 @@ def health() -> None:
         lag = metrics.dropna(subset=["kafka_offsets_behind_max"])
         if not lag.empty:
             st.plotly_chart(px.line(lag, x="batch_started", y="kafka_offsets_behind_max", color="query",
-                                    title="Kafka offsets behind latest"), key="lag_chart")  # fmt: skip
+                                    title="Kafka offsets behind latest",
+                                    labels={"kafka_offsets_behind_max": "offsets behind (max of partitions)",
+                                            "batch_started": "batch started"}), key="lag_chart")  # fmt: skip
     phases = load(lambda: data.batch_phases(lh, WINDOWS[window]))
     if phases is not None:
         fig = px.bar(phases, x="seconds", y="query", color="phase", orientation="h",
