@@ -30,8 +30,12 @@ def retry_on_conflict(action: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except DeltaConcurrentModificationException:
-            if attempt == attempts:
+        except Exception as error:
+            # DataFrameWriter.save raises Delta's conflicts as a bare Py4JJavaError, not as the Python class
+            lost = isinstance(error, DeltaConcurrentModificationException) or "io.delta.exceptions.Concurrent" in str(
+                error
+            )
+            if not lost or attempt == attempts:
                 raise
             time.sleep(attempt)
     raise AssertionError("unreachable")

@@ -134,8 +134,7 @@ def contributions(states_df: DataFrame, aggregate: Aggregate, sign: int) -> Data
 def count_deltas(new_states: DataFrame, old_states: DataFrame, aggregate: Aggregate) -> DataFrame:
     """Net change per key of one batch: new states added, replaced states taken back; zero changes dropped."""
     both = contributions(new_states, aggregate, +1).unionByName(contributions(old_states, aggregate, -1))
-    summed = both.groupBy(*aggregate.keys).agg(*(F.sum(m).alias(m) for m in MEASURES))
-    return summed.filter(" OR ".join(f"{m} != 0" for m in MEASURES))
+    return net_counts(both, aggregate.keys)
 
 
 def all_count_deltas(new_states: DataFrame, old_states: DataFrame, batch_id: int) -> DataFrame:
