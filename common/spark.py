@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,6 +103,12 @@ def lakehouse_conf(settings: Settings) -> dict[str, str]:
         # Delta reads its log through typed Datasets, whose (de)serializers are always compiled; the default
         # cache of 100 compiled classes is too small for the chain's many plans, so they were compiled again.
         "spark.sql.codegen.cache.maxEntries": "4000",
+        # Gold keeps its state in the query's state store (pipelines/gold/state.py): RocksDB, whose commits
+        # upload only the batch's changes (a changelog), not a snapshot of the whole state every batch.
+        "spark.sql.streaming.stateStore.providerClass": (
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+        ),
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.scheduler.mode": "FAIR",
         "spark.scheduler.allocation.file": fair_scheduler_file(),
         **({} if settings.spark.codegen else CODEGEN_OFF),
@@ -122,6 +129,8 @@ def build_spark(
     extra_conf: Mapping[str, str] | None = None,
 ) -> SparkSession:
     """Get or create the SparkSession for `app_name` with the lakehouse wired in."""
+    # Gold's state runs Python workers (pandas): the interpreter running the chain, whose environment has them.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     conf = lakehouse_conf(settings)
     if not under_spark_submit():

@@ -4,7 +4,7 @@ Maintenance (OPTIMIZE, VACUUM, the chain's vacuum schedule) walks this list, and
 table a whole chain run writes is in it, so a new table cannot silently go unmaintained.
 
     from pipelines.catalogue import TABLES, names
-    names("gold")          # ['counts', 'rsvp_state', ...]
+    names("gold")          # ['counts', 'watermarks', ...]
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ def _declare() -> tuple[Table, ...]:
     ]
     gold = [
         Table("gold", COUNTS_TABLE, ("aggregate", *COUNT_KEYS, "batch_id"), "each batch's change per key (folded)"),
-        Table("gold", "rsvp_state", ("rsvp_id",), "gold's counted version of each RSVP"),
         Table("gold", "watermarks", ("version_partition", "batch_id"), "greatest mtime per Kafka partition"),
         Table("gold", "late_rsvps", ("version_partition", "version_offset"), "messages later than the watermark"),
         Table("gold", "topic_trends", ("hour", "urlkey"), "snapshot: topics ranked per hour"),

@@ -32,6 +32,8 @@ from pipelines.score.job import QUERY as SCORE_QUERY
 from pipelines.score.job import start_scoring
 from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
+from pipelines.silver.mirror_job import QUERY as MIRROR_QUERY
+from pipelines.silver.mirror_job import start_mirror
 
 # score: the yes/no model on every new RSVP (pipelines/score/job.py); it needs gold's freshness table and a model
 STAGES = ("bronze", "silver", "gold", "score")
@@ -77,8 +79,9 @@ def run_chain(
     """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
     (gold's snapshots name events from silver, so silver goes first).
 
-    The PostgreSQL mirror of RSVPs is on the hot path: gold writes it beside its counts when gold runs, and
-    silver writes it when silver runs without gold. Either way it is exactly once (mirror.py's ledger).
+    The PostgreSQL mirror of RSVPs is on the hot path: a query of its own beside gold when gold runs
+    (silver/mirror_job.py), and silver writes it when silver runs without gold. Either way it is exactly
+    once (mirror.py's ledger).
     """
     trigger = {"availableNow": True} if available_now else {"processingTime": interval}
     slow_trigger = {"availableNow": True} if available_now else {"processingTime": slow_interval}
@@ -87,7 +90,7 @@ def run_chain(
     if mirror_in:
         mirror.apply_ddl(settings)
     waves = [(stage,) for stage in STAGES] if available_now else [stages]
-    checkpoints.check(settings, layout, query_names(stages, streams))
+    checkpoints.check(settings, layout, query_names(stages, streams, mirror=mirror_in == "gold"))
     ensure_metrics_tables(spark, layout)
     listener = MetricsListener()
     spark.streams.addListener(listener)
@@ -120,9 +123,19 @@ def run_chain(
                                 lateness_ms=lateness_ms,
                                 max_offsets_per_trigger=max_offsets_per_trigger,
                                 starting_offsets=(starting_offsets or {}).get("rsvps", "earliest"),
-                                mirror_to_postgres=mirror_in == "gold",
                             )
                         )
+                        if mirror_in == "gold":  # the mirror's own query, beside gold on the hot path
+                            starters.append(
+                                lambda: start_mirror(
+                                    spark,
+                                    settings,
+                                    layout,
+                                    trigger=trigger,
+                                    max_offsets_per_trigger=max_offsets_per_trigger,
+                                    starting_offsets=(starting_offsets or {}).get("rsvps", "earliest"),
+                                )
+                            )
                     continue
                 for stream in streams:
                     if stage == "bronze":
@@ -192,14 +205,17 @@ def mirror_stage(stages: tuple[str, ...], streams: tuple[str, ...], mirror_to_po
     return next((stage for stage in ("gold", "silver") if stage in stages), None)
 
 
-def query_names(stages: tuple[str, ...], streams: tuple[str, ...]) -> list[str]:
-    """The streaming queries `run_chain` starts for these stages and streams."""
+def query_names(stages: tuple[str, ...], streams: tuple[str, ...], *, mirror: bool = True) -> list[str]:
+    """The streaming queries `run_chain` starts for these stages and streams (with gold, the PostgreSQL
+    mirror's own query unless the mirror is off)."""
     names = []
     for stage in stages:
         if stage in ("bronze", "silver"):
             names += [f"{stage}-{stream}" for stream in streams]
         elif "rsvps" in streams:
             names.append(SCORE_QUERY if stage == "score" else f"{stage}-rsvps")
+            if stage == "gold" and mirror:
+                names.append(MIRROR_QUERY)
     return names
 
 
@@ -371,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = health.settings_for("meetup-chain", ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
     layout = generations.layout(settings, args.generation)
     try:
-        checkpoints.check(settings, layout, query_names(tuple(args.stages), tuple(args.streams)))
+        mirror_in = mirror_stage(tuple(args.stages), tuple(args.streams), not args.no_postgres)
+        checkpoints.check(
+            settings, layout, query_names(tuple(args.stages), tuple(args.streams), mirror=mirror_in == "gold")
+        )
     except checkpoints.LostCheckpoint as error:
         print(f"meetup-chain: {error}", file=sys.stderr)
         return 2

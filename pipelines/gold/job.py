@@ -1,27 +1,24 @@
-"""Gold job: RSVPs from Kafka -> event-time counts, late rows, the PostgreSQL mirror, snapshots.
+"""Gold job: RSVPs from Kafka -> event-time counts and late rows, decided in Spark's state store.
 
-Gold reads the Kafka topic itself, in bronze's row shape (bronze.transforms.to_bronze), not the bronze
-table: it does not wait for bronze's commit, nor share the bronze query's cadence, and it runs beside silver
-rather than after it. It parses and validates with silver's own code, so both see the same valid messages.
-It is the chain's hot path (see README, "The hot path and the slow path"). Per micro-batch (foreachBatch):
-1. facts from the valid messages; the log-defined watermark marks late facts -> `late_rsvps` (append);
-2. the newest admitted fact per RSVP that beats gold's own `rsvp_state`: its contribution is added to
-   every count aggregate and the replaced state's is taken back, as the batch's net change per key,
-   appended to the long `counts` table (aggregates.py; the slow path folds the changes, fold.py). Side by
-   side with it, each in a thread of its own: the batch's 3NF rows to PostgreSQL
-   (mirror.py: ledger-guarded, exactly once), the new states into `rsvp_state`, the late rows, and the
-   new per-partition maxima into `watermarks`;
-3. the batch's freshness (Kafka append -> visible in gold, i.e. the counts committed, and in PostgreSQL)
-   is recorded with the metrics.
+Gold reads the Kafka topic itself (bronze's row shape, bronze.transforms.to_bronze), not the bronze table:
+it does not wait for bronze's commit, nor share the bronze query's cadence, and it runs beside silver. It
+parses and validates with silver's own code, so both see the same valid messages. It is the chain's hot
+path, with the PostgreSQL mirror's query beside it (silver/mirror_job.py; README, "The hot path and the
+slow path"). The query's plan:
+1. facts from the valid messages, grouped by Kafka partition into the state store (state.py), which decides
+   per fact: late (the log-defined watermark), counted (the RSVP's newest version), or ignored, and which
+   counted state each counted fact replaces;
+2. per micro-batch (foreachBatch), side by side: the net change per key of every count aggregate (counted
+   added, replaced taken back) appended to the long `counts` table (aggregates.py; the slow path folds the
+   changes, fold.py), the late rows to `late_rsvps`, and each partition's progress to `watermarks`;
+3. the batch's freshness (Kafka append -> the counts committed) is recorded with the metrics.
 The counts fold and the snapshot tables (topic trends, top groups of the last 5 minutes, upcoming events
 filling fastest) are the slow path's: `SnapshotSchedule` runs them off the batch thread (an available-now
 run, once at its end).
 
-Exactly once: the counts append is not idempotent by itself (it adds), so it carries Delta's transaction
-id (app id, batch id): a batch re-run after a crash skips it if it already committed. A re-run must compute
-the same deltas, so it reads the before-images from `rsvp_state` as it was before its first attempt: the
-state MERGE marks its commit with the batch, and a re-run whose state had committed reads the version
-before that mark (Delta time travel). The watermarks it reads leave out its own row.
+Exactly once: the state store keeps a version per batch, so a batch run again after a crash starts from
+the state as it was before it and decides the same; each append carries Delta's transaction id (app id,
+batch id), so what had committed is skipped.
 """
 
 from __future__ import annotations
@@ -44,171 +41,97 @@ from ml.categories import group_topic_sets, load_assigner
 from pipelines import checkpoints
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
-from pipelines.delta_io import append_once, idempotent_merge, newest_merge
-from pipelines.gold import transforms
+from pipelines.delta_io import append_once
+from pipelines.gold import state, transforms
 from pipelines.gold.aggregates import AGGREGATES, COUNTS_TABLE
 from pipelines.gold.fold import fold_counts
-from pipelines.gold.schemas import COUNTS, COUNTS_PARTITIONS, LATE_RSVPS, RSVP_STATE, WATERMARKS
+from pipelines.gold.schemas import COUNTS, COUNTS_PARTITIONS, LATE_RSVPS, WATERMARKS
 from pipelines.gold.transforms import STATE_COLUMNS, count_view
 from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
-from pipelines.silver import mirror, validation
-from pipelines.silver import transforms as silver_transforms
+from pipelines.silver import validation
 from pipelines.silver.schemas import RSVP_MESSAGE
 
 QUERY = "gold-rsvps"
 SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
-WRITES_PHASE = "counts, state, mirror, late, watermarks"  # the hot path's writes, side by side (health page)
+WRITES_PHASE = "counts, late, watermarks"  # gold's writes, side by side (health page)
 
 
 class GoldBatch:
-    """The foreachBatch function of the gold query."""
+    """The foreachBatch function of the gold query: it receives the state store's decisions (state.py)."""
 
-    def __init__(
-        self,
-        spark: SparkSession,
-        layout: Layout,
-        *,
-        lateness_ms: int,
-        settings: Settings | None = None,
-        mirror_to_postgres: bool = False,
-    ):
+    def __init__(self, spark: SparkSession, layout: Layout):
         self.spark = spark
         self.layout = layout
-        self.settings = settings  # where the category model is found, for category_trends
-        self.lateness_ms = lateness_ms
         self.query_name = QUERY
         self.app_id = f"{layout.generation}-{self.query_name}"
-        # The hot path: the PostgreSQL mirror of the batch's 3NF rows runs beside the count MERGEs.
-        self.mirror_to_postgres = mirror_to_postgres
-        if mirror_to_postgres and settings is None:
-            raise ValueError("the PostgreSQL mirror needs the settings")
-        # Delta's transaction id for a MERGE is a session setting: the state MERGE gets a session of its own,
-        # so that it cannot leak into the jobs beside it (sessions share the SparkContext, not settings).
-        self.state_session = spark.newSession()
-        self._first_batch = True  # the first batch of a run may be one begun before a crash
 
     def path(self, name: str) -> str:
         return self.layout.table("gold", name)
 
-    def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+    def __call__(self, decisions_df: DataFrame, batch_id: int) -> None:
         use_pool(self.spark, HOT_POOL)
         clock = PhaseClock(self.query_name, batch_id)
-        checked = validation.with_reason(validation.with_parsed(bronze_batch_df, RSVP_MESSAGE), validation.rsvp_rules())
-        valid = validation.filter_valid(checked).persist()  # parsed once: facts and the mirror's rows
-        facts = transforms.to_facts(valid).persist()
+        decisions = None
         try:
-            with clock.phase("parse and validate"):
-                empty = facts.isEmpty()
+            with clock.phase("parse, validate and decide"):
+                # One job runs the query's plan (Kafka, parsing, the state store) and keeps its output: every
+                # write below reads it, and none may run the stateful plan again.
+                decisions = decisions_df.localCheckpoint()
+                empty = decisions.isEmpty()
             if not empty:
-                self._process(valid, facts, batch_id, clock)
+                self._process(decisions, batch_id, clock)
         finally:
-            facts.unpersist()
-            valid.unpersist()
+            if decisions is not None:
+                decisions.unpersist()
             clock.close()
 
-    def _process(self, valid: DataFrame, facts: DataFrame, batch_id: int, clock: PhaseClock) -> None:
+    def _process(self, decisions: DataFrame, batch_id: int, clock: PhaseClock) -> None:
         spark = self.spark
-        with clock.phase("watermarks read"):
-            watermarks = spark.read.format("delta").load(self.path("watermarks"))
-            prior = (
-                watermarks.filter(F.col("batch_id") < batch_id)  # a re-run ignores its own first attempt's row
-                .groupBy("version_partition")
-                .agg(F.max("max_mtime").alias("prior_max_mtime"))
-                .persist()  # read once: it decides lateness now and the next maxima below
-            )
-            judged = transforms.with_lateness(facts, prior, self.lateness_ms).persist()
-        with clock.phase("state read and join"):
-            state_now = self._state_before(batch_id)
-            new_states, old_states = transforms.winners(judged.filter(~F.col("late")).select(*STATE_COLUMNS), state_now)
-            # Materialize both now, against the state as it is before this batch: later steps write the state,
-            # and a lazily recomputed winner would then compare the batch with itself.
-            new_states, old_states = new_states.localCheckpoint(), old_states.localCheckpoint()
-        try:
-            with clock.phase(WRITES_PHASE):
-                # Five writes side by side: none reads what another writes, and each is skipped when a batch
-                # re-run finds it committed (Delta's transaction ids; the state's newest-wins MERGE changes
-                # nothing twice). A re-run reads the state and the watermarks as they were before its first
-                # attempt (see _state_before; the watermarks it reads leave out its own row), so it computes
-                # the same counts and the same late rows whichever of the writes had committed.
-                next_max = transforms.next_prior_max(facts, prior).withColumn("batch_id", F.lit(batch_id).cast("long"))
-                took: dict[str, float] = {}  # each write's own seconds, for the batch's log line
+        kind = F.col("kind")
+        counted = decisions.filter(kind == state.COUNTED).select(*STATE_COLUMNS)
+        replaced = decisions.filter(kind == state.REPLACED).select(*STATE_COLUMNS)
+        with clock.phase(WRITES_PHASE):
+            # Three appends side by side, each skipped when a batch re-run finds it committed (Delta's
+            # transaction ids). A re-run gets the same decisions: the state store restarts it from the state
+            # as it was before the batch.
+            took: dict[str, float] = {}  # each write's own seconds, for the batch's log line
 
-                def hot(name, work, *args):
-                    def timed():
-                        started = time.perf_counter()
-                        try:
-                            return in_pool(spark, HOT_POOL, work)(*args)
-                        finally:
-                            took[name] = time.perf_counter() - started
+            def hot(name, work, *args):
+                def timed():
+                    started = time.perf_counter()
+                    try:
+                        return in_pool(spark, HOT_POOL, work)(*args)
+                    finally:
+                        took[name] = time.perf_counter() - started
 
-                    return pool.submit(timed)
+                return pool.submit(timed)
 
-                with ThreadPoolExecutor(max_workers=5) as pool:
-                    counted = hot("counts", self._apply_counts, new_states, old_states, batch_id)
-                    mirrored = hot("mirror", self._mirror, valid, batch_id)
-                    stated = hot("state", self._apply_state, new_states, batch_id)
-                    late = hot("late", self._append_late, judged, batch_id)
-                    marks = hot("watermarks", append_once, next_max.select(*WATERMARKS.fieldNames()),
-                                self.path("watermarks"), self.app_id, batch_id)  # fmt: skip
-                    visible_at = counted.result()  # what readers of gold see: the counts
-                    mirrored_at, late_count = mirrored.result(), late.result()
-                    stated.result()
-                    marks.result()
-            with clock.phase("freshness"):
-                stages = {"gold": visible_at, **({"postgres": mirrored_at} if mirrored_at is not None else {})}
-                record_freshness(facts, self.query_name, batch_id, stages)
-            changed = new_states.count()
-            clock.rows = changed
-            print(
-                f"{self.query_name}: batch {batch_id}: {changed} RSVP states changed, {late_count} late "
-                f"({sum(clock.seconds().values()):.1f}s: {clock.summary()}; writes: "
-                f"{', '.join(f'{name} {seconds:.1f}s' for name, seconds in took.items())})",
-                file=sys.stderr,
-                flush=True,
-            )
-        finally:
-            for df in (prior, judged, new_states, old_states):
-                df.unpersist()  # also frees the checkpointed blocks
-
-    def _mirror(self, valid: DataFrame, batch_id: int) -> datetime | None:
-        """The batch's newest rows per key of every 3NF table into PostgreSQL (ledger-guarded, one
-        transaction); returns when they became visible there (None without the mirror)."""
-        if not self.mirror_to_postgres:
-            return None
-        rows = mirror.collect_rows(silver_transforms.rsvp_tables(valid))
-        mirror.apply_with_retry(
-            lambda: mirror.connect(self.settings), self.settings.postgres.schema, self.app_id, batch_id, rows
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                counts = hot("counts", self._apply_counts, counted, replaced, batch_id)
+                late = hot("late", self._append_late, decisions, batch_id)
+                marks = hot("watermarks", self._append_watermarks, decisions, batch_id)
+                visible_at = counts.result()  # what readers of gold see: the counts
+                late_count = late.result()
+                marks.result()
+        with clock.phase("freshness"):
+            record_freshness(decisions.filter(kind.isin(*state.FACT_KINDS)), self.query_name, batch_id,
+                             {"gold": visible_at})  # fmt: skip
+        changed = counted.count()
+        clock.rows = changed
+        print(
+            f"{self.query_name}: batch {batch_id}: {changed} RSVP states changed, {late_count} late "
+            f"({sum(clock.seconds().values()):.1f}s: {clock.summary()}; writes: "
+            f"{', '.join(f'{name} {seconds:.1f}s' for name, seconds in took.items())})",
+            file=sys.stderr,
+            flush=True,
         )
-        return datetime.now(timezone.utc)
 
-    def _state_before(self, batch_id: int) -> DataFrame:
-        """`rsvp_state` as it was before this batch. A batch runs again only after a restart, as the first of
-        its run; if its first attempt had committed the state (but not everything else), the state is read
-        as of the version before that commit, which names the batch in its commit info."""
-        path = self.path("rsvp_state")
-        if self._first_batch:
-            self._first_batch = False
-            mark = self._state_mark(batch_id)
-            # that commit is among the table's last few: only this query writes the state (and compacts it)
-            begun = DeltaTable.forPath(self.spark, path).history(20).filter(F.col("userMetadata") == mark).collect()
-            if begun:
-                return self.spark.read.format("delta").option("versionAsOf", begun[0].version - 1).load(path)
-        return self.spark.read.format("delta").load(path)
-
-    def _state_mark(self, batch_id: int) -> str:
-        return f"{self.app_id}:{batch_id}"
-
-    def _apply_state(self, new_states: DataFrame, batch_id: int) -> None:
-        """The batch's winners become the state (newest wins), the commit marked with the batch."""
-        merge = newest_merge(self.state_session, self.path("rsvp_state"), new_states, ("rsvp_id",))
-        idempotent_merge(self.state_session, self.app_id, batch_id, merge, user_metadata=self._state_mark(batch_id))
-
-    def _append_late(self, judged: DataFrame, batch_id: int) -> int:
+    def _append_late(self, decisions: DataFrame, batch_id: int) -> int:
         """The batch's late messages into `late_rsvps` (once per batch); returns how many."""
         late = (
-            judged.filter(F.col("late"))
+            decisions.filter(F.col("kind") == state.LATE)
             .withColumn("lateness_ms", F.col("watermark_ms") - F.col("version_mtime"))
             .withColumn("batch_id", F.lit(batch_id).cast("long"))
             .withColumn("recorded_at", F.current_timestamp())
@@ -219,10 +142,20 @@ class GoldBatch:
             append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
         return late_count
 
-    def _apply_counts(self, new_states: DataFrame, old_states: DataFrame, batch_id: int) -> datetime:
+    def _append_watermarks(self, decisions: DataFrame, batch_id: int) -> None:
+        """Each partition's last offset and greatest mtime so far (the snapshots' "now"), once per batch."""
+        marks = decisions.filter(F.col("kind") == state.MARK).select(
+            "version_partition",
+            F.col("version_offset").alias("through_offset"),
+            F.col("version_mtime").alias("max_mtime"),
+            F.lit(batch_id).cast("long").alias("batch_id"),
+        )
+        append_once(marks, self.path("watermarks"), self.app_id, batch_id)
+
+    def _apply_counts(self, counted: DataFrame, replaced: DataFrame, batch_id: int) -> datetime:
         """Every aggregate's net change, appended to the long counts table, into partitions of its own batch
         (so it neither waits for nor conflicts with the fold, fold.py); returns when it committed."""
-        deltas = transforms.all_count_deltas(new_states, old_states, batch_id)
+        deltas = transforms.all_count_deltas(counted, replaced, batch_id)
         append_once(deltas, self.path(COUNTS_TABLE), self.app_id, batch_id)
         return datetime.now(timezone.utc)
 
@@ -339,7 +272,7 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
         DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy(
             *COUNTS_PARTITIONS
         ).execute()
-    for name, schema in {"rsvp_state": RSVP_STATE, "watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
+    for name, schema in {"watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 
 
@@ -352,27 +285,44 @@ def start_gold(
     lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
     max_offsets_per_trigger: int | None = None,
     starting_offsets: str = "earliest",
-    mirror_to_postgres: bool = False,
 ) -> StreamingQuery:
-    """The gold query, on the RSVP topic. starting_offsets applies only to a new checkpoint (as bronze's).
+    """The gold query, on the RSVP topic: parse and validate (silver's rules), decide in the state store
+    (state.py), write in foreachBatch. starting_offsets applies only to a new checkpoint (as bronze's).
     The snapshot tables are not rebuilt here: the chain's SnapshotSchedule does it off the batch thread."""
     ensure_gold_tables(spark, layout)
     refuse_bronze_checkpoint(settings, layout)
+    refuse_stateless_checkpoint(settings, layout)
     reader = spark.readStream.format("kafka").options(
         **kafka_source_options(settings, settings.kafka.topic("rsvps"), starting_offsets)
     )
     if max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
+    checked = validation.with_reason(
+        validation.with_parsed(to_bronze(reader.load()), RSVP_MESSAGE), validation.rsvp_rules()
+    )
+    facts = transforms.to_facts(validation.filter_valid(checked))
     return (
-        to_bronze(reader.load())
+        state.decide(facts, lateness_ms)
         .writeStream.queryName(QUERY)
-        .foreachBatch(
-            GoldBatch(spark, layout, lateness_ms=lateness_ms, settings=settings, mirror_to_postgres=mirror_to_postgres)
-        )
+        .foreachBatch(GoldBatch(spark, layout))
         .option("checkpointLocation", layout.checkpoint(QUERY))
         .trigger(**trigger)
         .start()
     )
+
+
+def refuse_stateless_checkpoint(settings: Settings, layout: Layout) -> None:
+    """Gold once kept its state in Delta tables (`rsvp_state`, `watermarks`) and its query had no state store.
+    Such a checkpoint cannot gain one midway (the new state would start empty and count every RSVP again):
+    the generation is refused, with the way out."""
+    store = Store(settings)
+    checkpoint = checkpoints.offsets_log(layout, QUERY).removesuffix("/offsets")
+    if store.files(f"{checkpoint}/commits") and not store.exists(f"{checkpoint}/state/"):  # a batch done, no state
+        raise OldLayoutError(
+            f"generation {layout.generation}'s gold query kept its state in Delta tables, an older layout this "
+            "chain cannot continue: reprocess it into a new generation, `make replay TO=<new generation>`, "
+            "which rebuilds every table from Kafka"
+        )
 
 
 def refuse_bronze_checkpoint(settings: Settings, layout: Layout) -> None:

@@ -8,9 +8,10 @@ How gold counts (see README, "Gold"):
   (every message of one RSVP is in one partition). The same log therefore gives the same late rows,
   however it is cut into batches: a replay agrees with the first run. Late messages go to
   `late_rsvps`; they never enter the windowed counts.
-- Gold keeps its own state of each RSVP (the newest admitted fact). When a newer fact replaces the
-  state, the old state's contribution is subtracted and the new one added: a duplicate counts once,
-  and a yes that flips to no moves from the yes count to the no count (of its new minute).
+- Gold keeps its own state of each RSVP (the newest admitted fact), in the query's state store
+  (state.py, which also applies the watermark). When a newer fact replaces the state, the old state's
+  contribution is subtracted and the new one added: a duplicate counts once, and a yes that flips to no
+  moves from the yes count to the no count (of its new minute).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from pyspark.sql import functions as F
 from pipelines.gold.aggregates import AGGREGATES, MEASURES, Aggregate, aggregate
 from pipelines.gold.schemas import KEY_TYPES
 from pipelines.silver.schemas import VERSION_COLUMNS
-from pipelines.silver.transforms import is_newer, newest_per_key
 
 __all__ = ["AGGREGATES", "MEASURES", "Aggregate"]  # defined in pipelines.gold.aggregates, used from here too
 
@@ -47,51 +47,6 @@ def to_facts(valid_df: DataFrame) -> DataFrame:
         F.transform(F.col("msg.group.group_topics"), lambda t: t["urlkey"]).alias("topics"),
         F.col("kafka_timestamp"),
     )
-
-
-def with_lateness(facts_df: DataFrame, prior_max_df: DataFrame, lateness_ms: int) -> DataFrame:
-    """Adds `watermark_ms` and `late` to each fact.
-
-    prior_max_df: (version_partition, prior_max_mtime), the greatest mtime of each partition before this
-    batch. Within the batch, the greatest mtime of the earlier offsets of the same partition counts too.
-    """
-    earlier = (
-        Window.partitionBy("version_partition").orderBy("version_offset").rowsBetween(Window.unboundedPreceding, -1)
-    )
-    seen = F.greatest(F.max("version_mtime").over(earlier), F.col("prior_max_mtime"))  # greatest skips nulls
-    return (
-        facts_df.join(F.broadcast(prior_max_df), "version_partition", "left")
-        .withColumn("watermark_ms", seen - F.lit(lateness_ms))
-        .withColumn("late", F.coalesce(F.col("version_mtime") < F.col("watermark_ms"), F.lit(False)))
-        .drop("prior_max_mtime")
-    )
-
-
-def next_prior_max(facts_df: DataFrame, prior_max_df: DataFrame) -> DataFrame:
-    """The watermark state after this batch: per partition, its last offset and greatest mtime so far."""
-    batch = facts_df.groupBy("version_partition").agg(
-        F.max("version_offset").alias("through_offset"), F.max("version_mtime").alias("batch_max")
-    )
-    return batch.join(prior_max_df, "version_partition", "left").select(
-        "version_partition",
-        "through_offset",
-        F.greatest("batch_max", "prior_max_mtime").alias("max_mtime"),
-    )
-
-
-def winners(batch_state_df: DataFrame, current_state_df: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(new states, the old states they replace) for the batch's newest admitted fact per RSVP.
-
-    A batch fact wins when its RSVP has no state yet or its version is greater than the state's.
-    """
-    candidates = newest_per_key(batch_state_df, ["rsvp_id"]).alias("s")
-    joined = candidates.join(current_state_df.alias("t"), "rsvp_id", "left")
-    won = joined.filter(F.col("t.version_mtime").isNull() | F.expr(is_newer("s", "t")))
-    new_states = won.select("rsvp_id", *(f"s.{c}" for c in STATE_COLUMNS[1:]))
-    old_states = won.filter(F.col("t.version_mtime").isNotNull()).select(
-        "rsvp_id", *(f"t.{c}" for c in STATE_COLUMNS[1:])
-    )
-    return new_states, old_states
 
 
 STATE_COLUMNS = (

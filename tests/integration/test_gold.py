@@ -31,21 +31,25 @@ def assert_gold_exact(spark, layout: Layout, records, lateness_ms: int = DEFAULT
     return expected
 
 
+def counted_states(spark, layout: Layout):
+    """What gold's state store holds (pipelines/gold/state.py): each RSVP's counted version, read from the
+    query's checkpoint with Spark's state data source."""
+    return (
+        spark.read.format("statestore")
+        .option("stateVarName", "counted")
+        .load(layout.checkpoint("gold-rsvps"))
+        .select("key.version_partition", "user_map_key.rsvp_id", "user_map_value.*")
+    )
+
+
 def test_gold_counts_on_the_real_captures_equal_an_independent_computation(spark, real_run):
     _, layout, records = real_run
     expected = assert_gold_exact(spark, layout, records)
     ((_, yes, no, _),) = expected["rsvp_totals"]
-    states = spark.read.format("delta").load(layout.table("gold", "rsvp_state")).count()
+    states = counted_states(spark, layout).count()
     assert yes + no == states, "every RSVP counts once"
     assert 3000 < states <= 3260  # 3,260 RSVPs; those only ever seen late are not counted
     assert len(expected["late_rsvps"]) > 0, "the captures hold late messages: the late table must see them"
-
-
-def test_a_rerun_gold_batch_changes_no_count(spark, real_run):
-    _, layout, records = real_run
-    bronze_df = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
-    GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)(bronze_df, 0)  # batch 0 again, as after a crash
-    assert_gold_exact(spark, layout, records)
 
 
 def test_snapshots_rank_topics_and_list_top_groups_and_upcoming_events(spark, real_run):
@@ -125,6 +129,7 @@ def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, r
         "bronze-rsvps": len(records),
         "silver-rsvps": len(records),
         "gold-rsvps": len(records),
+        "mirror-rsvps": len(records),
         "score-rsvps": len(records),
     }
     kafka_lag = metrics.filter(F.col("query") == "bronze-rsvps").agg(F.max("kafka_offsets_behind_max")).first()[0]
@@ -140,36 +145,38 @@ def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, r
     assert freshness.filter("p50_ms <= 0 OR p95_ms < p50_ms OR max_ms < p95_ms").count() == 0
 
 
-def test_a_batch_run_again_after_its_state_committed_but_not_its_counts_counts_once(stack, spark, unique):
-    """A crash between the side-by-side writes of a gold batch: the state had moved on, the counts had not.
-    The batch run again must still see the state as it was before it, or the flip would be lost."""
+def test_a_gold_batch_that_crashed_after_its_state_moved_on_counts_once_when_the_query_runs_again(
+    stack, spark, unique, monkeypatch
+):
+    """A crash inside a gold batch: the state store had taken the batch (a flip, a new RSVP) and the late rows
+    had committed beside the counts, the counts had not. The query started again from its checkpoint redoes
+    the batch from the state as it was before it, so the flip is neither lost nor taken back twice, and the
+    late row is not listed twice."""
     settings = isolated(stack, unique)
     t0 = 1_700_000_000_000
     topic = settings.kafka.topic("rsvps")
+    run = lambda: run_available_now(spark, settings, mirror_to_postgres=False, stages=("gold",))  # noqa: E731
     produce(settings.kafka.bootstrap_servers, topic, [rsvp(1, t0, "yes"), rsvp(2, t0 + 1_000, "yes")], partition=0)
-    layout = run_available_now(spark, settings, mirror_to_postgres=False)
-    produce(
-        settings.kafka.bootstrap_servers, topic, [rsvp(1, t0 + 5_000, "no"), rsvp(3, t0 + 6_000, "no")], partition=0
-    )
-    run_available_now(spark, settings, mirror_to_postgres=False, stages=("bronze",))  # gold's batch is by hand
-    batch = spark.read.format("delta").load(layout.table("bronze", "rsvps")).filter(F.col("offset") >= 2)
-
-    class Crash(Exception):
-        pass
+    layout = run()
+    second = [rsvp(1, t0 + 5_000, "no"), rsvp(3, t0 + 6_000, "no"), rsvp(4, t0 - 700_000, "yes")]  # 4 is late
+    produce(settings.kafka.bootstrap_servers, topic, second, partition=0)
 
     def crash(*_args):
-        raise Crash("the counts append never committed")
+        raise RuntimeError("the counts append never committed")
 
-    crashing = GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)
-    crashing._apply_counts = crash
-    with pytest.raises(Crash):
-        crashing(batch, 1_000)
-    state = {r.rsvp_id: r.response for r in gold_table(spark, layout, "rsvp_state").collect()}
-    assert state == {1: "no", 2: "yes", 3: "no"}, "the state moved on beside the failed counts"
+    monkeypatch.setattr(GoldBatch, "_apply_counts", crash)
+    with pytest.raises(Exception, match="the counts append never committed"):
+        run()
+    assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 2, 0, 0)}, "the batch's counts did not commit"
+    assert gold_table(spark, layout, "late_rsvps").count() == 1, "the late row committed beside them"
 
-    GoldBatch(spark, layout, lateness_ms=DEFAULT_LATENESS_MS)(batch, 1_000)  # the same batch after a restart
+    monkeypatch.undo()
+    run()  # the same batch again, from the checkpoint
     assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 1, 2, 0)}
-    assert_gold_exact(spark, layout, consume_with_coordinates(settings.kafka.bootstrap_servers, topic, 4))
+    assert gold_table(spark, layout, "late_rsvps").count() == 1, "a batch run again does not list its late rows twice"
+    states = {r.rsvp_id: (r.response, r.version_mtime) for r in counted_states(spark, layout).collect()}
+    assert states == {1: ("no", t0 + 5_000), 2: ("yes", t0 + 1_000), 3: ("no", t0 + 6_000)}
+    assert_gold_exact(spark, layout, consume_with_coordinates(settings.kafka.bootstrap_servers, topic, 5))
 
 
 def test_a_generation_whose_gold_streamed_from_bronze_is_refused_with_the_way_out(stack, unique):
@@ -190,6 +197,24 @@ def test_a_generation_whose_gold_streamed_from_bronze_is_refused_with_the_way_ou
     store.write(f"{offsets}/1", f"v1\n{metadata}\n{delta_offset}".encode())
     with pytest.raises(OldLayoutError, match=r"streamed from the bronze table.*make replay TO="):
         refuse_bronze_checkpoint(settings, layout)
+
+
+def test_a_generation_whose_gold_kept_its_state_in_delta_is_refused_with_the_way_out(stack, unique):
+    """Gold's state moved from Delta tables into its query's state store. A checkpoint of the older query has
+    committed batches and no state store: continued, the state would start empty and count every RSVP
+    again. The chain refuses it and names the replay; a checkpoint with its state store passes."""
+    from common.store import Store
+    from pipelines.gold.job import OldLayoutError, refuse_stateless_checkpoint
+
+    settings = isolated(stack, unique)
+    layout = Layout(settings.lakehouse_root, "g1")
+    store = Store(settings)
+    refuse_stateless_checkpoint(settings, layout)  # a new generation: nothing to refuse
+    store.write("g1/_checkpoints/gold-rsvps/commits/0", b'v1\n{"nextBatchWatermarkMs":0}')
+    with pytest.raises(OldLayoutError, match=r"kept its state in Delta tables.*make replay TO="):
+        refuse_stateless_checkpoint(settings, layout)
+    store.write("g1/_checkpoints/gold-rsvps/state/0/0/1.changelog", b"rocksdb")
+    refuse_stateless_checkpoint(settings, layout)
 
 
 def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark, unique):

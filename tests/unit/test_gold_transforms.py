@@ -1,4 +1,5 @@
-"""chispa tests of gold's pure transforms: the log-defined watermark, winners and signed count deltas."""
+"""chispa tests of gold's pure transforms: signed count deltas, the snapshots (the state store's decisions:
+test_gold_state.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pyspark.sql import functions as F
 
 from pipelines.gold import transforms
 from pipelines.gold.schemas import COUNTS
-from pipelines.gold.transforms import AGGREGATES, STATE_COLUMNS
+from pipelines.gold.transforms import AGGREGATES
 
 BY_MINUTE = next(a for a in AGGREGATES if a.name == "rsvps_by_region_minute")
 BY_TOPIC = next(a for a in AGGREGATES if a.name == "topics_by_hour")
@@ -25,45 +26,6 @@ def states(spark, *rows):
     """rows: (rsvp_id, mtime, offset, response, guests, city, topics)"""
     full = [(i, m, 0, o, r, g, "us", "ny", city, 1, "e", topics) for i, m, o, r, g, city, topics in rows]
     return spark.createDataFrame(full, STATE_SCHEMA)
-
-
-def test_lateness_follows_the_greatest_mtime_of_earlier_offsets_in_the_same_partition(spark):
-    facts = spark.createDataFrame(
-        [(0, 10, 1_000_000), (0, 11, 300_000), (0, 12, 399_999), (1, 5, 300_000), (2, 1, 0)],
-        "version_partition int, version_offset long, version_mtime long",
-    )
-    prior = spark.createDataFrame([(1, 1_000_000)], "version_partition int, prior_max_mtime long")
-    judged = transforms.with_lateness(facts, prior, lateness_ms=600_000)
-    late = {(r.version_partition, r.version_offset): r.late for r in judged.collect()}
-    # partition 0: offset 11 is 700,000 behind offset 10 (late); offset 12 is 600,001 behind (late).
-    # partition 1: behind the previous batch's maximum; partition 2: its first message is never late.
-    assert late == {(0, 10): False, (0, 11): True, (0, 12): True, (1, 5): True, (2, 1): False}
-
-
-def test_the_watermark_state_keeps_the_greatest_mtime_per_partition(spark):
-    facts = spark.createDataFrame(
-        [(0, 3, 50), (0, 4, 40), (1, 9, 10)], "version_partition int, version_offset long, version_mtime long"
-    )
-    prior = spark.createDataFrame([(1, 99)], "version_partition int, prior_max_mtime long")
-    expected = spark.createDataFrame(
-        [(0, 4, 50), (1, 9, 99)], "version_partition int, through_offset long, max_mtime long"
-    )
-    assert_df_equality(transforms.next_prior_max(facts, prior), expected, ignore_row_order=True, ignore_nullable=True)
-
-
-def test_only_a_newer_fact_wins_and_brings_back_the_state_it_replaces(spark):
-    current = states(spark, (1, T0, 1, "yes", 2, "NYC", ["a"]), (2, T0, 2, "yes", 0, "NYC", ["a"]))
-    batch = states(
-        spark,
-        (1, T0 + 5, 7, "no", 0, "NYC", ["a"]),  # newer: wins over the state
-        (1, T0 + 1, 8, "yes", 0, "NYC", ["a"]),  # older than its batch sibling
-        (2, T0 - 1, 9, "no", 0, "NYC", ["a"]),  # older than the state: ignored
-        (3, T0, 10, "yes", 1, "NYC", ["a"]),  # first seen
-    )
-    new_states, old_states = transforms.winners(batch, current)
-    assert sorted((r.rsvp_id, r.version_offset) for r in new_states.collect()) == [(1, 7), (3, 10)]
-    assert [(r.rsvp_id, r.version_offset, r.response) for r in old_states.collect()] == [(1, 1, "yes")]
-    assert new_states.columns == list(STATE_COLUMNS)
 
 
 def test_a_flip_takes_the_yes_back_and_adds_a_no_in_the_new_minute(spark):

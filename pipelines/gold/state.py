@@ -1,0 +1,177 @@
+"""Gold's state in Spark's state store: what each RSVP counts now, and how far each Kafka partition has gone.
+
+Gold once kept this state in two Delta tables (`rsvp_state`, `watermarks`), read whole, joined and MERGEd
+in every batch: 4-8 s of a 10 s batch under load (README, "The hot path and the slow path"). Here it lives
+in the query's own state store (RocksDB, in the checkpoint), keyed by Kafka partition:
+
+- `max_mtime` (a value): the greatest mtime seen so far in the partition, which defines lateness;
+- `counted` (a map, rsvp_id -> state): the version of each RSVP that the counts hold now.
+
+`GoldState.handleInputRows` sees one partition's facts of one micro-batch, in offset order, and emits one
+row per decision (`kind`):
+
+    counted   the fact is the RSVP's newest version: its state is what the counts hold from now on
+    replaced  the state it replaced (its contribution is taken back): the RSVP's previous `counted` row
+    ignored   a fact not newer than what is counted (a duplicate, an older resend): changes nothing
+    late      more than the allowed lateness behind the partition's greatest earlier mtime: listed, not counted
+    mark      one per partition and batch: its last offset (`version_offset`) and greatest mtime so far
+              (`version_mtime`), for the `watermarks` table
+
+Every fact is one counted, ignored or late row, so the batch's freshness is measured on them.
+
+Exactly once comes with the checkpoint: the state store keeps a version per micro-batch, and a batch run
+again after a crash starts from the state as it was before it, so it makes the same decisions and the
+foreachBatch writes (Delta transaction ids) skip what had committed. Lateness stays defined on the Kafka
+log (the greatest mtime earlier in the partition), not on batches or on Spark's event-time watermark.
+
+Every message of one RSVP is in one Kafka partition (the producer keys by rsvp_id), which is what lets the
+state be keyed by partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+
+from pipelines.gold.schemas import RSVP_STATE
+
+COUNTED, REPLACED, IGNORED, LATE, MARK = "counted", "replaced", "ignored", "late", "mark"
+FACT_KINDS = (COUNTED, IGNORED, LATE)  # one of these per valid message
+
+STATE_FIELDS = RSVP_STATE.fieldNames()  # rsvp_id, the version, response, ..., topics
+STATE_VALUE = T.StructType([f for f in RSVP_STATE.fields if f.name != "rsvp_id"])
+DECISIONS = T.StructType(
+    [T.StructField("kind", T.StringType(), False)]
+    + [T.StructField(f.name, f.dataType, True) for f in RSVP_STATE.fields]
+    + [
+        T.StructField("watermark_ms", T.LongType(), True),
+        T.StructField("kafka_timestamp", T.TimestampType(), True),
+    ]
+)
+_COLUMNS = DECISIONS.fieldNames()
+_VALUE_FIELDS = STATE_VALUE.fieldNames()
+_INTS = {f.name for f in RSVP_STATE.fields if isinstance(f.dataType, (T.LongType, T.IntegerType))}
+
+
+def _plain(name: str, value):
+    """A pandas cell as the state store takes it: None for a missing value, Python ints, lists of strings."""
+    if value is None or (not isinstance(value, (list, tuple)) and not hasattr(value, "__len__") and pd.isna(value)):
+        return None
+    if name in _INTS:
+        return int(value)
+    if name == "topics":
+        return [str(t) for t in value]
+    return value
+
+
+@dataclass
+class Decided:
+    rows: pd.DataFrame  # DECISIONS
+    counted: dict[int, tuple]  # rsvp_id -> its state value (STATE_VALUE), for the RSVPs whose state changes
+    max_mtime: int  # the partition's greatest mtime after the batch
+
+
+def decide_partition(
+    facts: pd.DataFrame, prior_max: int | None, counted_now: Callable[[int], tuple | None], lateness_ms: int
+) -> Decided:
+    """One Kafka partition's facts of one batch -> the decisions (see the module's docstring).
+
+    prior_max: the partition's greatest mtime before the batch (None: nothing seen yet); counted_now(rsvp_id):
+    the RSVP's counted state value (STATE_VALUE order), or None. Pure: the state store is read through
+    counted_now only, and written by the caller from the result."""
+    facts = facts.sort_values("version_offset", kind="stable").reset_index(drop=True)
+    mtimes = facts["version_mtime"].astype("int64")
+    # the greatest mtime at earlier offsets of the partition: this batch's earlier rows, then before it
+    earlier = mtimes.cummax().shift(1)
+    if prior_max is not None:
+        earlier = earlier.fillna(prior_max).clip(lower=prior_max)
+    watermark = earlier - lateness_ms
+    late = (mtimes < watermark).fillna(False).astype(bool)
+
+    def row(kind: str, fact, **extra) -> dict:
+        values = {name: _plain(name, getattr(fact, name)) for name in STATE_FIELDS}
+        return {"kind": kind, **values, "kafka_timestamp": fact.kafka_timestamp, **extra}
+
+    out: list[dict] = []
+    facts = facts.assign(batch_watermark=watermark, is_late=late)
+    for fact in facts[facts["is_late"]].itertuples(index=False):
+        out.append(row(LATE, fact, watermark_ms=int(fact.batch_watermark)))
+    admitted = facts[~facts["is_late"]]
+    # the newest admitted fact per RSVP (versions within one partition order by mtime, then offset)
+    newest = admitted.sort_values(["version_mtime", "version_offset"]).drop_duplicates("rsvp_id", keep="last")
+    updates: dict[int, tuple] = {}
+    for fact in newest.itertuples(index=False):
+        rsvp_id = int(fact.rsvp_id)
+        state = counted_now(rsvp_id)
+        version = (int(fact.version_mtime), int(fact.version_partition), int(fact.version_offset))
+        if state is not None and tuple(state[:3]) >= version:
+            continue  # what is counted is as new or newer: this fact changes nothing
+        if state is not None:
+            out.append({"kind": REPLACED, "rsvp_id": rsvp_id, **dict(zip(_VALUE_FIELDS, state, strict=True))})
+        updates[rsvp_id] = tuple(_plain(name, getattr(fact, name)) for name in _VALUE_FIELDS)
+    winners = {updates[rsvp_id][2] for rsvp_id in updates}  # their offsets
+    for fact in admitted.itertuples(index=False):
+        out.append(row(COUNTED if int(fact.version_offset) in winners else IGNORED, fact))
+
+    greatest = int(mtimes.max()) if prior_max is None else max(prior_max, int(mtimes.max()))
+    out.append(
+        {
+            "kind": MARK,
+            "version_partition": int(facts["version_partition"].iloc[0]),
+            "version_offset": int(facts["version_offset"].max()),
+            "version_mtime": greatest,
+        }
+    )
+    rows = pd.DataFrame(out, columns=_COLUMNS)
+    for name in _COLUMNS:  # a row leaves out what its kind does not have: null, not NaN
+        if name in _INTS or name == "watermark_ms":
+            rows[name] = rows[name].astype("Int64")  # whole numbers with gaps, not floats
+        elif name != "kafka_timestamp":
+            rows[name] = rows[name].astype(object).where(rows[name].notna(), None)
+    return Decided(rows, updates, greatest)
+
+
+class GoldState(StatefulProcessor):
+    """Decides, per Kafka partition and batch, which facts are late, which are counted and what they replace."""
+
+    def __init__(self, lateness_ms: int):
+        self.lateness_ms = lateness_ms
+
+    def init(self, handle: StatefulProcessorHandle) -> None:
+        self.max_mtime = handle.getValueState("max_mtime", T.StructType([T.StructField("ms", T.LongType())]))
+        self.counted = handle.getMapState(
+            "counted", T.StructType([T.StructField("rsvp_id", T.LongType())]), STATE_VALUE
+        )
+
+    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+        facts = pd.concat(list(rows), ignore_index=True)
+        if facts.empty:
+            return
+        prior = self.max_mtime.get()[0] if self.max_mtime.exists() else None
+        decided = decide_partition(facts, prior, lambda rsvp_id: self.counted.getValue((rsvp_id,)), self.lateness_ms)
+        for rsvp_id, value in decided.counted.items():
+            self.counted.updateValue((rsvp_id,), value)
+        self.max_mtime.update((decided.max_mtime,))
+        yield decided.rows
+
+    def close(self) -> None:
+        pass
+
+
+def decide(facts_df: DataFrame, lateness_ms: int) -> DataFrame:
+    """A streaming DataFrame of facts (transforms.to_facts) -> the state store's decisions (DECISIONS)."""
+    return (
+        facts_df.select(*STATE_FIELDS, "kafka_timestamp")
+        .groupBy("version_partition")
+        .transformWithStateInPandas(
+            statefulProcessor=GoldState(lateness_ms),
+            outputStructType=DECISIONS,
+            outputMode="Append",
+            timeMode="None",
+        )
+    )
