@@ -8,7 +8,10 @@ For each rate, `meetup-demo` runs the generator at that many RSVPs per second th
 the chain (bronze, silver + PostgreSQL, gold, score) and the app, each in its own process, on tables of
 their own. Every 5 s the resident memory (RSS, whole process tree) of each part is sampled: the replay
 server, the producer, the chain (Python driver + its JVM), the app, and the stack's Kafka broker, S3 server
-and PostgreSQL (postmaster + backends). Freshness comes from `gold/freshness` (every silver, PostgreSQL
+and PostgreSQL (postmaster + backends). CPU is counted the same way, after warm-up, as cores used on average
+(CPU seconds / wall seconds; the machine has os.cpu_count() cores), and the chain's is split into its Python
+driver, its JVM and the Python workers the JVM starts (pandas UDFs, the state store's transformWithState).
+Freshness comes from `gold/freshness` (every silver, PostgreSQL
 and gold batch records, for its rows, Kafka append -> commit visible: p50, p95, max), the first
 `--warm-up` seconds left out:
 - p50: row-weighted median of the batch medians;
@@ -27,6 +30,7 @@ Writes bench/results/system.json and .md. Needs the local stack (make stack-up).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -77,6 +81,66 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def chain_role(process: psutil.Process, root_pid: int) -> str:
+    """Which part of the chain a process is: its Python driver (the root), the JVM, or a Python worker."""
+    if process.pid == root_pid:
+        return "chain: Python driver"
+    name = process.name()
+    return "chain: JVM" if name == "java" else "chain: Python workers"
+
+
+def tree_cpu(pid: int, role=None) -> dict[tuple[str, int], float]:
+    """Cumulative CPU seconds (user + system) of a process and each descendant, keyed by (role, pid); role
+    names the part a process plays (default: all one part)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return {}
+    found = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            found[(role(process, pid) if role else "", process.pid)] = times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+class CpuUse:
+    """CPU seconds per part between the first and the last sample (a process's last sample is kept after it
+    exits; one started in between counts from zero)."""
+
+    def __init__(self):
+        self.first: dict[tuple[str, str, int], float] = {}
+        self.last: dict[tuple[str, str, int], float] = {}
+        self.started: float | None = None
+        self.ended: float | None = None
+
+    def sample(self, label: str, pid: int, now: float) -> None:
+        role = chain_role if label.startswith("chain") else None
+        if self.started is None:
+            self.started = now
+        self.ended = now
+        for (part, child), seconds in tree_cpu(pid, role).items():
+            key = (label, part, child)
+            self.first.setdefault(key, 0.0 if now > self.started else seconds)
+            self.last[key] = seconds
+
+    def cores(self) -> dict[str, float]:
+        """Average cores used per part (and per chain role) over the sampled window."""
+        wall = (self.ended or 0) - (self.started or 0)
+        if wall <= 0:
+            return {}
+        used: dict[str, float] = {}
+        for (label, part, _child), seconds in self.last.items():
+            spent = seconds - self.first[(label, part, _child)]
+            used[label] = used.get(label, 0.0) + spent
+            if part:
+                used[part] = used.get(part, 0.0) + spent
+        return {name: round(seconds / wall, 2) for name, seconds in used.items()}
+
+
 def stack_pids(settings: Settings) -> dict[str, int | None]:
     base = settings.stack_dir
     return {
@@ -102,6 +166,7 @@ def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, stat
     )  # fmt: skip
     started = time.time()
     samples: dict[str, list[int]] = {}
+    cpu = CpuUse()
     try:
         while time.time() - started < minutes * 60:
             if demo.poll() is not None:
@@ -114,9 +179,12 @@ def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, stat
                 "app": parts.get("app"),
                 **stack_pids(base),
             }
+            now = time.time()
             for label, pid in named.items():
                 if pid is not None:
                     samples.setdefault(label, []).append(tree_rss(pid))
+                    if now >= started + warm_up_s:
+                        cpu.sample(label, pid, now)
             time.sleep(5)
     finally:
         os.killpg(demo.pid, signal.SIGINT)
@@ -126,6 +194,7 @@ def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, stat
         label: {"median": round(statistics.median(values) / 2**20), "peak": round(max(values) / 2**20)}
         for label, values in samples.items()
     }
+    result["cpu_cores"] = cpu.cores()
     result.update(freshness(settings, started + warm_up_s))
     result["over_time"] = over_time(settings, started, started + warm_up_s)
     result["phases"] = phases(settings, started + warm_up_s)
@@ -267,10 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-up", type=float, default=90, help="seconds left out at the start of each run")
     parser.add_argument("--interval", default="1 second", help="the chain's trigger interval")
     parser.add_argument("--name", default="system", help="results file name under bench/results/")
+    parser.add_argument("--logs", type=Path, help="keep each run's logs (chain.log, demo.out...) under this directory")
     args = parser.parse_args(argv)
     base = load_settings()
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-system-") as tmp:
+    keep = contextlib.nullcontext(str(args.logs)) if args.logs else tempfile.TemporaryDirectory(prefix="bench-system-")
+    with keep as tmp:
         for rate in args.rates:
             log(f"{rate:g} RSVPs/s for {args.minutes:g} min")
             results.append(run_rate(base, rate, args.minutes, args.warm_up, Path(tmp) / f"r{rate:g}", args.interval))
@@ -288,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     for label in labels:
         cells = [r["memory_mb"].get(label, {}) for r in results]
         lines.append(f"| {label} | " + " | ".join(f"{c.get('median')} / {c.get('peak')}" for c in cells) + " |")
+    parts = list(dict.fromkeys(part for r in results for part in r.get("cpu_cores", {})))
+    lines += [
+        "",
+        f"| CPU, cores used on average (of {os.cpu_count()}) after warm-up | "
+        + " | ".join(f"{r['rate_per_s']:g}/s" for r in results)
+        + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    for part in parts:
+        lines.append(f"| {part} | " + " | ".join(str(r.get("cpu_cores", {}).get(part)) for r in results) + " |")
     lines += ["", "| RSVPs/s | stage | lag slope (s/min) | p95 middle third s | p95 last third s | bounded "
               "| p95 min 5-15 s | p95 last 10 min s | last 10 <= min 5-15 |",
               "|---:|---|---:|---:|---:|---|---:|---:|---|"]  # fmt: skip

@@ -18,3 +18,27 @@ def test_too_short_a_run_gives_no_verdict():
     assert slope([1, 2], [3, 4]) is None
     assert thirds([1, 2, 3], [1, 1, 1])["bounded"] is None
     assert issue_criterion([1, 2, 20], [1, 1, 1])["last10_within_min5_15"] is None
+
+
+def test_cpu_use_counts_each_process_from_its_first_sample_and_keeps_the_exited(monkeypatch):
+    """CPU seconds per part: a process seen at the first sample counts from there, one started later from
+    zero, one that exits keeps what it had used; the chain's roles are summed apart and into the chain."""
+    from bench import system
+
+    ticks = iter(
+        [
+            {("chain: Python driver", 1): 10.0, ("chain: JVM", 2): 100.0},
+            {("chain: Python driver", 1): 11.0, ("chain: JVM", 2): 115.0, ("chain: Python workers", 3): 4.0},
+            {("chain: Python driver", 1): 12.0, ("chain: JVM", 2): 130.0},  # the worker exited
+        ]
+    )
+    monkeypatch.setattr(system, "tree_cpu", lambda pid, role=None: next(ticks))
+    cpu = system.CpuUse()
+    for now in (0.0, 10.0, 20.0):
+        cpu.sample("chain (driver + JVM)", 1, now)
+    assert cpu.cores() == {
+        "chain (driver + JVM)": round((2 + 30 + 4) / 20, 2),
+        "chain: Python driver": 0.1,
+        "chain: JVM": 1.5,
+        "chain: Python workers": 0.2,
+    }
