@@ -41,8 +41,15 @@ def retry_on_conflict(action: Callable[[], T], attempts: int = 5) -> T:
     raise AssertionError("unreachable")
 
 
-def append_once(df: DataFrame, path: str, app_id: str, batch_id: int) -> None:
-    """Append, unless this (app_id, batch_id) was already committed to the table."""
+def append_once(df: DataFrame, path: str, app_id: str, batch_id: int, *, tasks: int | None = None) -> None:
+    """Append, unless this (app_id, batch_id) was already committed to the table.
+
+    tasks: write with at most this many tasks. Each writing task writes one file per table partition it has
+    rows for, so a small batch written by the default tasks makes many tiny files (gold's counts: 21 files
+    a batch, and an auto compaction of them in the same write, every batch); one task makes one file per
+    partition."""
+    if tasks is not None:
+        df = df.coalesce(tasks)
     df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path)
 
 

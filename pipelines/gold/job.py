@@ -94,8 +94,9 @@ class GoldBatch:
         replaced = decisions.filter(kind == state.REPLACED).select(*STATE_COLUMNS)
         with clock.phase(WRITES_PHASE):
             # Three appends side by side, each skipped when a batch re-run finds it committed (Delta's
-            # transaction ids). A re-run gets the same decisions: the state store restarts it from the state
-            # as it was before the batch.
+            # transaction ids), each written by one task: one file per table partition, not one per task.
+            # A re-run gets the same decisions: the state store restarts it from the state as it was
+            # before the batch.
             took: dict[str, float] = {}  # each write's own seconds, for the batch's log line
 
             def hot(name, work, *args):
@@ -139,7 +140,7 @@ class GoldBatch:
         )
         late_count = late.count()
         if late_count:
-            append_once(late, self.path("late_rsvps"), self.app_id, batch_id)
+            append_once(late, self.path("late_rsvps"), self.app_id, batch_id, tasks=1)
         return late_count
 
     def _append_watermarks(self, decisions: DataFrame, batch_id: int) -> None:
@@ -150,13 +151,13 @@ class GoldBatch:
             F.col("version_mtime").alias("max_mtime"),
             F.lit(batch_id).cast("long").alias("batch_id"),
         )
-        append_once(marks, self.path("watermarks"), self.app_id, batch_id)
+        append_once(marks, self.path("watermarks"), self.app_id, batch_id, tasks=1)
 
     def _apply_counts(self, counted: DataFrame, replaced: DataFrame, batch_id: int) -> datetime:
         """Every aggregate's net change, appended to the long counts table, into partitions of its own batch
         (so it neither waits for nor conflicts with the fold, fold.py); returns when it committed."""
         deltas = transforms.all_count_deltas(counted, replaced, batch_id)
-        append_once(deltas, self.path(COUNTS_TABLE), self.app_id, batch_id)
+        append_once(deltas, self.path(COUNTS_TABLE), self.app_id, batch_id, tasks=1)
         return datetime.now(timezone.utc)
 
 

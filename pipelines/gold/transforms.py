@@ -94,16 +94,21 @@ def count_deltas(new_states: DataFrame, old_states: DataFrame, aggregate: Aggreg
 
 def all_count_deltas(new_states: DataFrame, old_states: DataFrame, batch_id: int) -> DataFrame:
     """Every aggregate's net change of one batch, as rows of the long counts table (see aggregates.py),
-    each tagged with the batch that appended it."""
+    each tagged with the batch that appended it.
+
+    One aggregation for all six: every state's contributions under every aggregate's keys (the keys an
+    aggregate does not use null) are summed per (aggregate, keys) in a single shuffle, not one per aggregate;
+    the result is each aggregate's count_deltas (tests/unit/test_gold_transforms.py checks it)."""
     parts = []
     for agg in AGGREGATES:
-        deltas = count_deltas(new_states, old_states, agg)
-        keys = [F.col(k) if k in agg.keys else F.lit(None).cast(t).alias(k) for k, t in KEY_TYPES.items()]
-        parts.append(deltas.select(F.lit(agg.name).alias("aggregate"), *keys, *MEASURES))
+        for states, sign in ((new_states, +1), (old_states, -1)):
+            signed = contributions(states, agg, sign)
+            keys = [F.col(k) if k in agg.keys else F.lit(None).cast(t).alias(k) for k, t in KEY_TYPES.items()]
+            parts.append(signed.select(F.lit(agg.name).alias("aggregate"), *keys, *MEASURES))
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    return union.withColumn("batch_id", F.lit(batch_id).cast("long"))
+    return net_counts(union, ["aggregate", *KEY_TYPES]).withColumn("batch_id", F.lit(batch_id).cast("long"))
 
 
 def net_counts(counts_df: DataFrame, keys: Sequence[str]) -> DataFrame:

@@ -1,9 +1,9 @@
 """The PostgreSQL mirror of silver: one transaction per micro-batch, exactly once.
 
 For each batch: claim (query, batch id) in `mirror_ledger` (a retried batch finds it and stops),
-COPY each table's newest-per-key rows into a temporary staging table, then
-`INSERT ... ON CONFLICT (key) DO UPDATE ... WHERE` the staged version is greater, parents before
-children. Values only travel as COPY data; identifiers only come from TABLES below, never from data.
+COPY each table's rows into a temporary staging table, then `INSERT ... SELECT DISTINCT ON (key)` the
+newest staged version per key `... ON CONFLICT (key) DO UPDATE ... WHERE` the staged version is greater,
+parents before children. Values only travel as COPY data; identifiers only come from TABLES below, never from data.
 While PostgreSQL is unreachable the batch waits and retries, so the stream catches up afterwards.
 """
 
@@ -148,13 +148,21 @@ def copy_buffer(rows: Iterable[Sequence]) -> io.StringIO:
 
 
 def upsert_statement(spec: TableSpec, staging: str, schema: str) -> sql.Composed:
-    """INSERT the staged rows; on a key conflict, update only when the staged version is greater."""
+    """INSERT the staged rows, the newest version per key of them (a batch may stage several versions of a
+    key: PostgreSQL picks the newest, so Spark need not); on a key conflict, update only when the staged
+    version is greater."""
     columns = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
-    head = sql.SQL("INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} ON CONFLICT ({keys}) ").format(
+    keys = sql.SQL(", ").join(map(sql.Identifier, spec.keys))
+    newest_first = sql.SQL(", ").join(sql.SQL("{} DESC").format(sql.Identifier(c)) for c in VERSION_COLUMNS)
+    head = sql.SQL(
+        "INSERT INTO {target} ({columns}) SELECT DISTINCT ON ({keys}) {columns} FROM {staging} "
+        "ORDER BY {keys}, {newest_first} ON CONFLICT ({keys}) "
+    ).format(
         target=sql.Identifier(schema, spec.name),
         columns=columns,
         staging=sql.Identifier(staging),
-        keys=sql.SQL(", ").join(map(sql.Identifier, spec.keys)),
+        keys=keys,
+        newest_first=newest_first,
     )
     updates = [sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in spec.columns if c not in spec.keys]
     newer = sql.SQL("({}) > ({})").format(

@@ -43,7 +43,9 @@ class MirrorBatch:
         valid = validation.filter_valid(checked).persist()  # parsed once: the rows and the freshness
         try:
             with clock.phase("mirror collect"):
-                rows = mirror.collect_rows(transforms.rsvp_tables(valid))
+                # every message's rows: PostgreSQL keeps the newest per key (mirror.upsert_statement), which
+                # saves eight shuffles (6 s of a 9.5 s batch at 20 RSVPs/s, README "Benchmarks")
+                rows = mirror.collect_rows(transforms.rsvp_tables(valid, newest=False))
             clock.rows = len(rows.get("rsvps", []))
             if not any(rows.values()):
                 return

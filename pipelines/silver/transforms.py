@@ -163,8 +163,10 @@ def is_newer(source: str, target: str) -> str:
     return f"({s_m} > {t_m} OR ({s_m} = {t_m} AND ({s_p} > {t_p} OR ({s_p} = {t_p} AND {s_o} > {t_o}))))"
 
 
-def rsvp_tables(valid_df: DataFrame) -> dict[str, DataFrame]:
-    """Every 3NF table's rows from one batch of valid RSVP messages, reduced to the newest per key."""
+def rsvp_tables(valid_df: DataFrame, *, newest: bool = True) -> dict[str, DataFrame]:
+    """Every 3NF table's rows from one batch of valid RSVP messages, reduced to the newest per key (newest=False:
+    every message's rows, for a writer that keeps the newest itself, as the PostgreSQL mirror does: one Spark
+    stage instead of a shuffle per table)."""
     group_topics_df = explode_group_topics(valid_df)
     rows = {
         "venues": to_venues(valid_df),
@@ -176,4 +178,6 @@ def rsvp_tables(valid_df: DataFrame) -> dict[str, DataFrame]:
         "member_services": explode_member_services(valid_df),
         "group_topics": to_group_topics(group_topics_df),
     }
+    if not newest:
+        return rows
     return {name: newest_per_key(df, TABLE_KEYS[name]) for name, df in rows.items()}

@@ -292,3 +292,18 @@ def test_a_generation_whose_counts_are_totals_merged_in_place_is_refused_with_th
         ensure_gold_tables(spark, layout)
     ensure_gold_tables(spark, Layout(settings.lakehouse_root, "g2"))  # a new generation gets the new layout
     ensure_gold_tables(spark, Layout(settings.lakehouse_root, "g2"))  # and continues it
+
+
+def test_each_gold_append_writes_one_file_per_table_partition(spark, real_run):
+    """A gold batch is hundreds of rows: written by the default tasks it made one file per task and table
+    partition (21 for the counts), and an auto compaction of them every batch. Each append writes one file
+    per partition it touches: at most one per aggregate for the counts, one for the late rows and watermarks."""
+    from delta.tables import DeltaTable
+
+    _, layout, _ = real_run
+    for table, most in {"counts": len(AGGREGATES), "late_rsvps": 1, "watermarks": 1}.items():
+        history = DeltaTable.forPath(spark, layout.table("gold", table)).history().collect()
+        appends = [h for h in history if h.operation == "WRITE" and h.operationParameters.get("mode") == "Append"]
+        assert appends, f"gold/{table} has no appends"
+        files = [int(h.operationMetrics["numFiles"]) for h in appends]
+        assert max(files) <= most, f"gold/{table}: files per append {files}"

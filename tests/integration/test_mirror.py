@@ -88,3 +88,18 @@ def test_the_reader_role_cannot_write_to_the_mirror(stack):
             assert cur.fetchone() == (True,)
     finally:
         reader.close()
+
+
+def test_several_versions_of_a_key_in_one_batch_leave_the_newest(pg):
+    """The hot-path mirror stages every message's rows (no newest-per-key in Spark): PostgreSQL keeps the
+    greatest version per key, whatever the staging order, and an older batch still changes nothing."""
+    newest, older, oldest = batch(3, 3000, 5), batch(2, 3000, 4), batch(1, 1000, 9)
+    mixed = {name: older[name] + newest[name] + oldest[name] for name in newest}
+    conn = mirror.connect(pg)
+    try:
+        assert mirror.apply_batch(conn, pg.postgres.schema, "q", 0, mixed)
+        assert mirror.apply_batch(conn, pg.postgres.schema, "q", 1, batch(9, 2999, 99))  # older than the newest
+    finally:
+        conn.close()
+    assert rows(pg, "SELECT guests, version_mtime, version_offset FROM rsvps") == [(3, 3000, 5)]
+    assert rows(pg, "SELECT count(*) FROM group_topics") == [(1,)]
