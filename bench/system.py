@@ -133,8 +133,9 @@ class CpuUse:
         if wall <= 0:
             return {}
         used: dict[str, float] = {}
-        for (label, part, _child), seconds in self.last.items():
-            spent = seconds - self.first[(label, part, _child)]
+        for key, seconds in self.last.items():
+            label, part, _pid = key
+            spent = seconds - self.first[key]
             used[label] = used.get(label, 0.0) + spent
             if part:
                 used[part] = used.get(part, 0.0) + spent
