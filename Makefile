@@ -48,7 +48,7 @@ replay-server: venv ## the Meetup-compatible stream server on http:// and ws://1
 ingest: venv ## follow a stream endpoint into Kafka (ARGS="--url ws://host:port --streams rsvps photos")
 	$(BIN)/meetup-ingest $(ARGS)
 
-test: stack-up ## set up, start the stack and run the test suite (not the slow marks)
+test: stack-up lint ## set up, start the stack, lint (ruff, seconds) and run the test suite (not the slow marks)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-slow: stack-up ## only the slow tests: 20 kills, service restarts, cluster kills, long compaction, scoring form (~75 min)
