@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-soak bench-delta-ops bench-ml bench-app bench-cluster chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench bench-system bench-soak bench-delta-ops bench-mirror-batch bench-ml bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -60,6 +60,7 @@ test-unit: jars ## the tests that need no service (Spark runs locally with the j
 bench: stack-up ## every benchmark, then bench/results/summary.md and summary.png (about 2 hours on 2 cores)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.delta_ops
+	$(BIN)/python -m bench.mirror_batch
 	$(BIN)/python -m bench.backlog --sizes 100000 300000 1000000
 	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 5
 	$(BIN)/python -m bench.ml --size 100000
@@ -76,6 +77,9 @@ bench-soak: stack-up ## the running system at 20 RSVPs/s for 60 minutes: is the 
 
 bench-delta-ops: stack-up ## one Delta append, transactional append and MERGE, alone: S3 vs local disk, codegen on/off (bench/results/delta_ops.md)
 	$(BIN)/python -m bench.delta_ops
+
+bench-mirror-batch: jars ## one PostgreSQL-mirror batch's Spark side, alone: checks rebuilt per batch vs once, cached vs checkpointed (bench/results/mirror_batch.md)
+	$(BIN)/python -m bench.mirror_batch
 
 bench-ingest: stack-up ## websocket and HTTP stream -> Kafka throughput beside their references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest

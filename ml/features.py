@@ -79,14 +79,16 @@ STATE = T.StructType(
 )
 
 
-def valid_messages(raw_df: DataFrame) -> DataFrame:
+def valid_messages(raw_df: DataFrame, checks: validation.Checks | None = None) -> DataFrame:
     """Bronze-shaped rows (value, partition, offset, kafka_timestamp or arrival_ms) -> valid parsed messages.
 
-    Validation is silver's own, so the model sees exactly the messages silver accepts.
+    Validation is silver's own, so the model sees exactly the messages silver accepts. A stream passes the
+    Checks it built once (validation.Checks), so that each batch does not rebuild the rules.
     """
     if "arrival_ms" not in raw_df.columns:
         raw_df = raw_df.withColumn("arrival_ms", F.unix_millis(F.col("kafka_timestamp")))
-    checked = validation.with_reason(validation.with_parsed(raw_df, RSVP_MESSAGE), validation.rsvp_rules())
+    checks = checks or validation.Checks(validation.rsvp_rules())
+    checked = checks.apply(validation.with_parsed(raw_df, RSVP_MESSAGE))
     return validation.filter_valid(checked).select("msg", *ARRIVAL)
 
 

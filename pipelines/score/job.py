@@ -40,6 +40,7 @@ from pipelines.delta_io import merge_newest, retry_on_conflict
 from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
+from pipelines.silver import validation
 from pipelines.silver.schemas import VERSION_COLUMNS
 from pipelines.silver.transforms import is_newer
 
@@ -117,6 +118,7 @@ class ScoreBatch:
         self.layout = layout
         self.models = ModelPoller(Registry(settings))
         self.app_id = f"{layout.generation}-{QUERY}"
+        self.checks = validation.Checks(validation.rsvp_rules())  # built once, applied to every batch
 
     def path(self, name: str) -> str:
         return self.layout.table("gold", name)
@@ -126,7 +128,7 @@ class ScoreBatch:
         clock = PhaseClock(QUERY, batch_id)
         # read the batch once: a second read of the source would count its rows twice in the query's progress
         raw = bronze_batch_df.select("value", "partition", "offset", "kafka_timestamp").persist()
-        messages = X.valid_messages(raw).persist()
+        messages = X.valid_messages(raw, self.checks).persist()
         try:
             with clock.phase("parse and validate"):
                 empty = messages.isEmpty()

@@ -89,6 +89,7 @@ class SilverBatch:
         self.layout = layout
         self.stream = stream
         self.spec = STREAM_SPECS[stream]
+        self.checks = validation.Checks(self.spec.rules())  # built once, applied to every batch
         self.query_name = f"silver-{stream}"
         self.app_id = f"{layout.generation}-{self.query_name}"
         self.mirror_to_postgres = mirror_to_postgres and stream == "rsvps"
@@ -106,7 +107,7 @@ class SilverBatch:
 
     def _process(self, bronze_batch_df: DataFrame, batch_id: int, clock: PhaseClock) -> None:
         checked_df = validation.with_unknown_field_count(
-            validation.with_reason(validation.with_parsed(bronze_batch_df, self.spec.schema), self.spec.rules()),
+            self.checks.apply(validation.with_parsed(bronze_batch_df, self.spec.schema)),
             self.spec.known_keys,
         ).persist()
         try:

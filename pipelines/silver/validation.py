@@ -154,14 +154,34 @@ def photo_rules() -> list[Rule]:
     ]
 
 
-def with_reason(parsed_df: DataFrame, rules: list[Rule]) -> DataFrame:
-    """Adds `reason` and `detail`: null for a valid row, else those of the first rule it breaks."""
-    reason: Column = F.lit(None).cast("string")
-    detail: Column = F.lit(None).cast("string")
-    for broken, code, why in reversed(rules):
-        reason = F.when(broken, F.lit(code)).otherwise(reason)
-        detail = F.when(broken, why).otherwise(detail)
-    return parsed_df.withColumn("reason", reason).withColumn("detail", detail)
+class Checks:
+    """A list of rules compiled once into one expression: which rule, if any, a row breaks first.
+
+    A stage builds its Checks once and applies them to every micro-batch. Building the rules' Columns
+    costs hundreds of calls into the JVM, and a nested CASE per rule made a plan whose analysis and task
+    serialization cost the PostgreSQL mirror more than its rows did (README, "Benchmarks"); one flat CASE
+    whose branches carry (reason, detail) together checks each rule once per row.
+    """
+
+    def __init__(self, rules: Sequence[Rule]):
+        first_broken: Column | None = None
+        for broken, code, why in rules:
+            found = F.struct(F.lit(code).alias("reason"), why.cast("string").alias("detail"))
+            first_broken = F.when(broken, found) if first_broken is None else first_broken.when(broken, found)
+        if first_broken is None:
+            raise ValueError("Checks needs at least one rule")
+        self._why = first_broken.alias("_why")
+        self._reason = [F.col("_why.reason").alias("reason"), F.col("_why.detail").alias("detail")]
+
+    def apply(self, parsed_df: DataFrame) -> DataFrame:
+        """Adds `reason` and `detail`: null for a valid row, else those of the first rule it breaks."""
+        return parsed_df.select("*", self._why).select("*", *self._reason).drop("_why")
+
+
+def with_reason(parsed_df: DataFrame, rules: Sequence[Rule]) -> DataFrame:
+    """Adds `reason` and `detail`: null for a valid row, else those of the first rule it breaks (a stage
+    that checks every micro-batch builds Checks once instead)."""
+    return Checks(rules).apply(parsed_df)
 
 
 def with_unknown_field_count(parsed_df: DataFrame, known: Sequence[str]) -> DataFrame:

@@ -108,6 +108,24 @@ def test_every_invalid_row_gets_the_reason_of_the_first_rule_it_breaks(spark):
     assert_df_equality(result_df, expected_df, ignore_nullable=True)
 
 
+def test_checks_built_once_give_each_batch_its_own_reasons(spark):
+    # a stage builds its Checks once and applies them to every micro-batch
+    checks = validation.Checks(validation.rsvp_rules())
+    batches = [
+        [WITH_VENUE, edit(WITH_VENUE, guests=-1)],
+        [edit(WITH_VENUE, response="maybe"), WITH_VENUE, b"[1]"],
+    ]
+    expected = [
+        [(0, None, None), (1, "out_of_range", "guests=-1")],
+        [(0, "bad_enum", "response=maybe"), (1, None, None), (2, "malformed_json", "[1]")],
+    ]
+    for frames, rows in zip(batches, expected, strict=True):
+        parsed = validation.with_parsed(bronze_rows(spark, frames), RSVP_MESSAGE)
+        result_df = checks.apply(parsed).select("offset", "reason", "detail")
+        expected_df = spark.createDataFrame(rows, "offset long, reason string, detail string")
+        assert_df_equality(result_df, expected_df, ignore_nullable=True)
+
+
 def test_unknown_top_level_fields_are_counted_not_fatal(spark):
     result_df = checked(spark, [WITH_VENUE, edit(WITH_VENUE, x_new=1, y_new={"a": 1})]).select(
         "offset", "reason", "unknown_fields"
