@@ -25,10 +25,24 @@ from deltalake import DeltaTable
 from common.settings import Settings
 from common.store import Store
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
-from pipelines import generations, heartbeat
+from pipelines import catalogue, generations, heartbeat
 from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate, net
 
 CHAIN = "make demo (or meetup-chain)"
+SNAPSHOTS = {t.name for t in catalogue.TABLES if t.layer == "gold" and t.what.startswith("snapshot")}
+
+
+def missing_table(layer: str, name: str, generation: str) -> str:
+    """What to tell a reader about a table that is not there yet: a snapshot table comes with the running
+    chain's first snapshot round, not with its start."""
+    if layer == "gold" and name in SNAPSHOTS:
+        return (
+            f"no gold snapshot `{name}` yet in generation {generation}: the running chain writes it at its first "
+            f"snapshot round, every 2 minutes (start it with {CHAIN})"
+        )
+    return f"no {layer} table `{name}` yet in generation {generation}: run {CHAIN}"
+
+
 HOUR = pd.Timedelta(hours=1)
 
 
@@ -107,7 +121,7 @@ class Lakehouse:
                     except Exception:  # dropped and re-created under the same name, or vacuumed: start over
                         table = DeltaTable(uri, storage_options=self.options)
             except TableNotFoundError as error:
-                raise NoData(f"no {layer} table `{name}` yet in generation {self.generation}: run {CHAIN}") from error
+                raise NoData(missing_table(layer, name, self.generation)) from error
             except OSError as error:
                 raise ServiceDown(f"cannot read {uri}: {error}") from error
             with _OPEN_LOCK:

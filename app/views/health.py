@@ -40,10 +40,13 @@ def health() -> None:
                            key="durations_chart")  # fmt: skip
         lag = metrics.dropna(subset=["kafka_offsets_behind_max"])
         if not lag.empty:
-            st.plotly_chart(px.line(lag, x="batch_started", y="kafka_offsets_behind_max", color="query",
-                                    title="Kafka offsets behind latest",
-                                    labels={"kafka_offsets_behind_max": "offsets behind (max of partitions)",
-                                            "batch_started": "batch started"}), key="lag_chart")  # fmt: skip
+            fig = px.line(lag, x="batch_started", y="kafka_offsets_behind_max", color="query",
+                          title="Kafka offsets behind latest",
+                          labels={"kafka_offsets_behind_max": "offsets behind (max of partitions)",
+                                  "batch_started": "batch started"})  # fmt: skip
+            # a lag is never negative: a chain that keeps up draws a line on the floor, not mid-chart at 0
+            fig.update_yaxes(rangemode="tozero")
+            st.plotly_chart(fig, key="lag_chart")
     phases = load(lambda: data.batch_phases(lh, WINDOWS[window]))
     if phases is not None:
         fig = px.bar(phases, x="seconds", y="query", color="phase", orientation="h",

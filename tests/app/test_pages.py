@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -88,6 +89,8 @@ def test_pipeline_health_shows_freshness_rates_lag_phases_and_quarantine(lake):
     assert freshness["layout"]["yaxis"]["title"]["text"] == "seconds behind Kafka (p95)"
     assert sorted(y for trace in freshness["data"] for y in values(trace["y"])) == [4.0, 7.0]
     assert durations["layout"]["yaxis"]["title"]["text"] == "seconds"
+    lag = next(f for f in figures(at) if f["layout"]["title"]["text"] == "Kafka offsets behind latest")
+    assert lag["layout"]["yaxis"]["rangemode"] == "tozero"  # no axis below zero when nothing lags
 
 
 @pytest.mark.parametrize("page", ["live", "regions", "categories", "health"])
@@ -95,6 +98,15 @@ def test_every_data_page_says_what_to_run_before_there_is_data(empty_lake, page)
     at = run(page)
     assert not at.exception
     assert "No data yet" in infos(at) and "make demo" in infos(at)
+
+
+def test_a_snapshot_not_yet_written_says_when_the_running_chain_writes_it(lake):
+    # the chain runs (counts are there) but its first snapshot round has not come yet
+    shutil.rmtree(lake / "g1" / "gold" / "top_groups_5min")
+    at = run("live")
+    assert not at.exception
+    assert "`top_groups_5min`" in infos(at) and "first snapshot round, every 2 minutes" in infos(at)
+    assert "run make demo" not in infos(at)
 
 
 def test_the_model_page_says_to_train_before_there_is_a_model(empty_lake):
