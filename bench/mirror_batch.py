@@ -37,22 +37,16 @@ def kafka_batch(spark, count: int):
     """`count` captured messages as the Kafka source's rows after bronze.to_bronze's renaming."""
     from pyspark.sql import types as T
 
+    from pipelines.bronze.schemas import BRONZE_SCHEMA
+
     lines: list[bytes] = []
     for path in sorted(CAPTURES.glob("*.jsonl")):
         with open(path, "rb") as handle:
             lines.extend(line.rstrip(b"\n") for line in handle if line.strip())
     chosen = list(itertools.islice(itertools.cycle(lines), count))
     rows = [(value, None, "rsvps", i % 3, i, datetime(2021, 9, 2)) for i, value in enumerate(chosen)]
-    schema = T.StructType(
-        [
-            T.StructField("value", T.BinaryType()),
-            T.StructField("key", T.StringType()),
-            T.StructField("topic", T.StringType()),
-            T.StructField("partition", T.IntegerType()),
-            T.StructField("offset", T.LongType()),
-            T.StructField("kafka_timestamp", T.TimestampType()),
-        ]
-    )
+    # bronze's columns up to the Kafka timestamp: what to_bronze gives before it stamps the ingest
+    schema = T.StructType(BRONZE_SCHEMA.fields[: BRONZE_SCHEMA.fieldNames().index("kafka_timestamp") + 1])
     batch = spark.createDataFrame(rows, schema).localCheckpoint()
     batch.count()
     return batch
