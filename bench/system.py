@@ -24,6 +24,9 @@ and whether it is bounded: the p95 of the last third of the run is no more than 
 middle third (for a 60-minute run: minutes 40-60 against 20-40). bench/results/system.png draws lag over
 time per stage, one panel per rate. Where a batch's time goes comes from `gold/batch_phases`: mean seconds
 per batch, per query and phase.
+With `--floor-minutes N` (default 3; 0 skips it) each rate first runs the floor of this stack for N minutes
+(bench/floor.py: a bare Spark Kafka -> Delta append query with the same trigger, read with delta-rs), and
+the table reports each stage's p50 and p95 divided by the floor's from the same run.
 Writes bench/results/system.json and .md. Needs the local stack (make stack-up).
 """
 
@@ -42,6 +45,7 @@ from pathlib import Path
 
 import psutil
 
+from bench import floor
 from bench.common import RESULTS, isolated, write_results
 from common.settings import PROJECT_ROOT, Settings, load_settings
 from stack import kafka as kafka_service
@@ -326,6 +330,10 @@ def freshness(settings: Settings, after: float) -> dict:
     return found
 
 
+def _ratio(ours: float | None, floor_s: float | None) -> str:
+    return "-" if not ours or not floor_s else f"{ours / floor_s:.1f}x"
+
+
 def _s(ms) -> float | None:
     return None if ms is None else round(float(ms) / 1000, 1)
 
@@ -336,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--warm-up", type=float, default=90, help="seconds left out at the start of each run")
     parser.add_argument("--interval", default="1 second", help="the chain's trigger interval")
+    parser.add_argument("--floor-minutes", type=float, default=3,
+                        help="minutes of the floor query (bench/floor.py) before each rate; 0 skips it")  # fmt: skip
     parser.add_argument("--name", default="system", help="results file name under bench/results/")
     parser.add_argument("--logs", type=Path, help="keep each run's logs (chain.log, demo.out...) under this directory")
     args = parser.parse_args(argv)
@@ -344,8 +354,15 @@ def main(argv: list[str] | None = None) -> int:
     keep = contextlib.nullcontext(str(args.logs)) if args.logs else tempfile.TemporaryDirectory(prefix="bench-system-")
     with keep as tmp:
         for rate in args.rates:
+            found_floor = None
+            if args.floor_minutes > 0:
+                log(f"the floor: a bare Kafka -> Delta append at {rate:g} RSVPs/s for {args.floor_minutes:g} min")
+                warm_up = min(args.warm_up, args.floor_minutes * 60 / 3)
+                found_floor = floor.run_floor(base, rate, args.floor_minutes, warm_up, args.interval, Path(tmp))
+                log(f"floor: {found_floor}")
             log(f"{rate:g} RSVPs/s for {args.minutes:g} min")
             results.append(run_rate(base, rate, args.minutes, args.warm_up, Path(tmp) / f"r{rate:g}", args.interval))
+            results[-1]["floor"] = found_floor
             log(str({k: v for k, v in results[-1].items() if k != "over_time"}))
     lines = ["| RSVPs/s | stage | batches | rows | p50 s | p95 s (upper est.) | p99 s (upper est.) | max s |",
              "|---:|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -354,6 +371,17 @@ def main(argv: list[str] | None = None) -> int:
             s = r[stage]
             lines.append(f"| {r['rate_per_s']:g} | {stage} | {s['batches']} | {s['rows']:,} | {s['p50_s']} | "
                          f"{s['p95_s']} | {s['p99_s']} | {s['max_s']} |")  # fmt: skip
+    floors = [r for r in results if r.get("floor")]
+    if floors:
+        lines += ["", "The floor (a bare Kafka -> Delta append query, same trigger, read with delta-rs; "
+                  "bench/floor.py), and each stage's freshness divided by it:", "",
+                  *floor.table_lines([r["floor"] for r in floors]),
+                  "", "| RSVPs/s | stage | p50 / floor p50 | p95 / floor p95 |", "|---:|---|---:|---:|"]  # fmt: skip
+        for r in floors:
+            for stage in STAGES:
+                s, f = r[stage], r["floor"]
+                lines.append(f"| {r['rate_per_s']:g} | {stage} | {_ratio(s['p50_s'], f['p50_s'])} | "
+                             f"{_ratio(s['p95_s'], f['p95_s'])} |")  # fmt: skip
     labels = list(results[0]["memory_mb"])
     lines += ["", "| RSS MB, median / peak | " + " | ".join(f"{r['rate_per_s']:g}/s" for r in results) + " |",
               "|---|" + "---:|" * len(results)]  # fmt: skip
