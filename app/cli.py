@@ -7,20 +7,24 @@ meetup-app --address 0.0.0.0 --no-auth       # shared with no login, on purpose
 
 from __future__ import annotations
 
-import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
 from app import auth
+from common import cli
 
 APP = Path(__file__).with_name("main.py")
 
 
+@cli.command("meetup-app")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetup-app", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--address", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8501)
+    parser = cli.parser("meetup-app", __doc__)
+    parser.add_argument(
+        "--address", default="127.0.0.1", help="the interface to serve on (loopback: this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=8501, help="the port to serve on")
     parser.add_argument(
         "--secrets",
         type=Path,
@@ -46,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[auth.LOGIN_ENV] = "1" if login else "0"
     from streamlit.web import cli as streamlit_cli
 
-    print(
-        f"meetup-app: http://{args.address}:{args.port}" + (" (login required)" if login else ""),
-        file=sys.stderr,
-        flush=True,
-    )
+    logging.getLogger(__name__).info("http://%s:%s%s", args.address, args.port, " (login required)" if login else "")
     sys.argv = [
         "streamlit", "run", str(APP),
         "--server.address", args.address, "--server.port", str(args.port),

@@ -9,12 +9,14 @@ through the same feature code as training and the chain; the member's history co
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import threading
 import time
 
 from common.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _spark = None
@@ -51,7 +53,7 @@ def warm_up(settings: Settings) -> None:
                     _models[version] = Registry(settings).load(version)[1]
                 spark.range(1).count()  # the first job pays for code generation; not the user's
         except Exception as error:  # the form shows its own error when used; the next visit tries again
-            print(f"meetup-app: scoring warm-up failed: {error}", file=sys.stderr, flush=True)
+            log.warning("scoring warm-up failed: %s", error)
             _warming.clear()
 
     threading.Thread(target=prepare, name="scoring-warm-up", daemon=True).start()

@@ -7,7 +7,6 @@ surfacing minutes later as a retry storm deep inside the JVM.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable
 
 import boto3
@@ -17,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from common.cli import USAGE, CommandError
 from common.settings import Settings, SettingsError, load_settings
 
 HINT = "start the local stack with `make stack-up`, or fix the setting"
@@ -122,13 +122,12 @@ def settings_for(prog: str, services: Iterable[str] = ()) -> Settings:
     """The settings of a command line, once the services it needs have answered.
 
     A malformed or missing setting, or a service that cannot be reached, ends the command here, before
-    any Spark starts: exit status 2 and one line per problem, `prog: <what> (<the setting>) ...`.
+    any Spark starts (a `CommandError` its `cli.command` reports): exit status 2 and one line per problem,
+    `prog: <what> (<the setting>) ...`.
     """
     try:
         settings = load_settings()
         preflight(settings, services)
     except (SettingsError, ServiceUnavailable) as error:
-        for line in str(error).splitlines():
-            print(f"{prog}: {line}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise CommandError(str(error), status=USAGE) from None
     return settings

@@ -257,6 +257,18 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(environ: Mapping[str, str] | None = None) -> str:
+    """MEETUP_LOG_LEVEL (default INFO): how much every command logs."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("MEETUP_LOG_LEVEL") or "INFO"
+    if raw.upper() not in LOG_LEVELS:
+        raise SettingsError(f"MEETUP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw.upper()
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Settings for an entry point: the environment, over the local stack's generated `.stack/env`.
 

@@ -1,7 +1,8 @@
-"""`meetup-submit SCRIPT [ARGS]`: spark-submit with the pre-resolved jars and the local stack's settings.
+"""`meetup-submit [SPARK-SUBMIT OPTIONS] SCRIPT [ARGS]`: spark-submit with the resolved jars and the settings.
 
     meetup-submit pipelines/chain.py --available-now
-    meetup-submit --master spark://host:7077 pipelines/chain.py
+    meetup-submit --master spark://host:7077 --conf spark.cores.max=2 pipelines/chain.py
+    meetup-submit --dry-run pipelines/chain.py      # print the spark-submit command instead of running it
 
 Options before the script go to spark-submit and win over ours: `--jars` (the jars `make jars` resolved),
 `--py-files` (this project's packages, zipped), `--master`, `--driver-memory` and `--executor-memory` from
@@ -13,13 +14,14 @@ as the AWS provider chain expects; on a real cluster, see README "Deploying on a
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from common import health
+from common import cli, health
 from common.settings import PROJECT_ROOT, Settings
 from common.spark import spark_jars
 
@@ -54,9 +56,25 @@ def _option(options: list[str], name: str) -> str | None:
     return None
 
 
+# spark-submit's options that take no value (every other `--option` takes the word after it, or `=value`)
+FLAGS = frozenset({"--verbose", "-v", "--supervise", "--version", "--help", "-h", "--usage-error"})
+
+
+def script_index(args: list[str]) -> int:
+    """Where the script is in a spark-submit command line: the first word that is neither an option nor an
+    option's value (len(args) when there is none). What follows it is the script's own."""
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if not word.startswith("-"):
+            return i
+        i += 1 if word in FLAGS or "=" in word else 2
+    return len(args)
+
+
 def submit_command(submit: str, settings: Settings, args: list[str], py_files: Path) -> list[str]:
     """spark-submit's command line: our defaults first, each left out when `args` gives that option."""
-    script = next((i for i, arg in enumerate(args) if arg.endswith((".py", ".jar"))), len(args))
+    script = script_index(args)
     options = args[:script]  # what follows the script is the script's own arguments
     given = {arg.split("=", 1)[0] for arg in options if arg.startswith("--")}
     defaults: list[str] = []
@@ -77,23 +95,38 @@ def submit_command(submit: str, settings: Settings, args: list[str], py_files: P
     return [submit, "--jars", jars, "--py-files", str(py_files), *defaults, *args]
 
 
+def build_parser() -> cli.Parser:
+    """Our own options; spark-submit's, before the script, pass through to it untouched."""
+    parser = cli.parser("meetup-submit", __doc__)
+    parser.allow_abbrev = False  # --dr must not be taken for --dry-run: it may be one of spark-submit's
+    parser.usage = "meetup-submit [-h] [--dry-run] [SPARK-SUBMIT OPTIONS] SCRIPT [ARGS]"
+    parser.add_argument("--dry-run", action="store_true", help="print the spark-submit command instead of running it")
+    return parser
+
+
+@cli.command("meetup-submit")
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0 if args else 2
+    script = script_index(args)
+    parser = build_parser()
+    ours, spark_options = parser.parse_known_args(args[:script])  # -h/--help anywhere before the script
+    if script == len(args):
+        parser.error("give the script to run (a .py or .jar file) after spark-submit's options")
+    args = [*spark_options, *args[script:]]
     settings = health.settings_for("meetup-submit")  # exports .stack/env into os.environ
     submit = shutil.which(
         "spark-submit", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     )
     if submit is None:
-        print("meetup-submit: spark-submit not found (it comes with pyspark: run `make venv`)", file=sys.stderr)
-        return 2
+        raise cli.CommandError("spark-submit not found (it comes with pyspark: run `make venv`)", status=cli.USAGE)
     # pyspark's spark-submit finds its Spark home through the interpreter on PATH: make it this one.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("MEETUP_STACK_DIR", str(settings.stack_dir))  # the driver may import from the zip
     command = submit_command(submit, settings, args, project_zip(settings.stack_dir / "build"))
+    if ours.dry_run:
+        print(" ".join(shlex.quote(word) for word in command))
+        return 0
     os.execv(submit, command)
     return 0  # not reached
 

@@ -27,7 +27,7 @@ import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import health
+from common import cli, health
 from common.settings import PROJECT_ROOT, load_settings
 from ml.registry import Registry
 from stack import kafka as kafka_service
@@ -93,7 +93,7 @@ def parts(args: argparse.Namespace) -> list[Part]:
         Part("producer", [bin_("meetup-ingest"), "--url", stream, "--streams", "rsvps"], "the stream into Kafka",
              state),
         Part("chain", [bin_("meetup-chain"), "--streams", "rsvps", "--interval", args.interval],
-             f"bronze, silver (+ PostgreSQL), gold, score; a batch every {args.interval}", state),
+             f"bronze, silver (+ PostgreSQL), gold, score; gold and PostgreSQL every {args.interval}", state),
         Part("app", [bin_("meetup-app"), "--port", str(args.app_port)], f"http://127.0.0.1:{args.app_port}", state),
     ]  # fmt: skip
 
@@ -179,19 +179,27 @@ def stop_all(running: list[Part], timeout: float = 90) -> None:
             part.stop(timeout)
 
 
+@cli.command("meetup-demo", StackError)
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetup-demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", choices=["captures", "generator"], default="captures")
+    parser = cli.parser("meetup-demo", __doc__)
+    parser.add_argument(
+        "--source", choices=["captures", "generator"], default="captures",
+        help="what the replay server streams: the real captures, or the generator",
+    )  # fmt: skip
     parser.add_argument("--speed", type=float, default=10.0, help="times real time, for the captures")
     parser.add_argument("--rate", type=float, default=20.0, help="RSVPs per second, for the generator")
-    parser.add_argument("--interval", default="5 seconds", help="the chain's trigger interval")
-    parser.add_argument("--stream-port", type=int, default=8765)
-    parser.add_argument("--app-port", type=int, default=8501)
+    parser.add_argument(
+        "--interval", default="5 seconds",
+        help="the chain's hot-path trigger (gold and the PostgreSQL mirror); longer than meetup-chain's 2 s, "
+        "since each batch has a fixed cost and the demo shares the machine with the app and a browser",
+    )  # fmt: skip
+    parser.add_argument("--stream-port", type=int, default=8765, help="the replay server's port")
+    parser.add_argument("--app-port", type=int, default=8501, help="the app's port")
     parser.add_argument("--train-after", type=int, default=1000, help="silver RSVPs before the first training")
     parser.add_argument("--status-every", type=float, default=30.0, help="seconds between status lines")
     parser.add_argument("--no-browser", action="store_true", help="do not open the app in a browser")
     parser.add_argument("--stop", action="store_true", help="stop a demo left running, and exit")
-    parser.add_argument("--state-dir", type=Path, default=STATE, help="logs and pid files (default: .stack/demo)")
+    parser.add_argument("--state-dir", type=Path, default=STATE, help="logs and pid files")
     args = parser.parse_args(argv)
     args.state_dir.mkdir(parents=True, exist_ok=True)
     plan = parts(args)
@@ -205,12 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"meetup-demo: a demo is already running ({', '.join(already)}); stop it with Ctrl-C in its terminal "
               "or `meetup-demo --stop`", file=sys.stderr)  # fmt: skip
         return 2
-    try:
-        ensure_port_free("127.0.0.1", args.stream_port, service="replay server", setting="--stream-port")
-        ensure_port_free("127.0.0.1", args.app_port, service="app", setting="--app-port")
-    except StackError as error:
-        print(f"meetup-demo: {error}", file=sys.stderr)
-        return 2
+    ensure_port_free("127.0.0.1", args.stream_port, service="replay server", setting="--stream-port")
+    ensure_port_free("127.0.0.1", args.app_port, service="app", setting="--app-port")
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import logging
 import os
 import random
 import signal
@@ -31,9 +32,11 @@ from urllib.parse import urlencode, urlsplit
 import websocket
 from confluent_kafka import KafkaError, Producer
 
-from common import health
+from common import cli, health
 from common.settings import STREAMS, Settings
 from ingest.protocol import STREAM_PATHS, extract_key, extract_mtime
+
+log = logging.getLogger(__name__)
 
 # Bigger than any sane RSVP, smaller than the topic's max.message.bytes (set by the stack).
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -275,7 +278,7 @@ class Ingest:
         self.counters.add("received")
         if len(frame) > MAX_FRAME_BYTES:
             self.counters.add("oversized")
-            print(f"ingest: dropped a {len(frame)}-byte frame on {stream} (limit {MAX_FRAME_BYTES})", file=sys.stderr)
+            log.warning("dropped a %s-byte frame on %s (limit %s)", len(frame), stream, MAX_FRAME_BYTES)
             return
         key = extract_key(stream, frame)
         if key is None:
@@ -303,7 +306,7 @@ class Ingest:
             try:
                 connection = open_stream(url, self.options)
             except CONNECTION_ERRORS as error:
-                print(f"ingest: {stream}: cannot connect to {url} (--url / INGEST_URL): {error}", file=sys.stderr)
+                log.warning("%s: cannot connect to %s (--url / INGEST_URL): %s", stream, url, error)
             else:
                 got_data = False
                 with self._lock:
@@ -320,7 +323,7 @@ class Ingest:
                 except CONNECTION_ERRORS as error:
                     if not self.stop_event.is_set():
                         kind = error.__class__.__name__
-                        print(f"ingest: {stream}: connection lost ({kind}: {error})", file=sys.stderr)
+                        log.warning("%s: connection lost (%s: %s)", stream, kind, error)
                 finally:
                     with self._lock:
                         self._connections.discard(connection)
@@ -360,20 +363,16 @@ class Ingest:
         elapsed = time.monotonic() - started
         self._report(stats, f"done in {elapsed:.1f}s, {stats['received'] / max(elapsed, 1e-9):,.0f} frames/s")
         if remaining:
-            print(
-                f"ingest: {remaining} messages still undelivered after {self.options.flush_timeout}s", file=sys.stderr
-            )
+            log.error("%s messages still undelivered after %ss", remaining, self.options.flush_timeout)
         if self.counters.errors:
-            print(f"ingest: delivery errors: {self.counters.errors}", file=sys.stderr)
+            log.error("delivery errors: %s", self.counters.errors)
         return 0 if remaining == 0 and stats["failed"] == 0 else 1
 
     def _report(self, stats: dict[str, int], tail: str) -> None:
-        print(
-            "ingest: received {received:,} delivered {delivered:,} failed {failed:,} unkeyed {unkeyed:,} "
+        log.info(
+            "received {received:,} delivered {delivered:,} failed {failed:,} unkeyed {unkeyed:,} "
             "resent-skipped {resent_skipped:,} reconnects {reconnects:,} | ".format(**stats)
             + tail,
-            file=sys.stderr,
-            flush=True,
         )
 
     def stop(self, *_args) -> None:
@@ -385,23 +384,34 @@ class Ingest:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meetup-ingest", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("meetup-ingest", __doc__)
     parser.add_argument(
         "--url", default=None,
         help="stream endpoint base, http(s):// or ws(s):// (INGEST_URL; default ws://127.0.0.1:8765)",
     )  # fmt: skip
-    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=["rsvps"])
-    parser.add_argument("--ping-interval", type=float, default=10.0)
-    parser.add_argument("--ping-timeout", type=float, default=10.0)
+    parser.add_argument(
+        "--streams", nargs="+", choices=STREAMS, default=["rsvps"],
+        help="the streams to follow (RSVPs alone by default: the stream the project studies)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ping-interval", type=float, default=10.0, metavar="SECONDS", help="websockets: ping the server this often"
+    )
+    parser.add_argument(
+        "--ping-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="websockets: reconnect when a ping has no pong within this long",
+    )  # fmt: skip
     parser.add_argument(
         "--idle-timeout", type=float, default=20.0, metavar="SECONDS",
         help="HTTP: reconnect after this long without a byte (a dead peer)",
     )  # fmt: skip
     parser.add_argument("--exit-at-end", action="store_true", help="exit when the server ends every stream")
-    parser.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument(
+        "--progress-every", type=float, default=5.0, metavar="SECONDS", help="print the counts this often"
+    )
     return parser
 
 
+@cli.command("meetup-ingest")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = health.settings_for("meetup-ingest", ["kafka"])  # later outages are ridden out, not fatal
@@ -417,10 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest = Ingest(settings, options)
     signal.signal(signal.SIGINT, ingest.stop)
     signal.signal(signal.SIGTERM, ingest.stop)
-    print(
-        f"ingest: {options.base_url} -> {settings.kafka.bootstrap_servers} ({', '.join(options.streams)})",
-        file=sys.stderr,
-    )
+    log.info("%s -> %s (%s)", options.base_url, settings.kafka.bootstrap_servers, ", ".join(options.streams))
     return ingest.run()
 
 

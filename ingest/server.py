@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
+import logging
 import re
 import signal
 import sys
@@ -34,8 +35,11 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
+from common import cli
 from ingest import frames as fr
 from ingest.protocol import PATH_STREAMS, STREAM_PATHS, extract_event
+
+log = logging.getLogger(__name__)
 
 FrameSource = Callable[[], Iterator[bytes]]
 DEFAULT_MAX_GAP_S = 10.0
@@ -353,15 +357,23 @@ def capture_source(
     )
 
 
+FAULT_HELP = {
+    "duplicate": "are sent twice",
+    "stale": "are followed by an earlier frame sent again (an older mtime)",
+    "malformed": "are replaced by a broken variant",
+    "extra-field": "carry an unknown top-level field",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meetup-replay-server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser = cli.parser("meetup-replay-server", __doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", type=int, default=8765, help="the port to listen on")
     source = parser.add_argument_group("source")
     source.add_argument("--captures", nargs="*", default=[], help="JSONL capture files (globs allowed) for /2/rsvps")
     source.add_argument("--generate", action="store_true", help="serve all three streams from the generator")
     source.add_argument("--count", type=int, default=0, help="generated RSVPs per connection (0: endless)")
-    source.add_argument("--seed", type=int, default=1)
+    source.add_argument("--seed", type=int, default=1, help="the generator's seed (the same seed, the same stream)")
     source.add_argument("--rebase", action="store_true", help="shift times so the first capture starts now")
     source.add_argument(
         "--max-gap", type=float, default=None, metavar="SECONDS",
@@ -373,15 +385,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --loop: each pass's RSVPs are new ones (rsvp_id + pass x 10^10), not newer versions",
     )  # fmt: skip
     pace = parser.add_argument_group("pace")
-    pace.add_argument("--pace", choices=["max", "rate", "recorded"], default="recorded")
+    pace.add_argument(
+        "--pace", choices=["max", "rate", "recorded"], default="recorded",
+        help="max: as fast as the client reads; rate: --rate frames/s; recorded: the captures' own timing",
+    )  # fmt: skip
     pace.add_argument("--rate", type=float, default=20.0, help="frames/s for --pace rate")
     pace.add_argument("--speed", type=float, default=1.0, help="times real time for --pace recorded")
     faults = parser.add_argument_group("fault injection")
-    faults.add_argument("--fault-seed", type=int, default=0)
-    for name in ("duplicate", "stale", "malformed", "extra-field"):
-        faults.add_argument(f"--fault-{name}", type=float, default=0.0, metavar="RATE")
-    faults.add_argument("--disconnect-every", type=int, default=0, metavar="N")
-    faults.add_argument("--stall-after", type=int, default=0, metavar="N")
+    faults.add_argument("--fault-seed", type=int, default=0, help="the seed of the faults' random choices")
+    for name, what in FAULT_HELP.items():
+        text = f"this share of frames {what}"
+        faults.add_argument(f"--fault-{name}", type=float, default=0.0, metavar="RATE", help=text)
+    faults.add_argument(
+        "--disconnect-every", type=int, default=0, metavar="N", help="close each connection after N frames (0: never)"
+    )
+    faults.add_argument(
+        "--stall-after", type=int, default=0, metavar="N",
+        help="after N frames, keep the connection open but send nothing (0: never)",
+    )  # fmt: skip
     return parser
 
 
@@ -394,15 +415,16 @@ def sources_from_args(args: argparse.Namespace) -> dict[str, FrameSource]:
     if args.captures:
         paths = sorted({Path(p) for pattern in args.captures for p in glob.glob(pattern)})
         if not paths:
-            raise SystemExit(f"meetup-replay-server: no capture matches {args.captures}")
+            raise cli.CommandError(f"no capture matches {args.captures}", status=cli.USAGE)
         sources["rsvps"] = capture_source(
             paths, rebase=args.rebase, loop=args.loop, max_gap_s=args.max_gap, new_ids_each_loop=args.new_ids_each_loop
         )
     if not sources:
-        raise SystemExit("meetup-replay-server: give --captures FILE... and/or --generate")
+        raise cli.CommandError("give --captures FILE... and/or --generate", status=cli.USAGE)
     return sources
 
 
+@cli.command("meetup-replay-server")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sources = sources_from_args(args)
@@ -422,19 +444,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def ready(port: int) -> None:
         urls = ", ".join(f"http://{args.host}:{port}{STREAM_PATHS[s]}" for s in sources)
-        print(
-            f"meetup-replay-server: serving {urls} (HTTP streaming, websockets at ws://, long polling with "
-            f"?callback=; pace {args.pace})",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "serving %s (HTTP streaming, websockets at ws://, long polling with ?callback=; pace %s)", urls, args.pace
         )
 
     try:
         asyncio.run(server.serve(args.host, args.port, ready=ready))
     except OSError as error:
-        print(f"meetup-replay-server: cannot listen on {args.host}:{args.port}: {error.strerror}", file=sys.stderr)
-        return 1
-    print(f"meetup-replay-server: stopped after {server.stats.frames_sent} frames", file=sys.stderr)
+        raise cli.CommandError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from None
+    log.info("stopped after %s frames", server.stats.frames_sent)
     return 0
 
 

@@ -15,7 +15,7 @@ so gold assigns any group, new ones included, when it ranks category popularity 
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 import time
 from datetime import datetime, timezone
@@ -29,13 +29,16 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import health
+from common import cli, health
+from common.cli import CommandError
 from common.settings import Settings
 from common.spark import build_spark
 from ml.registry import CATEGORY_MODEL, NoModelError, Registry
 from ml.train import table_version
 from pipelines import generations
 from pipelines.layout import Layout
+
+log = logging.getLogger(__name__)
 
 DEFAULT_K = (6, 8, 10, 12, 16)
 MIN_GROUPS_PER_TOPIC = 3
@@ -124,7 +127,7 @@ def train_categories(spark: SparkSession, settings: Settings, layout: Layout, ks
     paths = {name: layout.table("silver", name) for name in ("group_topics", "topics")}
     for path in paths.values():
         if not DeltaTable.isDeltaTable(spark, path):
-            raise SystemExit(f"meetup-categories: no table at {path}: run the chain first")
+            raise CommandError(f"no table at {path}: run the chain first")
     versions = {f"silver.{n}": table_version(spark, p) for n, p in paths.items()}
     read = lambda n: spark.read.format("delta").option("versionAsOf", versions[f"silver.{n}"]).load(paths[n])  # noqa: E731
     topic_sets = group_topic_sets(read("group_topics")).persist()
@@ -161,8 +164,9 @@ def load_assigner(settings: Settings):
     return version, lambda topic_sets_df: assign(model, names, topic_sets_df)
 
 
+@cli.command("meetup-categories", generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetup-categories", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("meetup-categories", __doc__)
     parser.add_argument("--generation", help="silver tables to cluster (default: the current generation)")
     parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_K), help="candidate numbers of categories")
     args = parser.parse_args(argv)
@@ -176,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"meetup-categories: {clustered}; silhouette {scores}")
     for category, name in metadata["names"].items():
         print(f"  {category:>3}  {metadata['sizes'][category]:>5} groups  {name}")
-    print(
-        f"meetup-categories: {metadata['version']} (k={metadata['k']}) in {metadata['train_seconds']} s",
-        file=sys.stderr,
-    )
+    log.info("%s (k=%s) in %s s", metadata["version"], metadata["k"], metadata["train_seconds"])
     spark.stop()
     return 0
 

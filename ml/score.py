@@ -12,20 +12,22 @@ not scored.
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import health
+from common import cli, health
 from common.spark import build_spark
 from ml import features as X
 from ml import model as M
 from ml.registry import NoModelError, Registry
 from pipelines.silver import validation
 from pipelines.silver.schemas import RSVP_MESSAGE
+
+log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("rsvp_id", "probability_yes", "predicted", "model_version")
 
@@ -73,8 +75,9 @@ def evaluate(predictions: DataFrame, training_yes_rate: float | None = None) -> 
     return result
 
 
+@cli.command("meetup-score", NoModelError)
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetup-score", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("meetup-score", __doc__)
     parser.add_argument("capture", help="a JSONL file, one raw message per line")
     parser.add_argument("--out", help="write predictions here (.csv or .jsonl) instead of CSV on stdout")
     parser.add_argument("--model-version", help="e.g. v2 (default: the current version)")
@@ -85,13 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = health.settings_for("meetup-score", ["s3"])
     spark = build_spark(settings, "meetup-score")
     spark.sparkContext.setLogLevel("WARN")
-    try:
-        predictions, summary = score_capture(
-            spark, Registry(settings), str(Path(args.capture).resolve()), args.model_version
-        )
-    except NoModelError as error:
-        print(f"meetup-score: {error}", file=sys.stderr)
-        return 2
+    capture = str(Path(args.capture).resolve())
+    predictions, summary = score_capture(spark, Registry(settings), capture, args.model_version)
     rows = predictions.toPandas()
     output = rows[list(OUTPUT_COLUMNS)]
     if args.out and args.out.endswith(".jsonl"):
@@ -101,18 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     record = Registry(settings).metadata(summary["model_version"])
     scores = evaluate(predictions, record.get("baselines", {}).get("majority", {}).get("default"))
     quarantined = sum(summary["quarantined"].values())
-    print(
-        f"meetup-score: {summary['lines']} lines, {len(rows)} RSVPs scored by {summary['model_version']}, "
-        f"{quarantined} lines not scored {summary['quarantined'] or ''}".rstrip(),
-        file=sys.stderr,
-    )
+    log.info(
+        "%s lines, %s RSVPs scored by %s, %s lines not scored %s", summary["lines"], len(rows),
+        summary["model_version"], quarantined, summary["quarantined"] or "",
+    )  # fmt: skip
     for name, m in scores.items():
         auc = "-" if m["roc_auc"] is None else f"{m['roc_auc']:.3f}"
-        print(
-            f"meetup-score: {name:9} ROC AUC {auc}  log loss {m['log_loss']:.3f}  Brier {m['brier']:.3f}  "
-            f"accuracy {m['accuracy']:.3f}",
-            file=sys.stderr,
-        )
+        log.info(
+            "%-9s ROC AUC %s  log loss %.3f  Brier %.3f  accuracy %.3f", name, auc, m["log_loss"], m["brier"],
+            m["accuracy"],
+        )  # fmt: skip
     spark.stop()
     return 0
 

@@ -13,7 +13,7 @@ by validation log loss, is refitted on the whole training period and judged once
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 import time
 from datetime import datetime, timezone
@@ -22,7 +22,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from common import health
+from common import cli, health
+from common.cli import CommandError
 from common.settings import Settings
 from common.spark import build_spark
 from ml import model as M
@@ -31,9 +32,7 @@ from ml.registry import Registry
 from pipelines import generations
 from pipelines.layout import Layout
 
-
-def log(message: str) -> None:
-    print(f"meetup-train: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def table_version(spark: SparkSession, path: str) -> int:
@@ -45,7 +44,7 @@ def labelled_examples(spark: SparkSession, layout: Layout) -> tuple[DataFrame, d
     bronze_path, silver_path = layout.table("bronze", "rsvps"), layout.table("silver", "rsvps")
     for path in (bronze_path, silver_path):
         if not DeltaTable.isDeltaTable(spark, path):
-            raise SystemExit(f"meetup-train: no table at {path}: run the chain first (make demo or meetup-chain)")
+            raise CommandError(f"no table at {path}: run the chain first (make demo or meetup-chain)")
     versions = {"bronze.rsvps": table_version(spark, bronze_path), "silver.rsvps": table_version(spark, silver_path)}
     bronze = spark.read.format("delta").option("versionAsOf", versions["bronze.rsvps"]).load(bronze_path)
     silver = spark.read.format("delta").option("versionAsOf", versions["silver.rsvps"]).load(silver_path)
@@ -85,9 +84,9 @@ def train(
         train_df, test_df, cut = time_split(examples, test_from_ms=test_from_ms, test_fraction=test_fraction)
         train_df, test_df = train_df.persist(), test_df.persist()
         windows = {"train": window(train_df), "test": window(test_df)}
-        log(f"{windows['train']['rsvps']} training RSVPs, {windows['test']['rsvps']} test RSVPs (cut at {cut})")
+        log.info(f"{windows['train']['rsvps']} training RSVPs, {windows['test']['rsvps']} test RSVPs (cut at {cut})")
         if not windows["train"]["rsvps"] or not windows["test"]["rsvps"]:
-            raise SystemExit("meetup-train: the split left no training or no test RSVPs; change --test-from")
+            raise CommandError("the split left no training or no test RSVPs; change --test-from")
 
         candidates = {name: M.classifier(name) for name in (M.CLASSIFIERS if classifier == "auto" else (classifier,))}
         comparison = {}
@@ -99,7 +98,7 @@ def train(
                 scores = M.metrics(M.predict(fitted, validation_df))
                 comparison[name] = {k: scores[k] for k in ("roc_auc", "pr_auc_no", "log_loss", "brier")}
                 comparison[name]["fit_seconds"] = round(time.perf_counter() - t0, 1)
-                log(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
+                log.info(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
             chosen = min(comparison, key=lambda n: comparison[n]["log_loss"])
         else:
             chosen = next(iter(candidates))
@@ -157,26 +156,27 @@ def report(metadata: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_time_ms(text: str) -> int:
-    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
-    return int(stamp.timestamp() * 1000)
-
-
+@cli.command("meetup-train", generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetup-train", description=__doc__.split("\n\n")[0])
+    parser = cli.parser("meetup-train", __doc__)
     parser.add_argument("--generation", help="tables to train on (default: the current generation)")
-    parser.add_argument("--test-from", type=parse_time_ms, help="ISO date/time: RSVPs from then on are the test set")
-    parser.add_argument("--test-fraction", type=float, default=0.25, help="else: the latest fraction is the test set")
-    parser.add_argument("--classifier", default="auto", choices=["auto", *M.CLASSIFIERS])
+    parser.add_argument(
+        "--test-from", type=cli.time_ms, metavar="TIME", help=f"RSVPs from then on are the test set: {cli.TIME_HELP}"
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.25, help="without --test-from: the latest fraction is the test set"
+    )
+    parser.add_argument(
+        "--classifier", default="auto", choices=["auto", *M.CLASSIFIERS],
+        help="auto: fit each on the training period's earlier part, keep the lowest log loss on its latest part",
+    )  # fmt: skip
     parser.add_argument("--no-promote", action="store_true", help="save the version without making it current")
     args = parser.parse_args(argv)
     settings = health.settings_for("meetup-train", ["s3"])
     layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-train")
     spark.sparkContext.setLogLevel("WARN")
-    log(f"training on {layout.root}/{layout.generation}")
+    log.info(f"training on {layout.root}/{layout.generation}")
     metadata = train(
         spark,
         settings,
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report(metadata))
     state = "current" if not args.no_promote else "saved, not promoted"
     where = Registry(settings).path(metadata["version"])
-    log(f"{metadata['version']} ({state}) in {metadata['train_seconds']} s: {where}")
+    log.info(f"{metadata['version']} ({state}) in {metadata['train_seconds']} s: {where}")
     spark.stop()
     return 0
 

@@ -9,6 +9,7 @@ meetup-submit pipelines/chain.py --stages bronze silver gold score
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from common import health
+from common import cli, health
 from common.settings import STREAMS, Settings
 from common.spark import build_spark
 from pipelines import checkpoints, generations, heartbeat
@@ -34,6 +35,8 @@ from pipelines.silver import mirror
 from pipelines.silver.job import start_silver
 from pipelines.silver.mirror_job import QUERY as MIRROR_QUERY
 from pipelines.silver.mirror_job import start_mirror
+
+log = logging.getLogger("pipelines.chain")  # also when spark-submit runs this file as __main__
 
 # score: the yes/no model on every new RSVP (pipelines/score/job.py); it needs gold's freshness table and a model
 STAGES = ("bronze", "silver", "gold", "score")
@@ -195,7 +198,7 @@ def _beat(settings: Settings, layout: Layout, running: list[str]) -> None:
     try:
         heartbeat.beat(settings, layout.generation, running)
     except Exception as error:  # noqa: BLE001 - a missed beat only makes the app say "stalled" sooner
-        print(f"chain: heartbeat not written: {error}", file=sys.stderr, flush=True)
+        log.warning("heartbeat not written: %s", error)
 
 
 def mirror_stage(stages: tuple[str, ...], streams: tuple[str, ...], mirror_to_postgres: bool = True) -> str | None:
@@ -272,12 +275,10 @@ def _wait(
             if not restartable(error) or restarts[i] >= MAX_RESTARTS:
                 raise error
             restarts[i] += 1
-            print(
-                f"chain: {query.name} hit a known Spark bug ({str(error).splitlines()[0][:160]}); "
-                f"restarting it from its checkpoint ({restarts[i]}/{MAX_RESTARTS})",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.warning(
+                "%s hit a known Spark bug (%s); restarting it from its checkpoint (%d/%d)",
+                query.name, str(error).splitlines()[0][:160], restarts[i], MAX_RESTARTS,
+            )  # fmt: skip
             queries[i] = starters[i]()
 
     def mark_new() -> None:  # once a query has completed a batch, its checkpoint must not vanish (checkpoints.py)
@@ -300,12 +301,10 @@ def _wait(
                 for query in queries:
                     progress = query.lastProgress
                     if progress:
-                        print(
-                            f"chain: {query.name}: batch {progress['batchId']}, {progress['numInputRows']} rows, "
-                            f"{progress.get('processedRowsPerSecond', 0):.0f} rows/s",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        log.info(
+                            "%s: batch %s, %s rows, %.0f rows/s", query.name, progress["batchId"],
+                            progress["numInputRows"], progress.get("processedRowsPerSecond", 0),
+                        )  # fmt: skip
             time.sleep(0.5)
         for query in queries:
             if query.exception() is not None:
@@ -336,9 +335,9 @@ def _stop_between_batches(query, timeout: float = 120.0) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meetup-chain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
-    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
+    parser = cli.parser("meetup-chain", __doc__)
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="the stages to run")
+    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS), help="the streams to read")
     parser.add_argument("--available-now", action="store_true", help="process everything available, then exit")
     parser.add_argument(
         "--interval", default="2 seconds", help="the hot path's trigger: gold and the PostgreSQL mirror, from Kafka"
@@ -382,18 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@cli.command("meetup-chain", checkpoints.LostCheckpoint, generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = health.settings_for("meetup-chain", ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
     layout = generations.layout(settings, args.generation)
-    try:
-        mirror_in = mirror_stage(tuple(args.stages), tuple(args.streams), not args.no_postgres)
-        checkpoints.check(
-            settings, layout, query_names(tuple(args.stages), tuple(args.streams), mirror=mirror_in == "gold")
-        )
-    except checkpoints.LostCheckpoint as error:
-        print(f"meetup-chain: {error}", file=sys.stderr)
-        return 2
+    mirror_in = mirror_stage(tuple(args.stages), tuple(args.streams), not args.no_postgres)
+    queries = query_names(tuple(args.stages), tuple(args.streams), mirror=mirror_in == "gold")
+    checkpoints.check(settings, layout, queries)
     spark = build_spark(settings, "meetup-chain")
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     # Gold frees its locally checkpointed batch data each batch, on purpose; Spark warns about that every time.
@@ -403,10 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_event = StopRequest()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop_event.set)
-    print(
-        f"meetup-chain: {', '.join(args.stages)} for {', '.join(args.streams)} under {layout.root}/{layout.generation}",
-        file=sys.stderr,
-    )
+    log.info("%s for %s under %s/%s", ", ".join(args.stages), ", ".join(args.streams), layout.root, layout.generation)
     run_chain(
         spark,
         settings,
@@ -426,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,
     )
     spark.stop()
-    print("meetup-chain: stopped cleanly" if stop_event.is_set() else "meetup-chain: done", file=sys.stderr)
+    log.info("stopped cleanly" if stop_event.is_set() else "done")
     return 0
 
 

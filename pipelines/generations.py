@@ -43,7 +43,9 @@ def current(settings: Settings) -> str:
 
 
 def layout(settings: Settings, generation: str | None = None) -> Layout:
-    """The layout of `generation`, or of the current one when none is named."""
+    """The layout of `generation` (refused if it is not a generation name), or of the current one."""
+    if generation:
+        check_name(generation)
     return Layout.from_settings(settings, generation or current(settings))
 
 

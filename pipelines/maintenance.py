@@ -17,7 +17,7 @@ meetup-maintain --retain-hours 1 --allow-short-retention   # only when no reader
 
 from __future__ import annotations
 
-import argparse
+import logging
 import sys
 import threading
 import time
@@ -25,9 +25,12 @@ import time
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from pipelines import catalogue
+from common import cli
+from pipelines import catalogue, generations
 from pipelines.delta_io import retry_on_conflict
 from pipelines.layout import Layout
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETAIN_HOURS = 168.0
 
@@ -57,7 +60,6 @@ def maintain(
     *,
     run_optimize: bool = True,
     retain_hours: float = DEFAULT_RETAIN_HOURS,
-    log=print,
 ) -> dict[str, tuple[int, int]]:
     """OPTIMIZE (optional) and VACUUM every table; returns {path: (files before, files after)}."""
     result = {}
@@ -68,7 +70,7 @@ def maintain(
             optimize(spark, path)
         vacuum(spark, path, retain_hours)
         result[path] = (before, file_count(spark, path))
-        log(f"maintain: {path}: {before} -> {result[path][1]} files ({time.perf_counter() - started:.1f}s)")
+        log.info("%s: %s -> %s files (%.1fs)", path, before, result[path][1], time.perf_counter() - started)
     return result
 
 
@@ -90,21 +92,24 @@ class VacuumSchedule(threading.Thread):
                     vacuum(self.spark, path, self.retain_hours)
                 self.runs += 1
             except Exception as error:  # a failed vacuum must never stop the chain; it is retried next time
-                print(f"chain: vacuum failed, will retry: {error}", file=sys.stderr, flush=True)
+                log.warning("vacuum failed, will retry: %s", error)
 
     def stop(self) -> None:
         self.stopped.set()
 
 
+@cli.command("meetup-maintain", generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
     from common import health
     from common.spark import build_spark
-    from pipelines import generations
 
-    parser = argparse.ArgumentParser(prog="meetup-maintain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generation", help="default: the current one")
+    parser = cli.parser("meetup-maintain", __doc__)
+    parser.add_argument("--generation", help="the generation to maintain (default: the one readers use)")
     parser.add_argument("--no-optimize", action="store_true", help="vacuum only")
-    parser.add_argument("--retain-hours", type=float, default=DEFAULT_RETAIN_HOURS)
+    parser.add_argument(
+        "--retain-hours", type=float, default=DEFAULT_RETAIN_HOURS,
+        help="vacuum files no version younger than this needs",
+    )  # fmt: skip
     parser.add_argument(
         "--allow-short-retention",
         action="store_true",
@@ -113,12 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = health.settings_for("meetup-maintain", ["s3"])
     if args.retain_hours < DEFAULT_RETAIN_HOURS and not args.allow_short_retention:
-        print(
-            f"meetup-maintain: --retain-hours {args.retain_hours} is under Delta's safety limit of 168 hours; "
-            "add --allow-short-retention if no stream or reader lags further behind than that",
-            file=sys.stderr,
+        parser.error(
+            f"--retain-hours {args.retain_hours} is under Delta's safety limit of 168 hours; "
+            "add --allow-short-retention if no stream or reader lags further behind than that"
         )
-        return 2
     extra = {"spark.databricks.delta.retentionDurationCheck.enabled": "false"} if args.allow_short_retention else {}
     spark = build_spark(settings, "meetup-maintain", extra_conf=extra)
     spark.sparkContext.setLogLevel("WARN")

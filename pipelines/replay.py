@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from confluent_kafka import Consumer, TopicPartition
 
-from common import health
+from common import cli, health
 from common.settings import STREAMS, Settings
 from pipelines import generations
 from pipelines.layout import Layout
+
+log = logging.getLogger("pipelines.replay")  # also when spark-submit runs this file as __main__
 
 
 class RetentionGap(RuntimeError):
@@ -171,7 +174,7 @@ def replay(
         for stream in streams
     }
     layout = Layout.from_settings(settings, target)
-    print(f"meetup-replay: replaying {', '.join(streams)} into {layout.root}/{target}", file=sys.stderr, flush=True)
+    log.info("replaying %s into %s/%s", ", ".join(streams), layout.root, target)
     run_chain(
         spark,
         settings,
@@ -184,28 +187,15 @@ def replay(
     )
     if switch:
         previous = generations.switch(settings, target)
-        print(
-            f"meetup-replay: readers now use {target} (was {previous}); drop the old one with "
-            f"`meetup-replay --drop {previous}` once it is no longer needed",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info(
+            "readers now use %s (was %s); drop the old one with `meetup-replay --drop %s` once it is no longer needed",
+            target, previous, previous,
+        )  # fmt: skip
     return layout
 
 
-def _timestamp_ms(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="meetup-replay",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = cli.parser("meetup-replay", __doc__)
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--to", metavar="GENERATION", help="replay into this new generation")
     action.add_argument("--list", action="store_true", help="list the generations")
@@ -213,58 +203,58 @@ def build_parser() -> argparse.ArgumentParser:
     action.add_argument("--drop", metavar="GENERATION", help="delete a generation readers do not use")
     start = parser.add_mutually_exclusive_group()
     start.add_argument(
-        "--from-offsets", metavar="JSON", help='per partition, e.g. \'{"0": 1200, "1": 0}\' (default: 0 everywhere)'
+        "--from-offsets",
+        metavar="JSON",
+        type=cli.partition_offsets,
+        help='where to start, per partition, e.g. \'{"0": 1200, "1": 0}\' (without it or --from-timestamp: 0 '
+        "everywhere)",
     )
-    start.add_argument("--from-timestamp", metavar="TIME", help="ISO time (2026-11-29T06:00:00Z) or epoch ms")
-    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS))
+    start.add_argument("--from-timestamp", metavar="TIME", type=cli.time_ms, help=f"where to start: {cli.TIME_HELP}")
+    parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS), help="the streams to replay")
     parser.add_argument("--no-switch", action="store_true", help="replay only; switch later with --switch")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL mirror")
     return parser
 
 
+@cli.command("meetup-replay", RetentionGap, generations.GenerationError, health.ServiceUnavailable)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = health.settings_for("meetup-replay", ["s3"])
-    try:
-        if args.list:
-            now = generations.current(settings)
-            for name in generations.existing(settings):
-                print(f"{'*' if name == now else ' '} {name}")
-            return 0
-        if args.switch:
-            previous = generations.switch(settings, args.switch)
-            print(f"meetup-replay: readers now use {args.switch} (was {previous})")
-            return 0
-        if args.drop:
-            print(f"meetup-replay: dropped {args.drop} ({generations.drop(settings, args.drop)} objects)")
-            return 0
-        health.preflight(settings, ["kafka"] + ([] if args.no_postgres else ["postgres"]))  # S3 answered above
-        offsets = {int(p): int(o) for p, o in json.loads(args.from_offsets).items()} if args.from_offsets else None
-        timestamp_ms = _timestamp_ms(args.from_timestamp) if args.from_timestamp else None
-        for stream in args.streams:  # refuse before Spark starts
-            starting_offsets(settings, settings.kafka.topic(stream), offsets=offsets, timestamp_ms=timestamp_ms)
-        from common.spark import build_spark
-        from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
-
-        spark = build_spark(settings, "meetup-replay")
-        spark.sparkContext.setLogLevel("WARN")
-        replay(
-            spark,
-            settings,
-            args.to,
-            streams=tuple(args.streams),
-            offsets=offsets,
-            timestamp_ms=timestamp_ms,
-            switch=not args.no_switch,
-            mirror_to_postgres=not args.no_postgres,
-            max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER,  # a whole history in one batch would not fit
-            max_bytes_per_trigger=MAX_BYTES_PER_TRIGGER,
-        )
-        spark.stop()
+    if args.list:
+        now = generations.current(settings)
+        for name in generations.existing(settings):
+            print(f"{'*' if name == now else ' '} {name}")
         return 0
-    except (RetentionGap, generations.GenerationError, health.ServiceUnavailable) as error:
-        print(f"meetup-replay: {error}", file=sys.stderr)
-        return 2
+    if args.switch:
+        previous = generations.switch(settings, args.switch)
+        print(f"meetup-replay: readers now use {args.switch} (was {previous})")
+        return 0
+    if args.drop:
+        print(f"meetup-replay: dropped {args.drop} ({generations.drop(settings, args.drop)} objects)")
+        return 0
+    health.preflight(settings, ["kafka"] + ([] if args.no_postgres else ["postgres"]))  # S3 answered above
+    offsets, timestamp_ms = args.from_offsets, args.from_timestamp
+    for stream in args.streams:  # refuse before Spark starts
+        starting_offsets(settings, settings.kafka.topic(stream), offsets=offsets, timestamp_ms=timestamp_ms)
+    from common.spark import build_spark
+    from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
+
+    spark = build_spark(settings, "meetup-replay")
+    spark.sparkContext.setLogLevel("WARN")
+    replay(
+        spark,
+        settings,
+        args.to,
+        streams=tuple(args.streams),
+        offsets=offsets,
+        timestamp_ms=timestamp_ms,
+        switch=not args.no_switch,
+        mirror_to_postgres=not args.no_postgres,
+        max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER,  # a whole history in one batch would not fit
+        max_bytes_per_trigger=MAX_BYTES_PER_TRIGGER,
+    )
+    spark.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
-"""`meetup-stack up|down|status|jars|env`: the local stack of real services, state under `.stack/`."""
+"""`meetup-stack up|down|status|jars|env`: the local stack of real services, state under `.stack/`.
+
+meetup-stack up          # Kafka, the S3 server and PostgreSQL on this machine (installed on first use)
+meetup-stack status      # each service, and whether it answers (exit status 1 if one does not)
+meetup-stack down        # stop them; their data stays under .stack/
+meetup-stack env         # the file to source to reach the stack from a shell
+"""
 
 from __future__ import annotations
 
-import argparse
 import os
 import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from common.settings import Settings, load_settings, read_env_file
+from common import cli
+from common.settings import Settings, _int, load_settings, read_env_file
 from stack import jars, kafka, objectstore, postgres, spark_standalone
 from stack.procs import StackError
 
@@ -56,7 +62,7 @@ def up(settings: Settings, controller_port: int) -> int:
             except (StackError, OSError) as error:
                 failures.append(f"{name}: {error}")
     for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
+        cli.say("meetup-stack", failure)
     if not failures:
         print(f"lakehouse root: {settings.lakehouse_root}\ncredentials: {settings.stack_dir / 'env'}")
     return 1 if failures else 0
@@ -76,9 +82,22 @@ def status(settings: Settings) -> int:
     return 0 if all(ok for _, ok in results) else 1
 
 
+COMMANDS = {
+    "up": "start every service (installing what is missing), then print where each listens",
+    "down": "stop every service",
+    "status": "one line per service; exit status 1 if one does not answer",
+    "jars": "resolve the Spark jars (Delta, Kafka, S3A, PostgreSQL) into .stack/jars",
+    "spark-jars": "print the resolved jars, comma-separated, for spark-submit --jars",
+    "env": "write the stack's credentials file if missing, and print its path",
+}
+
+
+@cli.command("meetup-stack", StackError, status=cli.FAILED)
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="meetup-stack", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "jars", "spark-jars", "env"])
+    parser = cli.parser("meetup-stack", __doc__)
+    parser.add_argument(
+        "command", choices=list(COMMANDS), help="; ".join(f"{name}: {what}" for name, what in COMMANDS.items())
+    )
     args = parser.parse_args(argv)
     stack_dir = Path(os.environ.get("MEETUP_STACK_DIR") or Settings().stack_dir)
     if args.command == "jars":
@@ -94,17 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "env":
         print(f"# source this file to talk to the local stack from a shell\n{stack_dir / 'env'}")
         return 0
-    try:
-        if args.command == "up":
-            return up(
-                settings, controller_port=int(os.environ.get("KAFKA_CONTROLLER_PORT", kafka.DEFAULT_CONTROLLER_PORT))
-            )
-        if args.command == "down":
-            return down(settings)
-        return status(settings)
-    except StackError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.command == "up":
+        return up(settings, controller_port=_int(os.environ, "KAFKA_CONTROLLER_PORT", kafka.DEFAULT_CONTROLLER_PORT))
+    if args.command == "down":
+        return down(settings)
+    return status(settings)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,18 @@ already ships (Hadoop client, Jackson, Netty, Parquet, ...) are dropped so its o
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pyspark
 
 from common.settings import PROJECT_ROOT
 from stack.procs import StackError
+
+log = logging.getLogger(__name__)
 
 POMS_DIR = PROJECT_ROOT / "stack" / "maven"
 COMPONENTS = ("spark-jars", "kafka-broker", "s3proxy")
@@ -54,7 +56,7 @@ def resolve(stack_dir: Path, component: str) -> Path:
         raise StackError("mvn not found; run `make system` (apt-get install maven)")
     if target.exists():
         shutil.rmtree(target)
-    print(f"jars: resolving {component} from Maven Central into {target}", file=sys.stderr, flush=True)
+    log.info("resolving %s from Maven Central into %s", component, target)
     result = subprocess.run(
         [
             "mvn",
@@ -82,4 +84,4 @@ def main(stack_dir: Path) -> None:
         target = resolve(stack_dir, component)
         jars = list(target.glob("*.jar"))
         size = sum(jar.stat().st_size for jar in jars) / 1e6
-        print(f"jars: {component:<13} {len(jars):>3} jars {size:6.1f} MB in {target}", file=sys.stderr)
+        log.info("%-13s %3d jars %6.1f MB in %s", component, len(jars), size, target)

@@ -11,11 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-from common import health
+from common import health, logs
 from common.settings import Settings, load_settings
 from common.spark import build_spark
 
 RUN_ID = uuid.uuid4().hex[:8]
+logs.setup("pytest")  # the code under test logs as a command does: time, level, component, message
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,23 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from common.settings import PROJECT_ROOT
+
+
+def wait_until(check, timeout: float, every: float = 2.0):
+    """check()'s first truthy value, polled every `every` seconds; its last value once `timeout` has passed
+    (a deadline, never a speed claim: callers assert what the value says)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(every)
+
 
 CAPTURES = sorted((PROJECT_ROOT / "data" / "rsvps").glob("*.jsonl"))
 

@@ -23,7 +23,7 @@ batch id), so what had committed is skipped.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +52,8 @@ from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import validation
 from pipelines.silver.schemas import RSVP_MESSAGE
+
+log = logging.getLogger(__name__)
 
 QUERY = "gold-rsvps"
 SNAPSHOT_HOURS = 48  # topic trends are rebuilt for this many hours of stream time
@@ -121,13 +123,11 @@ class GoldBatch:
                              {"gold": visible_at})  # fmt: skip
         changed = counted.count()
         clock.rows = changed
-        print(
-            f"{self.query_name}: batch {batch_id}: {changed} RSVP states changed, {late_count} late "
-            f"({sum(clock.seconds().values()):.1f}s: {clock.summary()}; writes: "
-            f"{', '.join(f'{name} {seconds:.1f}s' for name, seconds in took.items())})",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info(
+            "%s: batch %s: %s RSVP states changed, %s late (%.1fs: %s; writes: %s)", self.query_name, batch_id,
+            changed, late_count, sum(clock.seconds().values()), clock.summary(),
+            ", ".join(f"{name} {seconds:.1f}s" for name, seconds in took.items()),
+        )  # fmt: skip
 
     def _append_late(self, decisions: DataFrame, batch_id: int) -> int:
         """The batch's late messages into `late_rsvps` (once per batch); returns how many."""
@@ -223,10 +223,7 @@ class SnapshotSchedule:
                 with clock.phase("snapshots"):
                     rebuild_snapshots(self.spark, self.layout, self.settings)
             except Exception as error:  # noqa: BLE001 - the next round tries again; the stream goes on
-                print(
-                    f"gold-snapshots: fold or rebuild failed, tried again in {self.every_s:.0f}s: {error}",
-                    file=sys.stderr,
-                )
+                log.warning("gold-snapshots: fold or rebuild failed, tried again in %.0fs: %s", self.every_s, error)
             finally:
                 clock.close()
 

@@ -6,11 +6,12 @@ meetup-gold --table upcoming_events --rows 10
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from pyspark.sql import functions as F
 
+from common import cli
+from pipelines import generations
 from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE
 from pipelines.gold.transforms import count_view
 
@@ -25,17 +26,19 @@ VIEWS = {
 }
 
 
+@cli.command("meetup-gold", generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
     from delta.tables import DeltaTable
 
     from common import health
     from common.spark import build_spark
-    from pipelines import generations
 
-    parser = argparse.ArgumentParser(prog="meetup-gold", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table", choices=sorted(VIEWS), action="append", help="default: all of them")
-    parser.add_argument("--rows", type=int, default=8)
-    parser.add_argument("--generation", help="default: the current one")
+    parser = cli.parser("meetup-gold", __doc__)
+    parser.add_argument(
+        "--table", choices=sorted(VIEWS), action="append", help="a table to show (repeat it; default: all of them)"
+    )
+    parser.add_argument("--rows", type=int, default=8, help="rows to show per table")
+    parser.add_argument("--generation", help="the generation to read (default: the one readers use)")
     args = parser.parse_args(argv)
     settings = health.settings_for("meetup-gold", ["s3"])
     spark = build_spark(settings, "meetup-gold", master="local[1]")

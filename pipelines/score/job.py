@@ -21,7 +21,7 @@ scores across runs equal one pass over the whole log.
 
 from __future__ import annotations
 
-import sys
+import logging
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
@@ -43,6 +43,8 @@ from pipelines.phases import PhaseClock
 from pipelines.silver import validation
 from pipelines.silver.schemas import VERSION_COLUMNS
 from pipelines.silver.transforms import is_newer
+
+log = logging.getLogger(__name__)
 
 QUERY = "score-rsvps"
 SCORED_RSVPS = T.StructType(
@@ -77,7 +79,7 @@ class ModelPoller:
         current = self.registry.current()
         if current is not None and current != self.version:
             self.version, self.model = self.registry.load(current)
-            print(f"{QUERY}: scoring with model {current}", file=sys.stderr, flush=True)
+            log.info("%s: scoring with model %s", QUERY, current)
         return self.version, self.model
 
 
@@ -172,13 +174,11 @@ class ScoreBatch:
             record_freshness(raw, QUERY, batch_id, {"score": visible_at})
         scored = predictions.count() if predictions is not None else 0
         clock.rows = scored
-        print(
-            f"{QUERY}: batch {batch_id}: {scored} new RSVPs scored"
-            f"{f' by {version}' if version else ' (no model yet: make train)'} "
-            f"({sum(clock.seconds().values()):.1f}s: {clock.summary()})",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info(
+            "%s: batch %s: %s new RSVPs scored%s (%.1fs: %s)", QUERY, batch_id, scored,
+            f" by {version}" if version else " (no model yet: make train)", sum(clock.seconds().values()),
+            clock.summary(),
+        )  # fmt: skip
         for df in (predictions, newest):
             if df is not None:
                 df.unpersist()

@@ -12,7 +12,7 @@ Appends carry Delta's txnAppId/txnVersion, so a batch re-run after a crash is no
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +44,8 @@ from pipelines.silver.schemas import (
     RSVP_TOP_LEVEL_KEYS,
     TABLE_KEYS,
 )
+
+log = logging.getLogger(__name__)
 
 MERGE_THREADS = 4
 BATCH_STATS_COLUMNS = (
@@ -171,13 +173,11 @@ class SilverBatch:
                 )
                 append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
             self.timings = clock.seconds()
-            print(
-                f"{self.query_name}: batch {batch_id}: {counts['rows_in']} in, {counts['rows_valid']} valid, "
-                f"{counts['rows_quarantined']} quarantined, {counts['unknown_field_rows']} with unknown fields "
-                f"({sum(self.timings.values()):.1f}s: {clock.summary()})",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.info(
+                "%s: batch %s: %s in, %s valid, %s quarantined, %s with unknown fields (%.1fs: %s)", self.query_name,
+                batch_id, counts["rows_in"], counts["rows_valid"], counts["rows_quarantined"],
+                counts["unknown_field_rows"], sum(self.timings.values()), clock.summary(),
+            )  # fmt: skip
         finally:
             checked_df.unpersist()
 

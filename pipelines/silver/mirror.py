@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-import sys
+import logging
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +27,8 @@ from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
 from pipelines.silver.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
+
+log = logging.getLogger(__name__)
 
 SQL_DIR = PROJECT_ROOT / "sql"
 
@@ -241,9 +243,6 @@ def apply_with_retry(
             if time.monotonic() + delay > deadline:
                 raise
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else "connection lost"
-            print(
-                f"mirror: PostgreSQL unavailable ({first_line}); batch {batch_id} retries in {delay:.1f}s",
-                file=sys.stderr,
-            )
+            log.warning("PostgreSQL unavailable (%s); batch %s retries in %.1fs", first_line, batch_id, delay)
             sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -9,7 +9,7 @@ instead (silver/job.py), on its slower cadence.
 
 from __future__ import annotations
 
-import sys
+import logging
 from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
@@ -24,6 +24,8 @@ from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import mirror, transforms, validation
 from pipelines.silver.schemas import RSVP_MESSAGE
+
+log = logging.getLogger(__name__)
 
 QUERY = "mirror-rsvps"
 
@@ -61,11 +63,7 @@ class MirrorBatch:
                 visible_at = datetime.now(timezone.utc)
             with clock.phase("freshness"):
                 record_freshness(valid, self.query_name, batch_id, {"postgres": visible_at})
-            print(
-                f"{self.query_name}: batch {batch_id}: {clock.rows} RSVPs mirrored ({clock.summary()})",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.info("%s: batch %s: %s RSVPs mirrored (%s)", self.query_name, batch_id, clock.rows, clock.summary())
         finally:
             if valid is not None:
                 valid.unpersist()

@@ -8,6 +8,7 @@ comparing the tables with an independent computation (and with a local run) from
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,7 +115,7 @@ def test_the_chain_on_the_standalone_cluster_writes_the_tables_a_local_run_write
     stages = ("--stages", "bronze", "silver", "gold", "--available-now")
     finish(submit(spark_cluster, cluster_settings, *stages, log=log), log)
 
-    assert "meetup-chain: done" in log.read_text()
+    assert re.search(r"INFO meetup-chain pipelines\.chain: done$", log.read_text(), re.M)
     apps = spark_standalone.master_state(spark_cluster)["completedapps"]
     assert any(app["name"] == "meetup-chain" for app in apps), "the chain ran on the standalone master"
     cluster_layout = Layout.from_settings(cluster_settings)
@@ -153,7 +154,7 @@ def test_a_worker_killed_during_a_run_is_survived_and_every_table_stays_exact(
             os.killpg(chain.pid, signal.SIGKILL)
         spark_standalone.up(spark_cluster)  # the worker back, for whatever runs next
 
-    assert "meetup-chain: done" in log.read_text()
+    assert re.search(r"INFO meetup-chain pipelines\.chain: done$", log.read_text(), re.M)
     assert_every_table_exact(spark, settings, layout, records)
 
 
