@@ -17,7 +17,7 @@ from ingest import frames as fr
 from ingest import generator
 from pipelines.layout import Layout
 from tests.expected import COLUMNS, expected_tables
-from tests.helpers import capture_frames, consume_with_coordinates, produce
+from tests.helpers import capture_frames, consume_with_coordinates, produce, wait_until
 from tests.integration.lakehouse import (
     assert_every_table_exact,
     chain_process,
@@ -152,12 +152,18 @@ def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(s
                 pass
             time.sleep(1)
         assert postgres_service.down(stack)
-        time.sleep(30)  # longer than silver takes to reach its mirror step
+        seen: list[str] = []  # stderr so far: the mirror's retry line says it met the outage
+
+        def outage_met() -> bool:
+            seen.append(capfd.readouterr().err)
+            return "mirror: PostgreSQL unavailable" in "".join(seen)
+
+        met = wait_until(outage_met, timeout=180, every=1)
     finally:
         postgres_service.up(stack)
         runner.join(300)
-    assert not failures, failures
-    assert "mirror: PostgreSQL unavailable" in capfd.readouterr().err, "the outage was hit, and waited out"
+    assert met, "silver's mirror never met the outage"
+    assert not failures, failures  # ... and waited it out
     expected = expected_tables(records)
     for table in COLUMNS:
         assert postgres_rows(settings, table) == expected[table], table
