@@ -62,6 +62,11 @@ _OPEN_LOCK = threading.Lock()
 _OPEN_MAX = 64
 
 
+def delta_rs_uri(path: str) -> str:
+    """A lakehouse path as delta-rs names it: Hadoop's `s3a://` is plain `s3://` there."""
+    return "s3://" + path[len("s3a://") :] if path.startswith("s3a://") else path
+
+
 @dataclass(frozen=True)
 class Lakehouse:
     """The lakehouse as one page run sees it: the generation and the credentials are looked up once per run."""
@@ -76,10 +81,7 @@ class Lakehouse:
             raise ServiceDown(f"the object store at {self.settings.s3.endpoint} does not answer ({error})") from error
 
     def uri(self, layer: str, name: str) -> str:
-        root = self.settings.lakehouse_root.rstrip("/")
-        if root.startswith("s3a://"):
-            root = "s3://" + root[len("s3a://") :]
-        return f"{root}/{self.generation}/{layer}/{name}"
+        return delta_rs_uri(f"{self.settings.lakehouse_root.rstrip('/')}/{self.generation}/{layer}/{name}")
 
     @cached_property
     def options(self) -> dict[str, str]:

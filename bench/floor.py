@@ -133,7 +133,7 @@ def quantile(values: list[float], q: float) -> float | None:
 
 def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, interval: str, logs: Path) -> dict:
     """One floor run at `rate` RSVPs/s: its own topic and table; lag quantiles over rows after warm-up."""
-    from app.data import Lakehouse
+    from app.data import Lakehouse, delta_rs_uri
     from stack import kafka as kafka_service
 
     name = f"floor{int(time.time())}r{int(rate)}"
@@ -150,7 +150,7 @@ def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, int
     stop = threading.Event()
     producer = threading.Thread(target=produce_steadily, args=(settings.kafka.bootstrap_servers, topic, rate, stop))
     found: list[tuple[float, float]] = []
-    uri = "s3://" + table[len("s3a://") :] if table.startswith("s3a://") else table
+    uri = delta_rs_uri(table)
     reader = threading.Thread(target=lambda: found.extend(poll_lags(uri, Lakehouse(settings).options, stop)))
     started = time.time()
     producer.start()

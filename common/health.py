@@ -118,12 +118,12 @@ def preflight(settings: Settings, services: Iterable[str] = ("kafka", "s3", "pos
         raise ServiceUnavailable("\n".join(failures))
 
 
-def settings_for(prog: str, services: Iterable[str] = ()) -> Settings:
+def settings_for(services: Iterable[str] = ()) -> Settings:
     """The settings of a command line, once the services it needs have answered.
 
     A malformed or missing setting, or a service that cannot be reached, ends the command here, before
-    any Spark starts (a `CommandError` its `cli.command` reports): exit status 2 and one line per problem,
-    `prog: <what> (<the setting>) ...`.
+    any Spark starts (a `CommandError` the command's `cli.command` reports): exit status 2 and one line per
+    problem, `<command>: <what> (<the setting>) ...`.
     """
     try:
         settings = load_settings()

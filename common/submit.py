@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if script == len(args):
         parser.error("give the script to run (a .py or .jar file) after spark-submit's options")
     args = [*spark_options, *args[script:]]
-    settings = health.settings_for("meetup-submit")  # exports .stack/env into os.environ
+    settings = health.settings_for()  # exports .stack/env into os.environ
     submit = shutil.which(
         "spark-submit", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
     )

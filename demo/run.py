@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop:
         stop_all(plan)
         return 0
-    settings = health.settings_for("meetup-demo", ["kafka", "s3", "postgres"])
+    settings = health.settings_for(["kafka", "s3", "postgres"])
     kafka_service.ensure_topics(settings, ("rsvps",))
     already = [p.name for p in plan if p.alive()]
     if already:

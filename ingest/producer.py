@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli.command("meetup-ingest")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = health.settings_for("meetup-ingest", ["kafka"])  # later outages are ridden out, not fatal
+    settings = health.settings_for(["kafka"])  # later outages are ridden out, not fatal
     options = IngestOptions(
         base_url=args.url or os.environ.get("INGEST_URL", IngestOptions.base_url),
         streams=tuple(args.streams),

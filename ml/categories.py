@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generation", help="silver tables to cluster (default: the current generation)")
     parser.add_argument("--k", type=int, nargs="+", default=list(DEFAULT_K), help="candidate numbers of categories")
     args = parser.parse_args(argv)
-    settings = health.settings_for("meetup-categories", ["s3"])
+    settings = health.settings_for(["s3"])
     layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-categories")
     spark.sparkContext.setLogLevel("WARN")

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.capture).is_file():
         print(f"meetup-score: no such file: {args.capture}", file=sys.stderr)
         return 2
-    settings = health.settings_for("meetup-score", ["s3"])
+    settings = health.settings_for(["s3"])
     spark = build_spark(settings, "meetup-score")
     spark.sparkContext.setLogLevel("WARN")
     capture = str(Path(args.capture).resolve())

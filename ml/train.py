@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--no-promote", action="store_true", help="save the version without making it current")
     args = parser.parse_args(argv)
-    settings = health.settings_for("meetup-train", ["s3"])
+    settings = health.settings_for(["s3"])
     layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-train")
     spark.sparkContext.setLogLevel("WARN")

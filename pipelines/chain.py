@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli.command("meetup-chain", checkpoints.LostCheckpoint, generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = health.settings_for("meetup-chain", ["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
+    settings = health.settings_for(["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
     layout = generations.layout(settings, args.generation)
     mirror_in = mirror_stage(tuple(args.stages), tuple(args.streams), not args.no_postgres)
     queries = query_names(tuple(args.stages), tuple(args.streams), mirror=mirror_in == "gold")

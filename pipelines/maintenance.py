@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         help="allow --retain-hours under 168: a stream reading further behind than that would fail",
     )
     args = parser.parse_args(argv)
-    settings = health.settings_for("meetup-maintain", ["s3"])
+    settings = health.settings_for(["s3"])
     if args.retain_hours < DEFAULT_RETAIN_HOURS and not args.allow_short_retention:
         parser.error(
             f"--retain-hours {args.retain_hours} is under Delta's safety limit of 168 hours; "

@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli.command("meetup-replay", RetentionGap, generations.GenerationError, health.ServiceUnavailable)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = health.settings_for("meetup-replay", ["s3"])
+    settings = health.settings_for(["s3"])
     if args.list:
         now = generations.current(settings)
         for name in generations.existing(settings):

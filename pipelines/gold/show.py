@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=8, help="rows to show per table")
     parser.add_argument("--generation", help="the generation to read (default: the one readers use)")
     args = parser.parse_args(argv)
-    settings = health.settings_for("meetup-gold", ["s3"])
+    settings = health.settings_for(["s3"])
     spark = build_spark(settings, "meetup-gold", master="local[1]")
     spark.sparkContext.setLogLevel("ERROR")
     layout = generations.layout(settings, args.generation)
