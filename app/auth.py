@@ -10,10 +10,11 @@ nothing of the data until the identity provider says who it is (app/main.py).
 from __future__ import annotations
 
 import ipaddress
-import os
 from pathlib import Path
 
 import tomllib
+
+from common.settings import Settings
 
 REQUIRED = ("client_id", "client_secret", "server_metadata_url")
 SHARED = ("redirect_uri", "cookie_secret")
@@ -62,5 +63,6 @@ def check_auth(section: dict) -> None:
         raise AuthError(f"[auth] lacks {', '.join(missing)}")
 
 
-def login_required() -> bool:
-    return os.environ.get(LOGIN_ENV) == "1"
+def login_required(settings: Settings) -> bool:
+    """MEETUP_APP_LOGIN, which meetup-app sets for the Streamlit it runs (in its own process)."""
+    return settings.app_login

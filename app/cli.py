@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    # Streamlit runs in this process: the setting reaches its pages (Settings.app_login) through our environment.
     os.environ[auth.LOGIN_ENV] = "1" if login else "0"
     from streamlit.web import cli as streamlit_cli
 

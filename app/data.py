@@ -85,7 +85,7 @@ class Lakehouse:
 
     @cached_property
     def options(self) -> dict[str, str]:
-        """delta-rs storage options: the endpoint, and credentials from boto3's provider chain (once per run)."""
+        """delta-rs storage options: the endpoint, and the settings' keys, else the AWS provider chain's (once)."""
         if urlparse(self.settings.lakehouse_root).scheme not in ("s3a", "s3"):
             return {}
         import boto3
@@ -96,12 +96,18 @@ class Lakehouse:
             "AWS_ALLOW_HTTP": str(not self.settings.s3.secure).lower(),
             "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not self.settings.s3.path_style).lower(),
         }
-        credentials = boto3.session.Session().get_credentials()  # the provider chain, as everywhere else
-        if credentials is not None:
+        s3 = self.settings.s3
+        if s3.has_keys:
+            key, secret, token = s3.access_key_id, s3.secret_access_key, s3.session_token
+        else:
+            credentials = boto3.session.Session().get_credentials()  # the provider chain, as everywhere else
+            if credentials is None:
+                return options
             frozen = credentials.get_frozen_credentials()
-            options.update({"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key})
-            if frozen.token:
-                options["AWS_SESSION_TOKEN"] = frozen.token
+            key, secret, token = frozen.access_key, frozen.secret_key, frozen.token
+        options.update({"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret})
+        if token:
+            options["AWS_SESSION_TOKEN"] = token
         return options
 
     @contextmanager

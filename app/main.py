@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.auth import login_required
+from app.ui import settings
 
 PAGES = [
     st.Page("views/live.py", title="Live", icon=":material/bolt:", default=True),
@@ -19,7 +20,7 @@ PAGES = [
 # An emoji favicon for every page: a page's material icon would become a favicon fetched from Google's font
 # CDN (Streamlit does that), and nothing of the app's may leave the machine.
 st.set_page_config(page_title="meetup-rsvps", page_icon="📊", layout="wide")
-if login_required():  # shared off loopback (meetup-app --address ...): nothing before the identity provider
+if login_required(settings()):  # shared off loopback (meetup-app --address ...): nothing before the identity provider
     if not st.user.is_logged_in:
         st.title("meetup-rsvps")
         st.write("This app is shared: log in to see the stream.")

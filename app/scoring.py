@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 
@@ -38,7 +37,7 @@ def _session(settings: Settings):
 def warm_up(settings: Settings) -> None:
     """Start the session and load the current version in a background thread, once per app process
     (MEETUP_APP_WARM_UP=0 turns it off: the first score then starts them)."""
-    if _warming.is_set() or os.environ.get("MEETUP_APP_WARM_UP", "1") == "0":
+    if _warming.is_set() or not settings.app_warm_up:
         return
     _warming.set()
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 child = subprocess.run(
                     [sys.executable, "-m", "bench.delta_ops", "--measure", root, "--repeats", str(args.repeats)],
                     cwd=PROJECT_ROOT,
-                    env={**os.environ, "SPARK_CODEGEN": codegen},
+                    env=settings.child_env(SPARK_CODEGEN=codegen),
                     capture_output=True,
                     text=True,
                     check=True,

@@ -145,7 +145,7 @@ def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, int
     query = subprocess.Popen(
         [sys.executable, "-m", "bench.floor", "--query", topic, table, checkpoint, interval],
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=(logs / f"floor-r{rate:g}.log").open("w"), text=True,
-        start_new_session=True, env=os.environ.copy(),
+        start_new_session=True, env=settings.child_env(),
     )  # fmt: skip
     stop = threading.Event()
     producer = threading.Thread(target=produce_steadily, args=(settings.kafka.bootstrap_servers, topic, rate, stop))

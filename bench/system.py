@@ -159,8 +159,7 @@ def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, stat
     name = f"sys{int(time.time())}r{int(rate)}"
     settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))
-    env = {**os.environ, "KAFKA_TOPIC_PREFIX": name, "LAKEHOUSE_ROOT": settings.lakehouse_root,
-           "POSTGRES_SCHEMA": settings.postgres.schema, "MEETUP_APP_WARM_UP": "0"}  # fmt: skip
+    env = settings.child_env(MEETUP_APP_WARM_UP="false")
     state.mkdir(parents=True, exist_ok=True)
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo.run", "--source", "generator", "--rate", str(rate), "--no-browser",

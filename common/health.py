@@ -27,8 +27,18 @@ class ServiceUnavailable(RuntimeError):
 
 
 def s3_client(settings: Settings, *, timeout: float = 5):
-    """A boto3 S3 client for S3_ENDPOINT; credentials from the AWS provider chain, looked up now."""
-    return boto3.session.Session().client(
+    """A boto3 S3 client for S3_ENDPOINT, with the settings' keys, else the AWS provider chain's (looked up now)."""
+    s3 = settings.s3
+    session = (
+        boto3.session.Session(
+            aws_access_key_id=s3.access_key_id,
+            aws_secret_access_key=s3.secret_access_key,
+            aws_session_token=s3.session_token,
+        )
+        if s3.has_keys
+        else boto3.session.Session()
+    )
+    return session.client(
         "s3",
         endpoint_url=settings.s3.endpoint,
         region_name=settings.s3.region,

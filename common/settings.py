@@ -1,9 +1,12 @@
 """The one settings object: built once at an entry point from environment variables, then passed down.
 
-Every value has a local default that matches the stack `make stack-up` starts. Secrets (S3 keys,
-database passwords) never have a default in code: the local stack generates them on its first start
-and writes them to `.stack/env`, which `load_settings()` reads *under* the real environment, so an
-exported variable always wins and a deployment simply sets the variables itself.
+Every variable the project reads is a field here (README, "Settings", lists them). Every value has a
+local default that matches the stack `make stack-up` starts. Secrets (S3 keys, database passwords) never
+have a default in code: the local stack generates them on its first start and writes them to
+`.stack/env`, which `load_settings()` reads *under* the real environment, so an exported variable always
+wins and a deployment simply sets the variables itself. Nothing is written back into `os.environ`: the
+settings carry the credentials to boto3, libpq, delta-rs and Spark's S3A themselves, and a child process
+gets an explicit environment built from them (`Settings.child_env`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from urllib.parse import urlparse
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 STREAMS = ("rsvps", "event_comments", "photos")
+DEFAULT_STACK_DIR = PROJECT_ROOT / ".stack"
+DEFAULT_INGEST_URL = "ws://127.0.0.1:8765"
+DEFAULT_CONTROLLER_PORT = 9093  # the local KRaft controller's port (node N: this plus N's offset)
 
 
 class SettingsError(ValueError):
@@ -72,6 +78,7 @@ class KafkaSettings:
     partitions: int = 3
     replication_factor: int = 1
     retention_ms: int = 7 * 24 * 3600 * 1000
+    controller_port: int = DEFAULT_CONTROLLER_PORT  # only `meetup-stack up` uses it, for the local broker
     # Extra librdkafka settings (security.protocol, sasl.*, ssl.*) keep their own key names.
     client_config: Mapping[str, str] = field(default_factory=dict)
     # Java client settings for Spark's Kafka source only, over what java_config() derives.
@@ -124,6 +131,14 @@ class S3Settings:
     endpoint: str = "http://127.0.0.1:9000"
     region: str = "us-east-1"
     path_style: bool = True
+    # None: the AWS provider chain (profile, instance role) finds them, in boto3, delta-rs and S3A alike.
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.access_key_id and self.secret_access_key)
 
     @property
     def secure(self) -> bool:
@@ -137,9 +152,13 @@ class PostgresSettings:
     database: str = "meetup"
     schema: str = "meetup"
     user: str = "meetup_writer"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     reader_user: str = "meetup_reader"
-    reader_password: str | None = None
+    reader_password: str | None = field(default=None, repr=False)
+    # The local stack only: the superuser's password and where PostgreSQL's programs are (None: the newest
+    # /usr/lib/postgresql/<version>/bin, else pg_ctl on PATH).
+    admin_password: str | None = field(default=None, repr=False)
+    bin_dir: Path | None = None
 
     def dsn(self, *, reader: bool = False, connect_timeout: int = 5) -> str:
         """libpq keyword DSN; the password is passed separately so it never sits in a URL."""
@@ -181,7 +200,11 @@ class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
-    stack_dir: Path = PROJECT_ROOT / ".stack"
+    stack_dir: Path = DEFAULT_STACK_DIR
+    ingest_url: str = DEFAULT_INGEST_URL  # the stream endpoint meetup-ingest follows when --url is not given
+    log_level: str = "INFO"
+    app_warm_up: bool = True  # the app starts its scoring session in the background at its start
+    app_login: bool = False  # set by meetup-app for its Streamlit process: pages ask for a login
 
     @property
     def bucket(self) -> str | None:
@@ -195,7 +218,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        stack_dir = Path(env.get("MEETUP_STACK_DIR") or PROJECT_ROOT / ".stack")
+        stack_dir = find_stack_dir(env)
         bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", KafkaSettings.bootstrap_servers)
         kafka = KafkaSettings(
             bootstrap_servers=bootstrap,
@@ -204,6 +227,7 @@ class Settings:
             # One replica per listed broker, up to 3, unless set: the local three-broker cluster gets 3.
             replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", min(3, len(bootstrap.split(",")))),
             retention_ms=_int(env, "KAFKA_RETENTION_MS", KafkaSettings.retention_ms),
+            controller_port=_int(env, "KAFKA_CONTROLLER_PORT", KafkaSettings.controller_port),
             client_config=_prefixed(env, "KAFKA_CLIENT_"),
             java_client_config=_prefixed(env, "KAFKA_JAVA_CLIENT_"),
         )
@@ -213,6 +237,9 @@ class Settings:
             endpoint=env.get("S3_ENDPOINT", S3Settings.endpoint),
             region=env.get("AWS_REGION", S3Settings.region),
             path_style=_bool(env, "S3_PATH_STYLE", S3Settings.path_style),
+            access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            session_token=env.get("AWS_SESSION_TOKEN") or None,
         )
         if not s3.endpoint.startswith(("http://", "https://")):
             raise SettingsError(f"S3_ENDPOINT must start with http:// or https://, got {s3.endpoint!r}")
@@ -225,6 +252,8 @@ class Settings:
             password=env.get("POSTGRES_PASSWORD") or None,
             reader_user=env.get("POSTGRES_READER_USER", PostgresSettings.reader_user),
             reader_password=env.get("POSTGRES_READER_PASSWORD") or None,
+            admin_password=env.get("POSTGRES_ADMIN_PASSWORD") or None,
+            bin_dir=Path(env["PG_BIN_DIR"]) if env.get("PG_BIN_DIR") else None,
         )
         spark = SparkSettings(
             master=env.get("SPARK_MASTER", SparkSettings.master),
@@ -242,7 +271,99 @@ class Settings:
         root = env.get("LAKEHOUSE_ROOT", cls.lakehouse_root)
         if not root or root.startswith("s3a://") and not urlparse(root).netloc:
             raise SettingsError(f"LAKEHOUSE_ROOT must be s3a://bucket/prefix or a path, got {root!r}")
-        return cls(lakehouse_root=root, kafka=kafka, s3=s3, postgres=postgres, spark=spark, stack_dir=stack_dir)
+        ingest_url = env.get("INGEST_URL") or DEFAULT_INGEST_URL
+        if not ingest_url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise SettingsError(f"INGEST_URL must start with ws://, wss://, http:// or https://, got {ingest_url!r}")
+        return cls(
+            lakehouse_root=root, kafka=kafka, s3=s3, postgres=postgres, spark=spark, stack_dir=stack_dir,
+            ingest_url=ingest_url, log_level=log_level(env),
+            app_warm_up=_bool(env, "MEETUP_APP_WARM_UP", cls.app_warm_up),
+            app_login=_bool(env, "MEETUP_APP_LOGIN", cls.app_login),
+        )  # fmt: skip
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that give these settings back (`Settings.from_env(s.to_env()) == s`): what a child
+        process needs to see what this one sees. Unset secrets stay unset."""
+        k, s3, pg, sp = self.kafka, self.s3, self.postgres, self.spark
+        env = {
+            "LAKEHOUSE_ROOT": self.lakehouse_root,
+            "MEETUP_STACK_DIR": str(self.stack_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": k.bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": k.topic_prefix,
+            "KAFKA_TOPIC_PARTITIONS": str(k.partitions),
+            "KAFKA_REPLICATION_FACTOR": str(k.replication_factor),
+            "KAFKA_RETENTION_MS": str(k.retention_ms),
+            "KAFKA_CONTROLLER_PORT": str(k.controller_port),
+            **{"KAFKA_CLIENT_" + key.upper().replace(".", "_"): value for key, value in k.client_config.items()},
+            **{"KAFKA_JAVA_CLIENT_" + key.upper().replace(".", "_"): v for key, v in k.java_client_config.items()},
+            "S3_ENDPOINT": s3.endpoint,
+            "AWS_REGION": s3.region,
+            "S3_PATH_STYLE": str(s3.path_style).lower(),
+            "AWS_ACCESS_KEY_ID": s3.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
+            "AWS_SESSION_TOKEN": s3.session_token,
+            "POSTGRES_HOST": pg.host,
+            "POSTGRES_PORT": str(pg.port),
+            "POSTGRES_DB": pg.database,
+            "POSTGRES_SCHEMA": pg.schema,
+            "POSTGRES_USER": pg.user,
+            "POSTGRES_PASSWORD": pg.password,
+            "POSTGRES_READER_USER": pg.reader_user,
+            "POSTGRES_READER_PASSWORD": pg.reader_password,
+            "POSTGRES_ADMIN_PASSWORD": pg.admin_password,
+            "PG_BIN_DIR": str(pg.bin_dir) if pg.bin_dir else None,
+            "SPARK_MASTER": sp.master,
+            "SPARK_DRIVER_MEMORY": sp.driver_memory,
+            "SPARK_SHUFFLE_PARTITIONS": str(sp.shuffle_partitions),
+            "SPARK_UI_ENABLED": str(sp.ui_enabled).lower(),
+            "SPARK_JARS_DIR": str(sp.jars_dir),
+            "SPARK_WORKERS": str(sp.workers),
+            "SPARK_WORKER_CORES": str(sp.worker_cores),
+            "SPARK_WORKER_MEMORY": sp.worker_memory,
+            "SPARK_MASTER_WEBUI_PORT": str(sp.master_webui_port),
+            "SPARK_EXECUTOR_MEMORY": sp.executor_memory,
+            "SPARK_CODEGEN": str(sp.codegen).lower(),
+            "INGEST_URL": self.ingest_url,
+            "MEETUP_LOG_LEVEL": self.log_level,
+            "MEETUP_APP_WARM_UP": str(self.app_warm_up).lower(),
+            "MEETUP_APP_LOGIN": str(self.app_login).lower(),
+        }
+        return {key: value for key, value in env.items() if value is not None}
+
+    def child_env(self, base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+        """The environment of a child process of ours (the chain, the app, the producer, spark-submit, a
+        Spark worker): the system's variables (PATH, HOME, JAVA_HOME...) from `base` (default: this
+        process's), with every project variable replaced by these settings', then `extra` on top. A project
+        variable set in `base` but not by these settings (a secret left to the provider chain) is dropped,
+        so the child cannot see anything these settings do not say."""
+        base = os.environ if base is None else base
+        ours = self.to_env()
+        kept = {key: value for key, value in base.items() if not _is_project_variable(key)}
+        return {**kept, **ours, **extra}
+
+
+# Variables this module reads; `child_env` replaces them rather than passing them through.
+PROJECT_VARIABLES = frozenset(
+    {
+        "LAKEHOUSE_ROOT", "MEETUP_STACK_DIR", "INGEST_URL", "MEETUP_LOG_LEVEL", "MEETUP_APP_WARM_UP",
+        "MEETUP_APP_LOGIN", "S3_ENDPOINT", "AWS_REGION", "S3_PATH_STYLE", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "PG_BIN_DIR",
+    }
+)  # fmt: skip
+PROJECT_PREFIXES = ("KAFKA_", "POSTGRES_", "SPARK_")
+
+
+def _is_project_variable(name: str) -> bool:
+    # SPARK_HOME, SPARK_LOCAL_IP and the like belong to Spark's scripts, not to these settings.
+    if name in ("SPARK_HOME", "SPARK_LOCAL_IP", "SPARK_NO_DAEMONIZE", "SPARK_CONF_DIR"):
+        return False
+    return name in PROJECT_VARIABLES or name.startswith(PROJECT_PREFIXES)
+
+
+def find_stack_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The local stack's folder: MEETUP_STACK_DIR, else `.stack/` in the project. The one place it is worked out."""
+    environ = os.environ if environ is None else environ
+    return Path(environ.get("MEETUP_STACK_DIR") or DEFAULT_STACK_DIR)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -269,15 +390,15 @@ def log_level(environ: Mapping[str, str] | None = None) -> str:
     return raw.upper()
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Settings for an entry point: the environment, over the local stack's generated `.stack/env`.
-
-    The stack's values are also exported into the environment (without overriding anything), so that
-    boto3, libpq and the Spark JVM's default AWS credential chain find the same credentials.
-    """
+def merged_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment over the local stack's `.stack/env` (an exported variable wins), as a new mapping."""
     environ = os.environ if environ is None else environ
-    stack_env = Path(environ.get("MEETUP_STACK_DIR") or PROJECT_ROOT / ".stack") / "env"
-    if stack_env.is_file():
-        for key, value in read_env_file(stack_env).items():
-            environ.setdefault(key, value)
-    return Settings.from_env(environ)
+    stack_env = find_stack_dir(environ) / "env"
+    values = read_env_file(stack_env) if stack_env.is_file() else {}
+    return {**values, **environ}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for an entry point: the environment, over the local stack's generated `.stack/env`.
+    Neither is changed: the settings carry the credentials to whatever needs them."""
+    return Settings.from_env(merged_env(environ))

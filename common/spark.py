@@ -77,8 +77,25 @@ def in_pool(spark: SparkSession, pool: str, fn: Callable[..., T]) -> Callable[..
     return run
 
 
+def s3a_credentials(settings: Settings) -> dict[str, str]:
+    """S3A's keys from the settings; none when the settings have none, so that S3A's provider chain
+    (environment, profile, instance role) finds them. Spark redacts these keys in its UI and logs
+    (spark.redaction.regex matches secret, token and access.key)."""
+    s3 = settings.s3
+    key, secret = s3.access_key_id, s3.secret_access_key
+    if not key or not secret:
+        return {}
+    conf = {"spark.hadoop.fs.s3a.access.key": key, "spark.hadoop.fs.s3a.secret.key": secret}
+    if s3.session_token:
+        conf["spark.hadoop.fs.s3a.session.token"] = s3.session_token
+        conf["spark.hadoop.fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+        )
+    return conf
+
+
 def lakehouse_conf(settings: Settings) -> dict[str, str]:
-    """Spark settings for Delta and S3A; credentials stay with the AWS provider chain (env, profile, IAM)."""
+    """Spark settings for Delta and S3A; S3A's credentials from the settings, else the AWS provider chain."""
     s3 = settings.s3
     return {
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -100,6 +117,7 @@ def lakehouse_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.fs.s3a.retry.limit": "3",
         "spark.hadoop.fs.s3a.connection.establish.timeout": "15s",
         "spark.hadoop.fs.s3a.connection.timeout": "30s",
+        **s3a_credentials(settings),
         # Delta reads its log through typed Datasets, whose (de)serializers are always compiled; the default
         # cache of 100 compiled classes is too small for the chain's many plans, so they were compiled again.
         "spark.sql.codegen.cache.maxEntries": "4000",

@@ -6,9 +6,9 @@
 
 Options before the script go to spark-submit and win over ours: `--jars` (the jars `make jars` resolved),
 `--py-files` (this project's packages, zipped), `--master`, `--driver-memory` and `--executor-memory` from
-the settings. The local stack's `.stack/env` is exported first (an exported variable wins), so the driver
-and the executors of the local cluster's workers find S3 and PostgreSQL credentials in their environment,
-as the AWS provider chain expects; on a real cluster, see README "Deploying on a managed cluster".
+the settings. spark-submit runs with an environment built from the settings (`Settings.child_env`: the
+environment over the local stack's `.stack/env`), so the driver it starts loads the same settings and hands
+the S3 keys to S3A itself; on a real cluster, see README "Deploying on a managed cluster".
 """
 
 from __future__ import annotations
@@ -113,22 +113,27 @@ def main(argv: list[str] | None = None) -> int:
     if script == len(args):
         parser.error("give the script to run (a .py or .jar file) after spark-submit's options")
     args = [*spark_options, *args[script:]]
-    settings = health.settings_for()  # exports .stack/env into os.environ
-    submit = shutil.which(
-        "spark-submit", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    )
+    settings = health.settings_for()
+    env = submit_env(settings)
+    submit = shutil.which("spark-submit", path=env["PATH"])
     if submit is None:
         raise cli.CommandError("spark-submit not found (it comes with pyspark: run `make venv`)", status=cli.USAGE)
-    # pyspark's spark-submit finds its Spark home through the interpreter on PATH: make it this one.
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("MEETUP_STACK_DIR", str(settings.stack_dir))  # the driver may import from the zip
     command = submit_command(submit, settings, args, project_zip(settings.stack_dir / "build"))
     if ours.dry_run:
         print(" ".join(shlex.quote(word) for word in command))
         return 0
-    os.execv(submit, command)
+    os.execve(submit, command, env)
     return 0  # not reached
+
+
+def submit_env(settings: Settings) -> dict[str, str]:
+    """spark-submit's environment: the settings' variables (MEETUP_STACK_DIR among them, since the driver
+    may import from the zip), and this interpreter first on PATH, since pyspark's spark-submit finds its
+    Spark home through the `python3` it meets there."""
+    env = settings.child_env()
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return env
 
 
 if __name__ == "__main__":

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common import cli, health
-from common.settings import PROJECT_ROOT, load_settings
+from common.settings import PROJECT_ROOT, Settings, find_stack_dir
 from ml.registry import Registry
 from stack import kafka as kafka_service
 from stack.procs import StackError, ensure_port_free, log_tail, port_open, read_pid, spawn, terminate, wait_until
 
-STATE = PROJECT_ROOT / ".stack" / "demo"  # logs and pid files; --state-dir to change
 CAPTURES = str(PROJECT_ROOT / "data" / "rsvps" / "*.jsonl")
 
 
@@ -56,8 +55,8 @@ class Part:
     def pid_file(self) -> Path:
         return self.state / f"{self.name}.pid"
 
-    def start(self) -> None:
-        spawn(self.command, log_file=self.log_file, pid_file=self.pid_file, env=os.environ.copy())
+    def start(self, env: dict[str, str]) -> None:
+        spawn(self.command, log_file=self.log_file, pid_file=self.pid_file, env=env)
 
     def alive(self) -> bool:
         pid = read_pid(self.pid_file)
@@ -101,11 +100,11 @@ def parts(args: argparse.Namespace) -> list[Part]:
 class Trainer(threading.Thread):
     """Trains a first model (and the group categories) once silver holds enough RSVPs, if none exists."""
 
-    def __init__(self, threshold: int, stopping: threading.Event, state: Path):
+    def __init__(self, settings: Settings, threshold: int, stopping: threading.Event, state: Path):
         super().__init__(name="demo-trainer", daemon=True)
-        self.threshold, self.stopping, self.log_file = threshold, stopping, state / "train.log"
+        self.settings, self.threshold, self.stopping, self.log_file = settings, threshold, stopping, state / "train.log"
         self.process = None
-        current = Registry(load_settings()).current()  # before the thread starts, so the first report is right
+        current = Registry(settings).current()  # before the thread starts, so the first report is right
         self.needed = current is None
         self.state = (
             f"no model yet: trains once silver holds {threshold:,} RSVPs" if self.needed else f"model {current} exists"
@@ -114,16 +113,16 @@ class Trainer(threading.Thread):
     def run(self) -> None:
         import subprocess
 
-        settings = load_settings()
+        settings = self.settings
         while self.needed and not self.stopping.wait(10):
-            if silver_rsvps() < self.threshold:
+            if silver_rsvps(settings) < self.threshold:
                 continue
             for step in ("meetup-train", "meetup-categories"):
                 self.state = f"running {step} (log {self.log_file})"
                 log(self.state)
                 with open(self.log_file, "ab") as out:
                     self.process = subprocess.Popen([bin_(step)], stdout=out, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)  # fmt: skip
+                                                    env=settings.child_env(), start_new_session=True)  # fmt: skip
                     code = self.process.wait()
                 if self.stopping.is_set():
                     return
@@ -140,23 +139,23 @@ class Trainer(threading.Thread):
             os.killpg(self.process.pid, signal.SIGTERM)
 
 
-def silver_rsvps(lake=None) -> int:
+def silver_rsvps(settings: Settings, lake=None) -> int:
     from app.data import Lakehouse, NoData, ServiceDown
 
     try:
-        return len((lake or Lakehouse(load_settings())).table("silver", "rsvps", ["rsvp_id"]))
+        return len((lake or Lakehouse(settings)).table("silver", "rsvps", ["rsvp_id"]))
     except (NoData, ServiceDown):
         return 0
 
 
-def status() -> str:
+def status(settings: Settings) -> str:
     from app import data
 
-    lake = data.Lakehouse(load_settings())
+    lake = data.Lakehouse(settings)
     found = []
     for label, read in (
         ("totals", lambda: "yes {yes:,} no {no:,}".format(**data.totals(lake))),
-        ("silver", lambda: f"{silver_rsvps(lake):,} RSVPs"),
+        ("silver", lambda: f"{silver_rsvps(settings, lake):,} RSVPs"),
         ("scored", lambda: f"{len(lake.table('gold', 'scored_rsvps', ['rsvp_id'])):,}"),
         ("quarantined", lambda: f"{len(lake.table('silver', 'quarantine', ['offset'])):,}"),
     ):
@@ -199,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--status-every", type=float, default=30.0, help="seconds between status lines")
     parser.add_argument("--no-browser", action="store_true", help="do not open the app in a browser")
     parser.add_argument("--stop", action="store_true", help="stop a demo left running, and exit")
-    parser.add_argument("--state-dir", type=Path, default=STATE, help="logs and pid files")
+    parser.add_argument(
+        "--state-dir", type=Path, default=None, help="logs and pid files (default: the stack folder's demo/)"
+    )
     args = parser.parse_args(argv)
+    args.state_dir = args.state_dir or find_stack_dir() / "demo"
     args.state_dir.mkdir(parents=True, exist_ok=True)
     plan = parts(args)
     if args.stop:
@@ -219,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background with it ignored
-    trainer = Trainer(args.train_after, stopping, args.state_dir)
+    trainer = Trainer(settings, args.train_after, stopping, args.state_dir)
+    env = settings.child_env()  # every part sees the settings this demo checked
     started: list[Part] = []
     try:
         for part in plan:
-            part.start()
+            part.start(env)
             started.append(part)
             if part.name == "server":
                 wait_until(lambda: port_open("127.0.0.1", args.stream_port), what="the replay server", timeout=60,
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"{part.name} exited{log_tail(part.log_file)}")
                 return 1
             if time.monotonic() >= next_status:
-                log(status() + f"; model: {trainer.state}")
+                log(status(settings) + f"; model: {trainer.state}")
                 next_status = time.monotonic() + args.status_every
         return 0
     except KeyboardInterrupt:

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import http.client
 import logging
-import os
 import random
 import signal
 import socket
@@ -33,7 +32,7 @@ import websocket
 from confluent_kafka import KafkaError, Producer
 
 from common import cli, health
-from common.settings import STREAMS, Settings
+from common.settings import DEFAULT_INGEST_URL, STREAMS, Settings
 from ingest.protocol import STREAM_PATHS, extract_key, extract_mtime
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,7 @@ class Backoff:
 
 @dataclass(frozen=True)
 class IngestOptions:
-    base_url: str = "ws://127.0.0.1:8765"
+    base_url: str = DEFAULT_INGEST_URL
     streams: tuple[str, ...] = ("rsvps",)
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
@@ -416,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = health.settings_for(["kafka"])  # later outages are ridden out, not fatal
     options = IngestOptions(
-        base_url=args.url or os.environ.get("INGEST_URL", IngestOptions.base_url),
+        base_url=args.url or settings.ingest_url,
         streams=tuple(args.streams),
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,

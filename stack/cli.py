@@ -8,14 +8,13 @@ meetup-stack env         # the file to source to reach the stack from a shell
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import cli
-from common.settings import Settings, _int, load_settings, read_env_file
+from common.settings import Settings, find_stack_dir, load_settings, read_env_file
 from stack import jars, kafka, objectstore, postgres, spark_standalone
 from stack.procs import StackError
 
@@ -45,9 +44,9 @@ def ensure_env_file(stack_dir: Path) -> Path:
     return env_file
 
 
-def up(settings: Settings, controller_port: int) -> int:
+def up(settings: Settings) -> int:
     starters = {
-        "kafka": lambda: kafka.up(settings, controller_port=controller_port),
+        "kafka": lambda: kafka.up(settings),
         "s3": lambda: objectstore.up(settings),
         "postgres": lambda: postgres.up(settings),
     }
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "command", choices=list(COMMANDS), help="; ".join(f"{name}: {what}" for name, what in COMMANDS.items())
     )
     args = parser.parse_args(argv)
-    stack_dir = Path(os.environ.get("MEETUP_STACK_DIR") or Settings().stack_dir)
+    stack_dir = find_stack_dir()
     if args.command == "jars":
         jars.main(stack_dir)
         return 0
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# source this file to talk to the local stack from a shell\n{stack_dir / 'env'}")
         return 0
     if args.command == "up":
-        return up(settings, controller_port=_int(os.environ, "KAFKA_CONTROLLER_PORT", kafka.DEFAULT_CONTROLLER_PORT))
+        return up(settings)
     if args.command == "down":
         return down(settings)
     return status(settings)

@@ -18,7 +18,6 @@ from stack import procs
 
 NAME = "kafka"
 HEAP = "-Xmx512m"
-DEFAULT_CONTROLLER_PORT = 9093
 
 
 def _dir(settings: Settings) -> Path:
@@ -48,13 +47,13 @@ class Node:
         return self.base / "data"
 
 
-def nodes(settings: Settings, controller_port: int = DEFAULT_CONTROLLER_PORT) -> list[Node]:
+def nodes(settings: Settings) -> list[Node]:
     """One node per address in KAFKA_BOOTSTRAP_SERVERS: `127.0.0.1:9092` is a single broker (state in
     `.stack/kafka`), `127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096` a three-broker cluster (state in
     `.stack/kafka/node-N`). Node N's controller listens at KAFKA_CONTROLLER_PORT plus the distance of its
     broker port from the first one: 9093, 9095, 9097."""
     addresses = [host_port(address, "KAFKA_BOOTSTRAP_SERVERS") for address in settings.kafka.addresses]
-    first_port = addresses[0][1]
+    first_port, controller_port = addresses[0][1], settings.kafka.controller_port
     if len(addresses) == 1:
         host, port = addresses[0]
         return [Node(1, host, port, controller_port, _dir(settings))]
@@ -215,8 +214,8 @@ def start_node(settings: Settings, node: Node, cluster: list[Node]) -> None:
     procs.spawn([*java, "kafka.Kafka", str(config)], log_file=node.log_file, pid_file=node.pid_file)
 
 
-def up(settings: Settings, *, controller_port: int = DEFAULT_CONTROLLER_PORT) -> str:
-    cluster = nodes(settings, controller_port)
+def up(settings: Settings) -> str:
+    cluster = nodes(settings)
     for node in cluster:  # all at once: a quorum of three needs two voters up before anyone is healthy
         start_node(settings, node, cluster)
     procs.wait_until(

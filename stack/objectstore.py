@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -34,12 +33,14 @@ def healthy(settings: Settings) -> bool:
 
 def s3proxy_conf(settings: Settings, data_dir: Path) -> str:
     endpoint = urlparse(settings.s3.endpoint)
+    if not settings.s3.has_keys:
+        raise procs.StackError("s3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set (meetup-stack up sets them)")
     return "\n".join(
         [
             f"s3proxy.endpoint=http://{endpoint.hostname}:{endpoint.port}",
             "s3proxy.authorization=aws-v2-or-v4",
-            f"s3proxy.identity={os.environ['AWS_ACCESS_KEY_ID']}",
-            f"s3proxy.credential={os.environ['AWS_SECRET_ACCESS_KEY']}",
+            f"s3proxy.identity={settings.s3.access_key_id}",
+            f"s3proxy.credential={settings.s3.secret_access_key}",
             "jclouds.provider=filesystem",
             f"jclouds.filesystem.basedir={data_dir}",
             "",

@@ -24,10 +24,10 @@ def _dir(settings: Settings) -> Path:
     return settings.stack_dir / "postgres"
 
 
-def bin_dir() -> Path:
+def bin_dir(settings: Settings) -> Path:
     """PG_BIN_DIR, else the newest /usr/lib/postgresql/<version>/bin."""
-    if os.environ.get("PG_BIN_DIR"):
-        return Path(os.environ["PG_BIN_DIR"])
+    if settings.postgres.bin_dir:
+        return settings.postgres.bin_dir
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
     if not candidates:
         found = shutil.which("pg_ctl")
@@ -51,8 +51,12 @@ def _run(command: list[str], what: str) -> None:
         raise procs.StackError(f"postgres: {what} failed:\n{result.stdout}{result.stderr}")
 
 
-def admin_password() -> str:
-    return os.environ["POSTGRES_ADMIN_PASSWORD"]
+def admin_password(settings: Settings) -> str:
+    if not settings.postgres.admin_password:
+        raise procs.StackError(
+            "postgres: POSTGRES_ADMIN_PASSWORD is not set (`meetup-stack up` writes it to .stack/env)"
+        )
+    return settings.postgres.admin_password
 
 
 def connect(settings: Settings, *, dbname: str = "postgres", user: str = "postgres", password: str | None = None):
@@ -61,7 +65,7 @@ def connect(settings: Settings, *, dbname: str = "postgres", user: str = "postgr
         port=settings.postgres.port,
         dbname=dbname,
         user=user,
-        password=password if password is not None else admin_password(),
+        password=password if password is not None else admin_password(settings),
         connect_timeout=3,
     )
 
@@ -87,14 +91,14 @@ def _init_cluster(settings: Settings, base: Path, data_dir: Path) -> None:
         for path in (base, base / "run"):
             os.chown(path, owner.pw_uid, owner.pw_gid)
     pwfile = base / "initdb.pw"
-    pwfile.write_text(admin_password() + "\n")
+    pwfile.write_text(admin_password(settings) + "\n")
     if os.geteuid() == 0:
         os.chown(pwfile, pwd.getpwnam(SERVICE_USER).pw_uid, -1)
     pwfile.chmod(0o600)
     try:
         _run(
             [
-                str(bin_dir() / "initdb"),
+                str(bin_dir(settings) / "initdb"),
                 "-D",
                 str(data_dir),
                 "-U",
@@ -121,7 +125,7 @@ def up(settings: Settings) -> str:
         options = f"-p {pg.port} -k {base / 'run'} -c listen_addresses={pg.host}"
         _run(
             [
-                str(bin_dir() / "pg_ctl"),
+                str(bin_dir(settings) / "pg_ctl"),
                 "-D",
                 str(data_dir),
                 "-l",
@@ -192,7 +196,7 @@ def down(settings: Settings) -> bool:
     data_dir = _dir(settings) / "data"
     if procs.read_pid(data_dir / "postmaster.pid") is None:
         return False
-    _run([str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"], "stop")
+    _run([str(bin_dir(settings) / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"], "stop")
     return True
 
 

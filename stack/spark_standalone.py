@@ -13,7 +13,6 @@ started with the stack's environment, so executors find the S3 credentials throu
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
@@ -43,9 +42,9 @@ def _master(settings: Settings) -> tuple[str, int]:
     return master.hostname or "127.0.0.1", master.port or 7077
 
 
-def _environment() -> dict[str, str]:
-    env = dict(os.environ)  # with the stack's credentials, which load_settings exported
-    env.update({"SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_NO_DAEMONIZE": "1"})
+def _environment(settings: Settings) -> dict[str, str]:
+    # The settings' variables (the S3 keys among them), for executors whose S3A falls back to the environment.
+    env = settings.child_env(SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", SPARK_NO_DAEMONIZE="1")
     java = procs.java()
     if java != "java":
         env.setdefault("JAVA_HOME", str(Path(java).parent.parent))
@@ -100,7 +99,7 @@ def start_worker(settings: Settings, number: int) -> None:
         "--work-dir",
         str(base / "work"),
     ]
-    procs.spawn(command, log_file=base / "worker.log", pid_file=base / "worker.pid", env=_environment())
+    procs.spawn(command, log_file=base / "worker.log", pid_file=base / "worker.pid", env=_environment(settings))
 
 
 def kill_worker(settings: Settings, number: int) -> bool:
@@ -125,7 +124,7 @@ def up(settings: Settings) -> str:
             "--webui-port",
             str(settings.spark.master_webui_port),
         ]
-        procs.spawn(command, log_file=base / "master.log", pid_file=base / "master.pid", env=_environment())
+        procs.spawn(command, log_file=base / "master.log", pid_file=base / "master.pid", env=_environment(settings))
         procs.wait_until(
             lambda: master_state(settings) is not None,
             what="spark master",

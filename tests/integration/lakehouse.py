@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -79,17 +78,7 @@ def own_stack_dir(stack: Settings, tmp_path_factory, name: str) -> Path:
 
 def process_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process (the chain, the demo) these isolated settings."""
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "KAFKA_REPLICATION_FACTOR": str(settings.kafka.replication_factor),
-        "KAFKA_TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "LAKEHOUSE_ROOT": settings.lakehouse_root,
-        "POSTGRES_SCHEMA": settings.postgres.schema,
-        "SPARK_MASTER": "local[2]",
-        "SPARK_SHUFFLE_PARTITIONS": "2",
-        "SPARK_UI_ENABLED": "false",
-    }
+    return settings.child_env(SPARK_MASTER="local[2]", SPARK_SHUFFLE_PARTITIONS="2", SPARK_UI_ENABLED="false")
 
 
 def chain_process(settings: Settings, *args: str, stderr=None) -> subprocess.Popen:

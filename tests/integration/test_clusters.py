@@ -70,9 +70,14 @@ def kafka_cluster(stack, tmp_path_factory) -> Settings:
     settings = replace(
         stack,
         stack_dir=own_stack_dir(stack, tmp_path_factory, "kafka-cluster"),
-        kafka=replace(stack.kafka, bootstrap_servers=KAFKA_BROKERS, replication_factor=3),
+        kafka=replace(
+            stack.kafka,
+            bootstrap_servers=KAFKA_BROKERS,
+            replication_factor=3,
+            controller_port=KAFKA_CONTROLLER_PORT,
+        ),
     )
-    print(kafka_service.up(settings, controller_port=KAFKA_CONTROLLER_PORT))
+    print(kafka_service.up(settings))
     yield settings
     kafka_service.down(settings)
 
@@ -185,7 +190,7 @@ def test_a_broker_killed_during_ingest_and_streaming_loses_no_acknowledged_messa
                 runner.join(300)
         stats = ingest.counters.snapshot()
         assert stats["failed"] == 0 and stats["delivered"] == len(sent), stats  # every frame acknowledged
-        kafka_service.up(settings, controller_port=KAFKA_CONTROLLER_PORT)  # the broker back, catching up
+        kafka_service.up(settings)  # the broker back, catching up
         time.sleep(20)
         assert chain.poll() is None, f"the chain died with the broker; see {log}:\n{log.read_text()[-3000:]}"
     finally:

@@ -69,10 +69,7 @@ def restart(stack, service: str, outage_s: float) -> None:
     module = {"kafka": kafka_service, "s3": objectstore, "postgres": postgres}[service]
     assert module.down(stack), f"{service} was not running"
     time.sleep(outage_s)
-    if service == "kafka":
-        module.up(stack, controller_port=9093)
-    else:
-        module.up(stack)
+    module.up(stack)
 
 
 @pytest.mark.parametrize("service", ["kafka", "s3", "postgres"])

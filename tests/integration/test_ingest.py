@@ -141,7 +141,7 @@ def test_a_broker_restart_during_ingest_loses_no_received_frame(stack, unique):
             assert wait_until(received, timeout=120, every=0.05), "the producer received no frames"
             assert kafka_service.down(stack)
             time.sleep(2)  # frames keep arriving and are buffered while the broker is away
-            kafka_service.up(stack, controller_port=9093)
+            kafka_service.up(stack)
         finally:
             runner.join(180)
     stats = ingest.counters.snapshot()

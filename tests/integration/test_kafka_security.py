@@ -34,10 +34,11 @@ def sasl_kafka(stack, tmp_path_factory):
         kafka=replace(
             stack.kafka,
             bootstrap_servers="127.0.0.1:19192",
+            controller_port=19193,
             client_config={"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", **login},
         ),
     )
-    print(kafka_service.up(settings, controller_port=19193))
+    print(kafka_service.up(settings))
     yield settings
     kafka_service.down(settings)
 

@@ -137,6 +137,24 @@ def test_no_library_code_ends_the_process_itself():
     assert found == allowed, "\n".join(sorted(set(found) - set(allowed)))
 
 
+def test_only_the_settings_loader_and_process_launchers_read_the_environment():
+    """Every project variable is a field of Settings (common/settings.py); the rest of the code reads the
+    settings, never os.environ. The exceptions launch processes and read what those need."""
+    launchers = {
+        "common/settings.py",  # the loader
+        "common/spark.py",  # PySpark's own: is spark-submit our parent, and the workers' interpreter
+        "app/cli.py",  # MEETUP_APP_LOGIN for the Streamlit it runs in its own process
+        "demo/run.py",  # DISPLAY: whether a browser can be opened
+        "stack/procs.py",  # JAVA_HOME: which java starts the services
+    }
+    found = set()
+    for package in ("common", "pipelines", "ml", "ingest", "app", "demo", "stack"):
+        for path in (PROJECT_ROOT / package).rglob("*.py"):
+            if re.search(r"os\.environ|os\.getenv|environ\.get\(", path.read_text()):
+                found.add(str(path.relative_to(PROJECT_ROOT)))
+    assert found <= launchers, f"reads the environment instead of the settings: {sorted(found - launchers)}"
+
+
 def test_log_lines_carry_time_level_command_and_component_and_the_level_is_a_setting(capsys, monkeypatch):
     import logging
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from common.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
+from common.settings import PROJECT_ROOT, Settings, SettingsError, find_stack_dir, load_settings
 
 
 def test_defaults_point_at_the_local_stack_and_carry_no_secret():
@@ -62,13 +63,100 @@ def test_missing_password_says_which_variable():
         Settings.from_env({}).postgres.password_for(reader=True)
 
 
-def test_stack_env_file_fills_gaps_but_never_overrides_the_environment(tmp_path):
+def test_stack_env_file_fills_gaps_but_never_overrides_the_environment_and_nothing_is_written_back(tmp_path):
     (tmp_path / "env").write_text("# generated\nPOSTGRES_PASSWORD=from-file\nAWS_ACCESS_KEY_ID=file-key\n\n")
     environ = {"MEETUP_STACK_DIR": str(tmp_path), "AWS_ACCESS_KEY_ID": "exported-key"}
     settings = load_settings(environ)
     assert settings.postgres.password == "from-file"
-    assert environ["AWS_ACCESS_KEY_ID"] == "exported-key"
-    assert environ["POSTGRES_PASSWORD"] == "from-file"
+    assert settings.s3.access_key_id == "exported-key"
+    assert environ == {"MEETUP_STACK_DIR": str(tmp_path), "AWS_ACCESS_KEY_ID": "exported-key"}, "environ untouched"
+
+
+def test_loading_the_settings_leaves_this_process_environment_alone(tmp_path, monkeypatch):
+    (tmp_path / "env").write_text("AWS_SECRET_ACCESS_KEY=s3cret\nPOSTGRES_ADMIN_PASSWORD=admin\n")
+    monkeypatch.setenv("MEETUP_STACK_DIR", str(tmp_path))
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("POSTGRES_ADMIN_PASSWORD", raising=False)
+    settings = load_settings()
+    assert settings.s3.secret_access_key == "s3cret" and settings.postgres.admin_password == "admin"
+    assert "AWS_SECRET_ACCESS_KEY" not in os.environ and "POSTGRES_ADMIN_PASSWORD" not in os.environ
+
+
+def test_every_variable_the_project_reads_is_a_setting_and_survives_the_trip_to_a_child():
+    env = {
+        "LAKEHOUSE_ROOT": "s3a://lake-bucket/x", "MEETUP_STACK_DIR": "/srv/stack", "KAFKA_BOOTSTRAP_SERVERS": "k:1",
+        "KAFKA_TOPIC_PREFIX": "p", "KAFKA_TOPIC_PARTITIONS": "5", "KAFKA_REPLICATION_FACTOR": "1",
+        "KAFKA_RETENTION_MS": "60000", "KAFKA_CONTROLLER_PORT": "19093", "KAFKA_CLIENT_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_JAVA_CLIENT_CLIENT_DNS_LOOKUP": "use_all_dns_ips", "S3_ENDPOINT": "https://s3.test",
+        "AWS_REGION": "eu-west-3", "S3_PATH_STYLE": "false", "AWS_ACCESS_KEY_ID": "ak",
+        "AWS_SECRET_ACCESS_KEY": "s3cret-key", "AWS_SESSION_TOKEN": "tok", "POSTGRES_HOST": "db",
+        "POSTGRES_PORT": "6000", "POSTGRES_DB": "d",
+        "POSTGRES_SCHEMA": "s", "POSTGRES_USER": "w", "POSTGRES_PASSWORD": "writer-pw", "POSTGRES_READER_USER": "r",
+        "POSTGRES_READER_PASSWORD": "reader-pw", "POSTGRES_ADMIN_PASSWORD": "admin-pw", "PG_BIN_DIR": "/opt/pg/bin",
+        "SPARK_MASTER": "spark://m:7077", "SPARK_DRIVER_MEMORY": "2g", "SPARK_SHUFFLE_PARTITIONS": "8",
+        "SPARK_UI_ENABLED": "false", "SPARK_JARS_DIR": "/opt/jars", "SPARK_WORKERS": "3", "SPARK_WORKER_CORES": "2",
+        "SPARK_WORKER_MEMORY": "3g", "SPARK_MASTER_WEBUI_PORT": "18080", "SPARK_EXECUTOR_MEMORY": "2g",
+        "SPARK_CODEGEN": "true", "INGEST_URL": "http://stream.test:80", "MEETUP_LOG_LEVEL": "DEBUG",
+        "MEETUP_APP_WARM_UP": "false", "MEETUP_APP_LOGIN": "true",
+    }  # fmt: skip
+    settings = Settings.from_env(env)
+    assert settings.to_env() == env, "every variable is read into a field, and written back the same"
+    assert Settings.from_env(settings.to_env()) == settings
+    assert settings.kafka.controller_port == 19093 and settings.postgres.bin_dir == Path("/opt/pg/bin")
+    assert settings.ingest_url == "http://stream.test:80" and settings.app_login and not settings.app_warm_up
+    assert not any(secret in repr(settings) for secret in ("s3cret-key", "writer-pw", "reader-pw", "admin-pw"))
+
+
+def test_a_child_gets_the_settings_and_the_system_variables_and_no_stray_project_variable():
+    settings = Settings.from_env({"KAFKA_TOPIC_PREFIX": "mine", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+    base = {"PATH": "/usr/bin", "HOME": "/root", "SPARK_HOME": "/opt/spark", "KAFKA_TOPIC_PREFIX": "theirs",
+            "KAFKA_CLIENT_SASL_PASSWORD": "stray", "POSTGRES_PASSWORD": "stray"}  # fmt: skip
+    env = settings.child_env(base, SPARK_LOCAL_IP="127.0.0.1")
+    assert env["PATH"] == "/usr/bin" and env["HOME"] == "/root" and env["SPARK_HOME"] == "/opt/spark"
+    assert env["KAFKA_TOPIC_PREFIX"] == "mine" and env["SPARK_LOCAL_IP"] == "127.0.0.1"
+    assert "KAFKA_CLIENT_SASL_PASSWORD" not in env and "POSTGRES_PASSWORD" not in env, "only what the settings say"
+    assert Settings.from_env(env) == settings
+
+
+def test_the_stack_folder_is_found_in_one_place(tmp_path):
+    assert find_stack_dir({}) == PROJECT_ROOT / ".stack"
+    assert find_stack_dir({"MEETUP_STACK_DIR": str(tmp_path)}) == tmp_path
+    settings = Settings.from_env({"MEETUP_STACK_DIR": str(tmp_path)})
+    assert settings.stack_dir == tmp_path and settings.spark.jars_dir == tmp_path / "jars" / "spark"
+
+
+def test_s3_keys_reach_s3a_boto3_and_delta_rs_from_the_settings_and_only_when_given():
+    import boto3
+
+    from app.data import Lakehouse
+    from common.health import s3_client
+    from common.spark import lakehouse_conf
+
+    keyed = Settings.from_env({"AWS_ACCESS_KEY_ID": "ak", "AWS_SECRET_ACCESS_KEY": "sk"})
+    conf = lakehouse_conf(keyed)
+    assert (conf["spark.hadoop.fs.s3a.access.key"], conf["spark.hadoop.fs.s3a.secret.key"]) == ("ak", "sk")
+    assert "spark.hadoop.fs.s3a.aws.credentials.provider" not in conf
+    frozen = s3_client(keyed)._request_signer._credentials.get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key) == ("ak", "sk")
+    options = Lakehouse(keyed).options
+    assert (options["AWS_ACCESS_KEY_ID"], options["AWS_SECRET_ACCESS_KEY"]) == ("ak", "sk")
+    temporary = lakehouse_conf(Settings.from_env({"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s",
+                                                  "AWS_SESSION_TOKEN": "t"}))  # fmt: skip
+    assert temporary["spark.hadoop.fs.s3a.session.token"] == "t"
+    assert temporary["spark.hadoop.fs.s3a.aws.credentials.provider"].endswith("TemporaryAWSCredentialsProvider")
+    chain = lakehouse_conf(Settings.from_env({}))
+    assert not any(key.startswith("spark.hadoop.fs.s3a.") and "key" in key for key in chain), "the provider chain"
+    assert boto3  # the provider chain's session is boto3's default one
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("INGEST_URL", "stream.test:8765"), ("MEETUP_APP_WARM_UP", "sometimes"), ("KAFKA_CONTROLLER_PORT", "x"),
+     ("MEETUP_LOG_LEVEL", "LOUD")],
+)  # fmt: skip
+def test_the_new_settings_name_themselves_when_malformed(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
 
 
 def test_one_set_of_kafka_security_variables_configures_librdkafka_and_sparks_java_client():

@@ -54,7 +54,7 @@ def test_single_broker_config_is_kraft_with_replication_one():
 
 def test_three_listed_brokers_make_a_three_voter_quorum_with_replication_three_and_two_in_sync():
     settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"})
-    cluster = kafka.nodes(settings, controller_port=9093)
+    cluster = kafka.nodes(settings)
     assert [(node.node_id, node.port, node.controller_port) for node in cluster] == [
         (1, 9092, 9093),
         (2, 9094, 9095),
