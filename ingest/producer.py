@@ -31,7 +31,7 @@ from urllib.parse import urlencode, urlsplit
 import websocket
 from confluent_kafka import KafkaError, Producer
 
-from common import cli, health
+from common import cli, health, metrics_endpoint
 from common.settings import DEFAULT_INGEST_URL, STREAMS, Settings
 from ingest.protocol import STREAM_PATHS, extract_key, extract_mtime
 
@@ -250,6 +250,42 @@ class Counters:
             return {f.name: getattr(self, f.name) for f in fields(self) if f.type == "int"}
 
 
+COUNTER_HELP = {
+    "received": "frames received from the stream endpoint",
+    "produced": "messages handed to the Kafka producer",
+    "delivered": "messages the broker acknowledged",
+    "failed": "messages the producer gave up on (delivery errors)",
+    "unkeyed": "frames without an rsvp_id/key, produced without a key",
+    "resent_skipped": "frames received again after a reconnect and skipped",
+    "oversized": "frames over the size limit",
+    "reconnects": "connections to the endpoint opened again after a loss",
+}
+
+
+class IngestCollector:
+    """The producer's counters for Prometheus, read at each scrape: `meetup_ingest_<counter>_total`,
+    `meetup_ingest_delivery_errors_total{error}` and `meetup_ingest_unacknowledged` (waiting for the broker)."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self.ingest = ingest
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        stats = self.ingest.counters.snapshot()
+        for name, help_text in COUNTER_HELP.items():
+            yield CounterMetricFamily(f"meetup_ingest_{name}", help_text, value=stats[name])
+        errors = CounterMetricFamily(
+            "meetup_ingest_delivery_errors", "delivery errors by Kafka error", labels=["error"]
+        )
+        with self.ingest.counters.lock:
+            for error, count in sorted(self.ingest.counters.errors.items()):
+                errors.add_metric([error], count)
+        yield errors
+        unacknowledged = stats["produced"] - stats["delivered"] - stats["failed"]
+        yield GaugeMetricFamily("meetup_ingest_unacknowledged", "produced, not yet acknowledged", unacknowledged)
+
+
 class Ingest:
     """Websocket streams → Kafka topics. `run()` blocks until stopped (or every stream has ended)."""
 
@@ -407,6 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--progress-every", type=float, default=5.0, metavar="SECONDS", help="print the counts this often"
     )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help=f"serve the counters for Prometheus on http://127.0.0.1:PORT/metrics (default "
+        f"{metrics_endpoint.INGEST_PORT}, skipped if taken; 0: off)",
+    )  # fmt: skip
     return parser
 
 
@@ -424,6 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         progress_every=args.progress_every,
     )
     ingest = Ingest(settings, options)
+    if args.metrics_port != 0:
+        from prometheus_client import REGISTRY
+
+        REGISTRY.register(IngestCollector(ingest))
+        metrics_endpoint.serve(args.metrics_port, metrics_endpoint.INGEST_PORT, "meetup-ingest")
     signal.signal(signal.SIGINT, ingest.stop)
     signal.signal(signal.SIGTERM, ingest.stop)
     log.info("%s -> %s (%s)", options.base_url, settings.kafka.bootstrap_servers, ", ".join(options.streams))

@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 from pyspark.sql import SparkSession
 
-from common import cli, health
+from common import cli, health, metrics_endpoint
 from common.settings import STREAMS, Settings
 from common.spark import build_spark
-from pipelines import checkpoints, generations, heartbeat
+from pipelines import checkpoints, exporter, generations, heartbeat
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.fold import fold_counts
 from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
@@ -378,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=60,
         help="vacuum every table (7-day retention) this often while streaming; 0 turns it off",
     )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, metavar="PORT",
+        help=f"serve the chain's metrics for Prometheus on http://127.0.0.1:PORT/metrics (default "
+        f"{metrics_endpoint.CHAIN_PORT}, skipped if taken), and Spark's on its UI port; 0: neither",
+    )  # fmt: skip
     return parser
 
 
@@ -389,7 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     mirror_in = mirror_stage(tuple(args.stages), tuple(args.streams), not args.no_postgres)
     queries = query_names(tuple(args.stages), tuple(args.streams), mirror=mirror_in == "gold")
     checkpoints.check(settings, layout, queries)
-    spark = build_spark(settings, "meetup-chain")
+    # before Spark starts: a port given and taken fails in a second
+    metrics_endpoint.serve(args.metrics_port, metrics_endpoint.CHAIN_PORT, "meetup-chain")
+    spark = build_spark(settings, "meetup-chain", extra_conf=None if args.metrics_port == 0 else exporter.SPARK_CONF)
+    if args.metrics_port != 0 and spark.sparkContext.uiWebUrl:
+        ui = spark.sparkContext.uiWebUrl
+        log.info("Spark's metrics on %s/metrics/prometheus and %s/metrics/executors/prometheus", ui, ui)
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     # Gold frees its locally checkpointed batch data each batch, on purpose; Spark warns about that every time.
     spark.sparkContext._jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQueryListener
 
+from pipelines import exporter
 from pipelines.layout import Layout
 from pipelines.phases import BATCH_PHASES, RECORDER, PhaseRecorder
 
@@ -124,7 +125,8 @@ def progress_row(progress) -> tuple:
 
 
 class MetricsListener(StreamingQueryListener):
-    """Buffers a row per progress event; `flush` appends them to gold/pipeline_metrics."""
+    """Buffers a row per progress event; `flush` appends them to gold/pipeline_metrics. Each batch is also
+    counted once in the Prometheus metrics (pipelines/exporter.py), so the two agree."""
 
     def __init__(self) -> None:
         self._rows: list[tuple] = []
@@ -142,6 +144,7 @@ class MetricsListener(StreamingQueryListener):
                 self._seen.add((row[1], row[2]))
                 self._rows.append(row)
                 self._phases.extend(spark_phase_rows(event.progress))
+                exporter.observe_progress(event.progress)
 
     def onQueryIdle(self, event) -> None:
         pass
@@ -162,6 +165,7 @@ class MetricsListener(StreamingQueryListener):
                         self._seen.add((row[1], row[2]))
                         self._rows.append(row)
                         self._phases.extend(spark_phase_rows(progress))
+                        exporter.observe_progress(progress)
                         added += 1
         return added
 
@@ -226,4 +230,6 @@ def record_freshness(kafka_ts_df: DataFrame, query: str, batch_id: int, visible_
     stage per batch was a Delta commit each, 4-9 s apiece on two busy cores), so a batch re-run after a
     crash records its freshness again.
     """
-    FRESHNESS_BUFFER.add(freshness_rows(arrival_stats(kafka_ts_df), query, batch_id, visible_at))
+    rows = freshness_rows(arrival_stats(kafka_ts_df), query, batch_id, visible_at)
+    FRESHNESS_BUFFER.add(rows)
+    exporter.observe_freshness(rows)

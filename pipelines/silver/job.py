@@ -26,6 +26,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from common.settings import Settings
 from common.spark import SLOW_POOL, in_pool, use_pool
+from pipelines import exporter
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.delta_io import append_once, merge_newest
 from pipelines.layout import Layout
@@ -173,6 +174,7 @@ class SilverBatch:
                 )
                 append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
             self.timings = clock.seconds()
+            exporter.observe_validation(self.stream, counts["rows_valid"], counts["rows_quarantined"])
             log.info(
                 "%s: batch %s: %s in, %s valid, %s quarantined, %s with unknown fields (%.1fs: %s)", self.query_name,
                 batch_id, counts["rows_in"], counts["rows_valid"], counts["rows_quarantined"],

@@ -170,7 +170,8 @@ def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, 
 def test_every_page_loads_without_an_exception(system, browser, path):
     url = system.url
     page = open_page(browser, f"{url}/{path}", PAGES[path])
-    time.sleep(3)  # let the script run to its end
+    # the page's script has run to its end once Streamlit's running indicator has gone (deadline 2 minutes)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=120_000)
     assert not page.locator('[data-testid="stException"]').count()
     if path in ("regions", "health"):
         assert wait_until(lambda: any(n > 0 for n in plotted_points(page)), timeout=120), f"{path}: no chart data"
