@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import pandas as pd
 import streamlit as st
 
 from app.data import AsOf, Lakehouse, NoData, ServiceDown, as_of_now
@@ -25,6 +26,21 @@ def whole_world(fig) -> None:
     fig.update_geos(fitbounds=False, projection_type="natural earth", showland=True, landcolor="#F3F3F3",
                     showcountries=True, countrycolor="#BDBDBD", showframe=False)  # fmt: skip
     fig.update_layout(margin={"l": 0, "r": 0, "b": 0})
+
+
+def axis_cap(values: pd.Series, *, quantile: float = 0.9, factor: float = 3.0) -> float | None:
+    """A y-axis top for a line whose few highest points would flatten the rest, or None to show it all.
+
+    When the largest value is more than `factor` x the `quantile` of the values (a handful of catch-up
+    batches after a start or an outage), the axis stops at twice that quantile; a lag that has really grown
+    moves the quantile up with it, and is then drawn whole."""
+    values = values.dropna()
+    if len(values) < 10:
+        return None
+    typical = float(values.quantile(quantile))
+    if typical <= 0 or float(values.max()) <= factor * typical:
+        return None
+    return 2 * typical
 
 
 def settings() -> Settings:

@@ -77,7 +77,20 @@ def bin_(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def parts(args: argparse.Namespace) -> list[Part]:
+PASSES_PER_RUN = 1000  # loop passes a demo may make before its RSVP ids would meet the next demo's
+
+
+def next_first_pass(state: Path) -> int:
+    """The replay server's first pass for this run (`--first-pass`): each demo over the same stack streams
+    RSVPs of its own, so a second demo's Live page and scored feed move on instead of seeing the first
+    demo's RSVPs again as old news. The runs are counted in the state folder."""
+    counter = state / "runs"
+    runs = int(counter.read_text().strip() or 0) if counter.is_file() else 0
+    counter.write_text(f"{runs + 1}\n")
+    return runs * PASSES_PER_RUN
+
+
+def parts(args: argparse.Namespace, first_pass: int = 0) -> list[Part]:
     if args.source == "captures":
         source = ["--captures", CAPTURES, "--rebase", "--loop", "--new-ids-each-loop", "--pace", "recorded",
                   "--speed", str(args.speed)]  # fmt: skip
@@ -85,6 +98,9 @@ def parts(args: argparse.Namespace) -> list[Part]:
     else:
         source = ["--generate", "--pace", "rate", "--rate", str(args.rate)]
         described = f"the generator, {args.rate:g} RSVPs/s"
+    if first_pass:
+        source += ["--first-pass", str(first_pass)]
+        described += f" (run {first_pass // PASSES_PER_RUN + 1} on these tables: RSVP ids from pass {first_pass})"
     stream, state = f"ws://127.0.0.1:{args.stream_port}", args.state_dir
     return [
         Part("server", [bin_("meetup-replay-server"), "--port", str(args.stream_port), *source],
@@ -217,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ensure_port_free("127.0.0.1", args.stream_port, service="replay server", setting="--stream-port")
     ensure_port_free("127.0.0.1", args.app_port, service="app", setting="--app-port")
+    plan = parts(args, next_first_pass(args.state_dir))
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

@@ -90,13 +90,15 @@ def replay(
     loop: bool = False,
     max_gap_ms: int | None = None,
     new_ids_each_loop: bool = False,
+    first_pass: int = 0,
 ) -> Iterator[bytes]:
     """The captures once (or forever) on one timeline (see `timeline`), optionally shifted so the first
     capture's first mtime becomes `rebase_to_ms`.
 
     Each loop pass is shifted by the timeline's span plus a second, so time keeps moving forward and a
     looped RSVP reappears as a newer version of itself; with `new_ids_each_loop`, as a new RSVP instead
-    (its rsvp_id moved by pass x ID_STRIDE), so a demo keeps seeing new RSVPs to score.
+    (its rsvp_id moved by pass x ID_STRIDE), so a demo keeps seeing new RSVPs to score. Passes are numbered
+    from `first_pass`, so that a later run (a second demo over the same lakehouse) streams new RSVPs too.
     """
     frames, shifts = timeline(captures, max_gap_ms)
     clocked = [(extract_mtime(f), s) for f, s in zip(frames, shifts, strict=True)]
@@ -107,7 +109,7 @@ def replay(
     passes = 0
     while True:
         extra = offset + passes * period
-        ids = passes * ID_STRIDE if new_ids_each_loop else 0
+        ids = (first_pass + (passes if new_ids_each_loop else 0)) * ID_STRIDE
         for frame, shift in zip(frames, shifts, strict=True):
             yield new_rsvp_ids(shift_times(frame, shift + extra), ids)
         passes += 1

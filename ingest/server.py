@@ -343,7 +343,13 @@ def _text(status: int, reason: str) -> web.Response:
 
 
 def capture_source(
-    paths: list[Path], *, rebase: bool, loop: bool, max_gap_s: float | None = None, new_ids_each_loop: bool = False
+    paths: list[Path],
+    *,
+    rebase: bool,
+    loop: bool,
+    max_gap_s: float | None = None,
+    new_ids_each_loop: bool = False,
+    first_pass: int = 0,
 ) -> FrameSource:
     """The captures end to end. Rebased, pauses in them longer than max_gap_s (10 s by default) are cut short,
     so the stream never goes quiet for days."""
@@ -353,8 +359,9 @@ def capture_source(
     max_gap_ms = None if max_gap_s is None else int(max_gap_s * 1000)
     rebase_to = int(time.time() * 1000) if rebase else None  # fixed at start: reconnects see the same times
     return lambda: fr.replay(
-        captures, rebase_to_ms=rebase_to, loop=loop, max_gap_ms=max_gap_ms, new_ids_each_loop=new_ids_each_loop
-    )
+        captures, rebase_to_ms=rebase_to, loop=loop, max_gap_ms=max_gap_ms, new_ids_each_loop=new_ids_each_loop,
+        first_pass=first_pass,
+    )  # fmt: skip
 
 
 FAULT_HELP = {
@@ -384,6 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--new-ids-each-loop", action="store_true",
         help="with --loop: each pass's RSVPs are new ones (rsvp_id + pass x 10^10), not newer versions",
     )  # fmt: skip
+    source.add_argument(
+        "--first-pass", type=int, default=0, metavar="N",
+        help="number passes from N: every rsvp_id moves by N x 10^10 (the generator's too), so a later run over "
+        "the same tables streams new RSVPs rather than the last run's again (meetup-demo counts its runs)",
+    )  # fmt: skip
     pace = parser.add_argument_group("pace")
     pace.add_argument(
         "--pace", choices=["max", "rate", "recorded"], default="recorded",
@@ -411,14 +423,19 @@ def sources_from_args(args: argparse.Namespace) -> dict[str, FrameSource]:
     if args.generate:
         from ingest.generator import generator_sources
 
-        sources.update(generator_sources(seed=args.seed, count=args.count or None))
+        generated = generator_sources(seed=args.seed, count=args.count or None)
+        if args.first_pass:
+            rsvps, offset = generated["rsvps"], args.first_pass * fr.ID_STRIDE
+            generated["rsvps"] = lambda: (fr.new_rsvp_ids(frame, offset) for frame in rsvps())
+        sources.update(generated)
     if args.captures:
         paths = sorted({Path(p) for pattern in args.captures for p in glob.glob(pattern)})
         if not paths:
             raise cli.CommandError(f"no capture matches {args.captures}", status=cli.USAGE)
         sources["rsvps"] = capture_source(
-            paths, rebase=args.rebase, loop=args.loop, max_gap_s=args.max_gap, new_ids_each_loop=args.new_ids_each_loop
-        )
+            paths, rebase=args.rebase, loop=args.loop, max_gap_s=args.max_gap, new_ids_each_loop=args.new_ids_each_loop,
+            first_pass=args.first_pass,
+        )  # fmt: skip
     if not sources:
         raise cli.CommandError("give --captures FILE... and/or --generate", status=cli.USAGE)
     return sources

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import data
-from app.ui import REFRESH, lake, link_to_live, load, show_as_of
+from app.ui import REFRESH, axis_cap, lake, link_to_live, load, show_as_of
 
 st.title("Pipeline health")
 WINDOWS = {"15 minutes": pd.Timedelta(minutes=15), "1 hour": pd.Timedelta(hours=1), "6 hours": pd.Timedelta(hours=6),
@@ -26,7 +26,14 @@ def health() -> None:
         fig = px.line(fresh, x="visible_at", y="p95_s", color="stage", markers=True,
                       title="Freshness: Kafka append -> visible, p95 per batch",
                       labels={"p95_s": "seconds behind Kafka (p95)", "visible_at": "batch visible at"})  # fmt: skip
+        cap = axis_cap(fresh["p95_s"])
+        fig.update_yaxes(rangemode="tozero", **({"range": [0, cap]} if cap else {}))
         st.plotly_chart(fig, key="freshness_chart")
+        if cap:  # a few catch-up batches (after a start or an outage) would flatten everything else
+            high = fresh[fresh["p95_s"] > cap]
+            st.caption(f"{len(high)} of {len(fresh)} batches are above {cap:.0f} s, off the top of the chart "
+                       f"(up to {high['p95_s'].max():.0f} s, the newest at {high['visible_at'].max():%H:%M} UTC): "
+                       "a catch-up after a start or an outage. Hover the line, or pick a shorter window.")  # fmt: skip
     metrics = load(lambda: data.pipeline_metrics(lh, WINDOWS[window]))
     if metrics is not None:
         left, right = st.columns(2)

@@ -93,6 +93,27 @@ def test_pipeline_health_shows_freshness_rates_lag_phases_and_quarantine(lake):
     assert lag["layout"]["yaxis"]["rangemode"] == "tozero"  # no axis below zero when nothing lags
 
 
+def test_a_few_catch_up_batches_do_not_flatten_the_freshness_chart(lake, monkeypatch):
+    from app import data
+
+    start = pd.Timestamp("2026-12-05 10:00", tz="UTC")
+    p95_ms = [400_000, 310_000] + [5_000 + 100 * i for i in range(30)]  # a restart's catch-up, then steady
+    catch_up = pd.DataFrame({"stage": "gold", "query": "gold-rsvps", "batch_id": range(32), "rows": 10,
+                             "p50_ms": 1_000, "p95_ms": p95_ms, "max_ms": p95_ms,
+                             "visible_at": [start + pd.Timedelta(seconds=10 * i) for i in range(32)]})  # fmt: skip
+    monkeypatch.setattr(data, "freshness", lambda lake, span=None: catch_up)
+    at = run("health")
+    assert not at.exception
+    axis = figures(at)[0]["layout"]["yaxis"]
+    assert axis["range"][0] == 0 and 7.9 < axis["range"][1] < 20, "the steady 5-8 s batches fill the chart"
+    assert any("2 of 32 batches are above" in c.value and "up to 400 s" in c.value for c in at.caption)
+
+    steady = catch_up.assign(p95_ms=[5_000 + 100 * i for i in range(32)])
+    monkeypatch.setattr(data, "freshness", lambda lake, span=None: steady)
+    axis = figures(run("health"))[0]["layout"]["yaxis"]
+    assert "range" not in axis and axis["rangemode"] == "tozero", "nothing cut when nothing stands out"
+
+
 @pytest.mark.parametrize("page", ["live", "regions", "categories", "health"])
 def test_every_data_page_says_what_to_run_before_there_is_data(empty_lake, page):
     at = run(page)

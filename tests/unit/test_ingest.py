@@ -124,6 +124,22 @@ def test_each_loop_pass_can_bring_new_rsvps_instead_of_newer_versions():
     assert list(first) == [fr.shift_times(f, 2_000_000_000_000 - extract_mtime(frames[0])) for f in frames]
 
 
+def test_a_second_demo_over_the_same_tables_streams_rsvps_of_its_own(tmp_path):
+    from demo.run import PASSES_PER_RUN, next_first_pass
+
+    frames = REAL[:20]
+    runs = [next_first_pass(tmp_path) for _ in range(3)]
+    assert runs == [0, PASSES_PER_RUN, 2 * PASSES_PER_RUN], "each run of the demo reserves passes of its own"
+    seen: set[int] = set()
+    for first_pass in runs:
+        looped = fr.replay([frames], rebase_to_ms=2_000_000_000_000, loop=True, new_ids_each_loop=True,
+                           first_pass=first_pass)  # fmt: skip
+        ids = [json.loads(next(looped))["rsvp_id"] for _ in range(len(frames) * 3)]  # three passes of this run
+        assert not seen & set(ids), "no RSVP of an earlier run comes again"
+        assert ids[:20] == [json.loads(f)["rsvp_id"] + first_pass * fr.ID_STRIDE for f in frames]
+        seen |= set(ids)
+
+
 def test_the_real_captures_rebased_start_now_and_never_pause_long():
     captures = [fr.read_capture([p]) for p in CAPTURES]
     now = 2_000_000_000_000
@@ -166,3 +182,23 @@ def test_resume_from_skips_by_stream_clock_not_by_mtime():
     clocked = list(fr.with_clock(frames))
     assert [c for c, _ in clocked] == [10, 30, 30, 40]
     assert [f for _, f in fr.resume_from(clocked, 30)] == frames[1:]
+
+
+def test_the_servers_first_pass_moves_the_generators_ids_and_the_captures_alike():
+    from itertools import islice
+
+    from ingest.server import build_parser, sources_from_args
+
+    def first_ids(*argv: str) -> list[int]:
+        sources = sources_from_args(build_parser().parse_args(list(argv)))
+        return [json.loads(frame)["rsvp_id"] for frame in islice(sources["rsvps"](), 50)]
+
+    generated, moved = (
+        first_ids("--generate", "--seed", "3"),
+        first_ids("--generate", "--seed", "3", "--first-pass", "2"),
+    )
+    assert moved == [i + 2 * fr.ID_STRIDE for i in generated]
+    captured = first_ids("--captures", str(CAPTURES[0]))
+    assert first_ids("--captures", str(CAPTURES[0]), "--first-pass", "1000") == [
+        i + 1000 * fr.ID_STRIDE for i in captured
+    ]
