@@ -139,8 +139,8 @@ score: stack-up ## score a capture with the current model: make score CAPTURE=da
 app: venv ## the Streamlit app on http://127.0.0.1:8501 (ARGS="--port 8600")
 	$(BIN)/meetup-app $(ARGS)
 
-lint: venv ## ruff
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: venv ## ruff (style) and mypy --strict on common, pipelines and ml (types): seconds
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 clean: stack-down ## stop the stack and delete its state (jars are kept)
 	rm -rf .stack/kafka .stack/s3 .stack/postgres .stack/spark .stack/build .stack/env

@@ -51,7 +51,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
         parsed, extras = super().parse_known_args(args, namespace)
         logs.setup(self.prog, getattr(parsed, "log_level", None))
         return parsed, extras
@@ -73,13 +75,15 @@ def say(prog: str, message: str) -> None:
         print(f"{prog}: {line}", file=sys.stderr)
 
 
-def command(prog: str, *errors: type[BaseException], status: int = USAGE):
+def command(
+    prog: str, *errors: type[BaseException], status: int = USAGE
+) -> Callable[[Callable[[list[str] | None], int]], Callable[..., int]]:
     """Decorate a command's `main(argv) -> int`: a `CommandError`, a malformed setting or one of `errors`
     (reported with `status`) ends it with its lines on stderr and its exit status."""
 
-    def wrap(main: Callable[[Sequence[str] | None], int]) -> Callable[..., int]:
+    def wrap(main: Callable[[list[str] | None], int]) -> Callable[..., int]:
         @functools.wraps(main)
-        def run(argv: Sequence[str] | None = None) -> int:
+        def run(argv: list[str] | None = None) -> int:
             try:
                 return main(argv)
             except CommandError as error:

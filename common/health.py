@@ -7,7 +7,8 @@ surfacing minutes later as a retry storm deep inside the JVM.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import boto3
 import psycopg2
@@ -26,7 +27,7 @@ class ServiceUnavailable(RuntimeError):
     """A required service cannot be reached or refused us; the message names it and the setting."""
 
 
-def s3_client(settings: Settings, *, timeout: float = 5):
+def s3_client(settings: Settings, *, timeout: float = 5) -> Any:
     """A boto3 S3 client for S3_ENDPOINT, with the settings' keys, else the AWS provider chain's (looked up now)."""
     s3 = settings.s3
     session = (
@@ -111,7 +112,7 @@ def check_postgres(settings: Settings, *, reader: bool = False, timeout: int = 5
         raise ServiceUnavailable(f"{where}: {detail}; {HINT}") from None
 
 
-CHECKS = {"kafka": check_kafka, "s3": check_s3, "postgres": check_postgres}
+CHECKS: dict[str, Callable[[Settings], None]] = {"kafka": check_kafka, "s3": check_s3, "postgres": check_postgres}
 
 
 def preflight(settings: Settings, services: Iterable[str] = ("kafka", "s3", "postgres")) -> None:

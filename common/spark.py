@@ -13,13 +13,16 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 
 from common.settings import Settings
 
 T = TypeVar("T")
+# A streaming query's trigger, as DataStreamWriter.trigger's keyword: {"processingTime": "2 seconds"} or
+# {"availableNow": True}.
+Trigger = dict[str, Any]
 
 
 class MissingJarsError(RuntimeError):
@@ -70,7 +73,7 @@ def use_pool(spark: SparkSession, pool: str) -> None:
 def in_pool(spark: SparkSession, pool: str, fn: Callable[..., T]) -> Callable[..., T]:
     """fn, run in `pool` from whatever thread calls it (for the MERGE threads a batch starts)."""
 
-    def run(*args, **kwargs) -> T:
+    def run(*args: Any, **kwargs: Any) -> T:
         use_pool(spark, pool)
         return fn(*args, **kwargs)
 
@@ -92,6 +95,14 @@ def s3a_credentials(settings: Settings) -> dict[str, str]:
             "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
         )
     return conf
+
+
+def one_row(df: DataFrame) -> Row:
+    """The one row of an aggregate without grouping: `df.first()`, which cannot be None there."""
+    row = df.first()
+    if row is None:
+        raise RuntimeError("an aggregate without grouping returned no row")
+    return row
 
 
 def lakehouse_conf(settings: Settings) -> dict[str, str]:

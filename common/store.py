@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from common import health
@@ -34,7 +36,8 @@ class Store:
     def read(self, name: str) -> bytes | None:
         if self.s3:
             try:
-                return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+                body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+                return body
             except self.client.exceptions.NoSuchKey:
                 return None
         path = self.local / name
@@ -54,7 +57,7 @@ class Store:
         """True when there is an object at `name` or anything under it."""
         if self.s3:
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._key(name), MaxKeys=1)
-            return page.get("KeyCount", 0) > 0
+            return int(page.get("KeyCount", 0)) > 0
         path = self.local / name
         return path.is_file() or (path.is_dir() and any(path.iterdir()))
 
@@ -72,11 +75,11 @@ class Store:
         path = self.local / under
         return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.exists() else []
 
-    def _pages(self, prefix: str):
+    def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
         """Every page of a one-level listing under `prefix` (S3 returns at most 1,000 keys a page)."""
         token = None
         while True:
-            extra = {"ContinuationToken": token} if token else {}
+            extra: dict[str, str] = {"ContinuationToken": token} if token else {}
             page = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, Delimiter="/", **extra)
             yield page
             token = page.get("NextContinuationToken")

@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
@@ -52,10 +54,10 @@ def group_topic_sets(group_topics_df: DataFrame) -> DataFrame:
 
 def with_vectors_present(featurized_df: DataFrame) -> DataFrame:
     """Keep groups with at least one vocabulary topic: cosine distance needs a non-zero vector."""
-    return featurized_df.filter(F.size(F.filter(vector_to_array("topic_vector"), lambda v: v > 0)) > 0)
+    return featurized_df.filter(F.size(F.filter(vector_to_array(F.col("topic_vector")), lambda v: v > 0)) > 0)
 
 
-def fit_categories(topic_sets_df: DataFrame, ks: tuple[int, ...] = DEFAULT_K) -> tuple[PipelineModel, dict]:
+def fit_categories(topic_sets_df: DataFrame, ks: tuple[int, ...] = DEFAULT_K) -> tuple[PipelineModel, dict[str, Any]]:
     """Fit the vocabulary, then k-means for each k; keep the k of the best silhouette."""
     vocabulary = CountVectorizer(
         inputCol="topics", outputCol="topic_vector", binary=True, minDF=float(MIN_GROUPS_PER_TOPIC)
@@ -73,7 +75,7 @@ def fit_categories(topic_sets_df: DataFrame, ks: tuple[int, ...] = DEFAULT_K) ->
             silhouettes[k] = evaluator.setPredictionCol("category_id").evaluate(fitted[k].transform(vectors))
         if not silhouettes:
             raise ValueError(f"too few groups with shared topics ({vectors.count()}) to cluster")
-        best = max(silhouettes, key=silhouettes.get)
+        best = max(silhouettes, key=lambda k: silhouettes[k])
         model = PipelineModel(stages=[vocabulary, fitted[best]])
         summary = {
             "k": best,
@@ -122,14 +124,19 @@ def assign(model: PipelineModel, names: dict[str, str], topic_sets_df: DataFrame
     )
 
 
-def train_categories(spark: SparkSession, settings: Settings, layout: Layout, ks: tuple[int, ...] = DEFAULT_K) -> dict:
+def train_categories(
+    spark: SparkSession, settings: Settings, layout: Layout, ks: tuple[int, ...] = DEFAULT_K
+) -> dict[str, Any]:
     started = time.perf_counter()
     paths = {name: layout.table("silver", name) for name in ("group_topics", "topics")}
     for path in paths.values():
         if not DeltaTable.isDeltaTable(spark, path):
             raise CommandError(f"no table at {path}: run the chain first")
     versions = {f"silver.{n}": table_version(spark, p) for n, p in paths.items()}
-    read = lambda n: spark.read.format("delta").option("versionAsOf", versions[f"silver.{n}"]).load(paths[n])  # noqa: E731
+
+    def read(name: str) -> DataFrame:
+        return spark.read.format("delta").option("versionAsOf", versions[f"silver.{name}"]).load(paths[name])
+
     topic_sets = group_topic_sets(read("group_topics")).persist()
     model, summary = fit_categories(topic_sets, ks)
     clustered = model.transform(with_vectors_present(model.stages[0].transform(topic_sets)).drop("topic_vector"))
@@ -153,7 +160,7 @@ def train_categories(spark: SparkSession, settings: Settings, layout: Layout, ks
     return metadata
 
 
-def load_assigner(settings: Settings):
+def load_assigner(settings: Settings) -> tuple[str, Callable[[DataFrame], DataFrame]] | None:
     """(version, function topic_sets_df -> assignment), or None when no categories were trained."""
     registry = Registry(settings, CATEGORY_MODEL)
     try:

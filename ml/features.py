@@ -139,7 +139,10 @@ def history_counts(rows_df: DataFrame, prior_state_df: DataFrame | None = None) 
     # the RSVP's standing answer after this row: its newest version so far (a stale resend changes nothing)
     rows = rows.withColumn("_after", F.max(version).over(per_rsvp.rowsBetween(Window.unboundedPreceding, 0)))
     rows = rows.withColumn("_before", F.lag("_after").over(per_rsvp))
-    stood = lambda state, answer: F.coalesce((state["yes"] == answer).cast("int"), F.lit(0))  # noqa: E731
+
+    def stood(state: Column, answer: bool) -> Column:
+        return F.coalesce((state["yes"] == answer).cast("int"), F.lit(0))
+
     rows = rows.withColumn("_d_yes", stood(F.col("_after"), True) - stood(F.col("_before"), True))
     rows = rows.withColumn("_d_no", stood(F.col("_after"), False) - stood(F.col("_before"), False))
     for entity in ENTITIES:
@@ -169,7 +172,10 @@ def attribute_columns() -> list[Column]:
     services = F.coalesce(
         F.greatest(*(msg["member"]["other_services"][s].isNotNull().cast("int") for s in SERVICES)), F.lit(0)
     )
-    as_double = lambda c: c.cast("double")  # noqa: E731
+
+    def as_double(column: Column) -> Column:
+        return column.cast("double")
+
     return [
         as_double(msg["guests"]).alias("guests"),
         as_double(msg["guests"] > 0).alias("has_guests"),
@@ -210,13 +216,13 @@ def rsvp_features(messages_df: DataFrame, prior_state_df: DataFrame | None = Non
     firsts = first_messages(messages_df)
     if prior_state_df is not None:
         firsts = firsts.join(prior_state_df.select("rsvp_id"), F.col("msg.rsvp_id") == F.col("rsvp_id"), "left_anti")
-    context = [
+    context: list[Column] = [
         F.col("msg.rsvp_id").alias("rsvp_id"),
         F.col("msg.group.group_name").alias("group_name"),
         F.col("msg.event.event_name").alias("event_name"),
         F.col("msg.mtime").alias("mtime"),
         F.col("msg.response").alias("first_response"),
-        *ARRIVAL,
+        *(F.col(name) for name in ARRIVAL),
     ]
     rows = firsts.select(*context, *attribute_columns())
     counts = counted.select("rsvp_id", *ARRIVAL, "member_id", "group_id", "event_id", *HISTORY_COUNTS)

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
+from pyspark.ml import Estimator, Pipeline, PipelineModel, Transformer
+from pyspark.ml.classification import (
+    Classifier,
+    GBTClassifier,
+    LogisticRegression,
+    RandomForestClassifier,
+)
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import CountVectorizer, OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from common.spark import one_row
 from ml.features import NUMERIC_FEATURES
 
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
@@ -29,7 +36,7 @@ CURVE_STEPS = 50
 CLASSIFIERS = ("logistic_regression", "gradient_boosted_trees", "random_forest")
 
 
-def classifier(name: str):
+def classifier(name: str) -> Classifier[Any]:
     """One of the candidates compared on the validation period (see ml/train.py).
 
     All are strongly regularised: trained on the 2015 capture and tested on 2021, weaker settings
@@ -46,9 +53,9 @@ def classifier(name: str):
     raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
 
 
-def build_pipeline(classifier) -> Pipeline:
+def build_pipeline(classifier: Classifier[Any]) -> Pipeline:
     """Country one-hot (unseen countries share one slot), topics as a binary bag of words, then the classifier."""
-    stages = [
+    stages: list[Estimator[Any] | Transformer] = [
         StringIndexer(inputCol="country", outputCol="country_index", handleInvalid="keep"),
         OneHotEncoder(inputCol="country_index", outputCol="country_vector", handleInvalid="keep"),
         CountVectorizer(inputCol="topics", outputCol="topic_vector", binary=True, minDF=20.0, vocabSize=400),
@@ -81,20 +88,22 @@ def predict(model: PipelineModel, features_df: DataFrame) -> DataFrame:
 # ---- metrics ---------------------------------------------------------------------------------------
 
 
-def metrics(scored_df: DataFrame) -> dict:
+def metrics(scored_df: DataFrame) -> dict[str, Any]:
     """ROC AUC, PR AUC for the "no" class, log loss, Brier score, accuracy and a calibration table.
 
     scored_df: (label, p_yes). Curves (ROC, PR for "no") are kept as points for charts.
     """
     df = scored_df.select("label", F.least(F.greatest("p_yes", F.lit(EPS)), F.lit(1 - EPS)).alias("p")).persist()
     try:
-        totals = df.agg(
-            F.count("*").alias("n"),
-            F.avg("label").alias("yes_rate"),
-            F.avg(-(F.col("label") * F.log("p") + (1 - F.col("label")) * F.log(1 - F.col("p")))).alias("log_loss"),
-            F.avg((F.col("p") - F.col("label")) ** 2).alias("brier"),
-            F.avg(((F.col("p") >= 0.5).cast("double") == F.col("label")).cast("double")).alias("accuracy"),
-        ).first()
+        totals = one_row(
+            df.agg(
+                F.count("*").alias("n"),
+                F.avg("label").alias("yes_rate"),
+                F.avg(-(F.col("label") * F.log("p") + (1 - F.col("label")) * F.log(1 - F.col("p")))).alias("log_loss"),
+                F.avg((F.col("p") - F.col("label")) ** 2).alias("brier"),
+                F.avg(((F.col("p") >= 0.5).cast("double") == F.col("label")).cast("double")).alias("accuracy"),
+            )
+        )
         both_classes = 0 < totals["yes_rate"] < 1
         roc = BinaryClassificationEvaluator(rawPredictionCol="p", labelCol="label", metricName="areaUnderROC")
         pr_no = BinaryClassificationEvaluator(rawPredictionCol="p_no", labelCol="is_no", metricName="areaUnderPR")
@@ -116,7 +125,7 @@ def metrics(scored_df: DataFrame) -> dict:
         df.unpersist()
 
 
-def calibration(df: DataFrame) -> list[dict]:
+def calibration(df: DataFrame) -> list[dict[str, Any]]:
     """Ten bins of predicted p(yes): rows, mean prediction, observed yes rate."""
     bins = df.groupBy(F.least(F.floor(F.col("p") * CALIBRATION_BINS), F.lit(CALIBRATION_BINS - 1)).alias("bin")).agg(
         F.count("*").alias("rows"), F.avg("p").alias("predicted"), F.avg("label").alias("observed")
@@ -132,7 +141,7 @@ def calibration(df: DataFrame) -> list[dict]:
     ]
 
 
-def curves(df: DataFrame) -> dict:
+def curves(df: DataFrame) -> dict[str, Any]:
     """ROC points (fpr, tpr) and PR points for "no" (recall, precision) at CURVE_STEPS thresholds."""
     counts = df.groupBy(F.round("p", 3).alias("p"), "label").count().collect()
     positives = sum(r["count"] for r in counts if r["label"] == 1.0)
@@ -201,7 +210,7 @@ class Baseline:
         mapping = F.create_map(*(x for k, v in self.rates.items() for x in (F.lit(k), F.lit(v))))
         return features_df.withColumn("p_yes", F.coalesce(mapping[rule_buckets()[self.rule]], F.lit(self.default)))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"name": self.name, "rule": self.rule, "rates": self.rates, "default": self.default}
 
 
@@ -209,7 +218,7 @@ def fit_baselines(train_df: DataFrame) -> list[Baseline]:
     """The majority baseline and the best one-rule baseline (lowest training log loss), from training rows."""
     train_df = train_df.persist()
     try:
-        yes_rate = train_df.agg(F.avg("label")).first()[0]
+        yes_rate = one_row(train_df.agg(F.avg("label")))[0]
         best: tuple[float, Baseline] | None = None
         for name, bucket in rule_buckets().items():
             grouped = train_df.groupBy(bucket.alias("b")).agg(F.count("*").alias("n"), F.sum("label").alias("yes"))
@@ -219,12 +228,13 @@ def fit_baselines(train_df: DataFrame) -> list[Baseline]:
             loss = metrics(candidate.apply(train_df))["log_loss"]
             if best is None or loss < best[0]:
                 best = (loss, candidate)
+        assert best is not None, "rule_buckets() names at least one rule"
         return [Baseline("majority", None, {}, yes_rate), best[1]]
     finally:
         train_df.unpersist()
 
 
-def importances(model: PipelineModel, sample_df: DataFrame) -> list[dict]:
+def importances(model: PipelineModel, sample_df: DataFrame) -> list[dict[str, Any]]:
     """Feature importances (trees) or absolute coefficients (logistic regression), named, largest first.
 
     Names come from the assembled vector's metadata, read off a transform of sample_df (a few rows).
@@ -235,7 +245,7 @@ def importances(model: PipelineModel, sample_df: DataFrame) -> list[dict]:
     for index, name in names.items():  # the bag of words names its slots by number only
         if name.startswith("topic_vector_") and name[len("topic_vector_") :].isdigit():
             names[index] = f"topic={vocabulary[int(name[len('topic_vector_') :])]}"
-    classifier = model.stages[-1]
+    classifier: Any = model.stages[-1]  # a fitted model: trees have featureImportances, regressions coefficients
     if hasattr(classifier, "featureImportances"):
         weights, kind = classifier.featureImportances.toArray(), "importance"
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
+from typing import Any
 
 from pyspark.ml import PipelineModel
 
@@ -24,6 +25,14 @@ RESPONSE_MODEL = "rsvp_response"
 CATEGORY_MODEL = "group_categories"
 POINTER = "CURRENT"
 VERSION = re.compile(r"^v(\d+)$")
+
+
+def version_number(version: str) -> int:
+    """v12 -> 12 (versions are listed only when they match VERSION)."""
+    found = VERSION.match(version)
+    if found is None:
+        raise ValueError(f"not a model version: {version!r}")
+    return int(found.group(1))
 
 
 class NoModelError(RuntimeError):
@@ -39,11 +48,11 @@ class Registry:
 
     def versions(self) -> list[str]:
         found = [v for v in self.store.children(self.folder) if VERSION.match(v)]
-        return sorted(found, key=lambda v: int(VERSION.match(v).group(1)))
+        return sorted(found, key=version_number)
 
     def next_version(self) -> str:
         versions = self.versions()
-        return f"v{int(VERSION.match(versions[-1]).group(1)) + 1}" if versions else "v1"
+        return f"v{version_number(versions[-1]) + 1}" if versions else "v1"
 
     def path(self, version: str, part: str = "pipeline") -> str:
         return f"{self.root}/{self.folder}/{version}/{part}"
@@ -52,14 +61,15 @@ class Registry:
         data = self.store.read(f"{self.folder}/{POINTER}")
         return json.loads(data)["version"] if data else None
 
-    def metadata(self, version: str | None = None) -> dict:
+    def metadata(self, version: str | None = None) -> dict[str, Any]:
         version = version or self._current_or_fail()
         data = self.store.read(f"{self.folder}/{version}/metadata.json")
         if data is None:
             raise NoModelError(f"{self.name} {version} has no metadata under {self.root}/{self.folder}")
-        return json.loads(data)
+        found: dict[str, Any] = json.loads(data)
+        return found
 
-    def save(self, model: PipelineModel, metadata: dict, *, promote: bool = True) -> str:
+    def save(self, model: PipelineModel, metadata: dict[str, Any], *, promote: bool = True) -> str:
         """Write a new version (model, then metadata); point CURRENT at it when promote. Returns it."""
         version = self.next_version()
         model.write().overwrite().save(self.path(version))

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
+import pandas
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -34,7 +36,7 @@ OUTPUT_COLUMNS = ("rsvp_id", "probability_yes", "predicted", "model_version")
 
 def score_capture(
     spark: SparkSession, registry: Registry, path: str, version: str | None = None
-) -> tuple[DataFrame, dict]:
+) -> tuple[DataFrame, dict[str, Any]]:
     """(predictions, summary): predictions has OUTPUT_COLUMNS plus `answer` (the file's final answer)."""
     version, model = registry.load(version)
     raw = X.lines_as_messages(spark.read.text(path))
@@ -61,7 +63,7 @@ def score_capture(
     return predictions, summary
 
 
-def evaluate(predictions: DataFrame, training_yes_rate: float | None = None) -> dict:
+def evaluate(predictions: DataFrame, training_yes_rate: float | None = None) -> dict[str, Any]:
     """The model's metrics on the file's final answers, beside constant predictions: the majority baseline
     (the training yes rate, from the model's record) and, for reference, the file's own yes rate (a
     constant that knows the answers' share: the best any constant can do here)."""
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("WARN")
     capture = str(Path(args.capture).resolve())
     predictions, summary = score_capture(spark, Registry(settings), capture, args.model_version)
-    rows = predictions.toPandas()
+    rows: pandas.DataFrame = predictions.toPandas()
     output = rows[list(OUTPUT_COLUMNS)]
     if args.out and args.out.endswith(".jsonl"):
         output.to_json(args.out, orient="records", lines=True)

@@ -17,6 +17,7 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -25,7 +26,7 @@ from pyspark.sql import functions as F
 from common import cli, health
 from common.cli import CommandError
 from common.settings import Settings
-from common.spark import build_spark
+from common.spark import build_spark, one_row
 from ml import model as M
 from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TOKEN_FEATURES, rsvp_features, valid_messages
 from ml.registry import Registry
@@ -36,10 +37,10 @@ log = logging.getLogger(__name__)
 
 
 def table_version(spark: SparkSession, path: str) -> int:
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()[0]
+    return int(one_row(DeltaTable.forPath(spark, path).history(1).select("version"))[0])
 
 
-def labelled_examples(spark: SparkSession, layout: Layout) -> tuple[DataFrame, dict]:
+def labelled_examples(spark: SparkSession, layout: Layout) -> tuple[DataFrame, dict[str, Any]]:
     """One row per RSVP with features and label, and the table versions they were read at."""
     bronze_path, silver_path = layout.table("bronze", "rsvps"), layout.table("silver", "rsvps")
     for path in (bronze_path, silver_path):
@@ -59,9 +60,12 @@ def time_split(df: DataFrame, *, test_from_ms: int | None, test_fraction: float)
     return df.filter(F.col("mtime") < cut), df.filter(F.col("mtime") >= cut), cut
 
 
-def window(df: DataFrame) -> dict:
-    row = df.agg(F.count("*").alias("rsvps"), F.min("mtime").alias("lo"), F.max("mtime").alias("hi")).first()
-    iso = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds") if ms else None  # noqa: E731
+def window(df: DataFrame) -> dict[str, Any]:
+    row = one_row(df.agg(F.count("*").alias("rsvps"), F.min("mtime").alias("lo"), F.max("mtime").alias("hi")))
+
+    def iso(ms: int | None) -> str | None:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds") if ms else None
+
     return {"rsvps": row["rsvps"], "from": iso(row["lo"]), "to": iso(row["hi"])}
 
 
@@ -75,7 +79,7 @@ def train(
     validation_fraction: float = 0.2,
     classifier: str = "auto",
     promote: bool = True,
-) -> dict:
+) -> dict[str, Any]:
     """Fit, judge and persist a model; returns its metadata (with `version`)."""
     started = time.perf_counter()
     examples, table_versions = labelled_examples(spark, layout)
@@ -137,13 +141,16 @@ def train(
         examples.unpersist()
 
 
-def report(metadata: dict) -> str:
+def report(metadata: dict[str, Any]) -> str:
     """The test metrics beside the baselines, as a small table."""
     rows = [("model: " + metadata["classifier"], metadata["metrics"])]
     rows += [
         (f"baseline: {name}" + (f" ({b['rule']})" if b["rule"] else ""), b) for name, b in metadata["baselines"].items()
     ]
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
     lines = [f"{'':44} {'ROC AUC':>8} {'PR AUC no':>10} {'log loss':>9} {'Brier':>7} {'accuracy':>9}"]
     for name, m in rows:
         lines.append(

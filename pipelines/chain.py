@@ -9,6 +9,7 @@ meetup-submit pipelines/chain.py --stages bronze silver gold score
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from pyspark.sql import SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
 
 from common import cli, health, metrics_endpoint
 from common.settings import STREAMS, Settings
@@ -106,7 +108,7 @@ def run_chain(
         snapshots.start()
     try:
         for wave in waves:
-            starters: list[Callable[[], object]] = []  # each starts (or restarts) one query
+            starters: list[Callable[[], StreamingQuery]] = []  # each starts (or restarts) one query
             for stage in wave:
                 if stage not in stages:
                     continue
@@ -143,7 +145,8 @@ def run_chain(
                 for stream in streams:
                     if stage == "bronze":
                         starters.append(
-                            lambda stream=stream: start_bronze(
+                            functools.partial(
+                                start_bronze,
                                 spark,
                                 settings,
                                 layout,
@@ -156,7 +159,8 @@ def run_chain(
                     else:
                         ensure_bronze_table(spark, layout.table("bronze", stream))
                         starters.append(
-                            lambda stream=stream: start_silver(
+                            functools.partial(
+                                start_silver,
                                 spark,
                                 settings,
                                 layout,
@@ -228,7 +232,7 @@ class StopRequest:
     def __init__(self) -> None:
         self.requested = False
 
-    def set(self, *_args) -> None:
+    def set(self, *_args: object) -> None:
         self.requested = True
 
     def is_set(self) -> bool:
@@ -243,7 +247,7 @@ KNOWN_SPARK_BUGS = ("KafkaMicroBatchStream.metrics",)
 MAX_RESTARTS = 5  # per query per run: a bug that keeps coming back ends the chain with its error
 
 
-def restartable(error) -> bool:
+def restartable(error: BaseException | None) -> bool:
     """Whether a query's failure is one of KNOWN_SPARK_BUGS (matched on its stack trace)."""
     traces = []
     while error is not None:  # the query's error, then its causes: the JVM stack trace of each
@@ -253,13 +257,13 @@ def restartable(error) -> bool:
 
 
 def _wait(
-    starters: list[Callable[[], object]],
+    starters: list[Callable[[], StreamingQuery]],
     stop_event: threading.Event | StopRequest,
     progress_every: float,
-    flush_metrics: Callable[[], int],
+    flush_metrics: Callable[[], object],
     mark_started: Callable[[str], None] = lambda name: None,
     flush_every: float = 10.0,
-) -> list:
+) -> list[StreamingQuery]:
     """Start the queries, report progress and wait; restart a query hit by one of KNOWN_SPARK_BUGS.
     Returns the queries, stopped (the restarted ones in place of those that failed)."""
     queries = [start() for start in starters]
@@ -307,8 +311,9 @@ def _wait(
                         )  # fmt: skip
             time.sleep(0.5)
         for query in queries:
-            if query.exception() is not None:
-                raise query.exception()
+            failure = query.exception()
+            if failure is not None:
+                raise failure
         mark_new()
     finally:
         for query in queries:
@@ -316,7 +321,7 @@ def _wait(
     return queries
 
 
-def _stop_between_batches(query, timeout: float = 120.0) -> None:
+def _stop_between_batches(query: StreamingQuery, timeout: float = 120.0) -> None:
     """Stop a query right after its running micro-batch completes: stop() itself interrupts a batch.
 
     (An interrupted batch is still safe, since it is redone on restart, but it fills the log with errors.)
@@ -402,8 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("Spark's metrics on %s/metrics/prometheus and %s/metrics/executors/prometheus", ui, ui)
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     # Gold frees its locally checkpointed batch data each batch, on purpose; Spark warns about that every time.
-    spark.sparkContext._jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
-        "org.apache.spark.rdd.MapPartitionsRDD", spark.sparkContext._jvm.org.apache.logging.log4j.Level.ERROR
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None, "a local or submitted driver has a JVM gateway"
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.rdd.MapPartitionsRDD", jvm.org.apache.logging.log4j.Level.ERROR
     )
     stop_event = StopRequest()
     for sig in (signal.SIGINT, signal.SIGTERM):

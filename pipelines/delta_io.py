@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from delta.exceptions import DeltaConcurrentModificationException
-from delta.tables import DeltaTable
+from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from pipelines.silver.transforms import is_newer
@@ -53,7 +53,7 @@ def append_once(df: DataFrame, path: str, app_id: str, batch_id: int, *, tasks: 
     df.write.format("delta").mode("append").option("txnAppId", app_id).option("txnVersion", batch_id).save(path)
 
 
-def newest_merge(spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...]):
+def newest_merge(spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple[str, ...]) -> DeltaMergeBuilder:
     """The newest-wins MERGE of rows (already newest per key) into the Delta table at path, not yet run:
     a row is replaced only by a greater version, so running it twice changes nothing."""
     on = " AND ".join(f"t.`{key}` = s.`{key}`" for key in keys)
@@ -76,7 +76,7 @@ def merge_newest(
 
 
 def idempotent_merge(
-    session: SparkSession, app_id: str, batch_id: int, merge, user_metadata: str | None = None
+    session: SparkSession, app_id: str, batch_id: int, merge: DeltaMergeBuilder, user_metadata: str | None = None
 ) -> None:
     """Run a Delta MERGE (a DeltaMergeBuilder) at most once per (app_id, batch_id) on its table; with
     user_metadata, its commit carries it (`userMetadata` in the table's history).

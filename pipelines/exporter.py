@@ -20,8 +20,10 @@ on `/metrics/executors/prometheus`.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from pyspark.sql.streaming.listener import StreamingQueryProgress
 
 SPARK_CONF = {
     "spark.ui.prometheus.enabled": "true",
@@ -55,7 +57,7 @@ LAST_VISIBLE = Gauge("meetup_chain_last_visible_timestamp_seconds", "when the st
 MESSAGES = Counter("meetup_chain_messages", "messages validated by silver, by outcome", ["stream", "outcome"])
 
 
-def observe_progress(progress) -> None:
+def observe_progress(progress: StreamingQueryProgress) -> None:
     """One StreamingQueryProgress (the listener's event) into the per-query metrics."""
     query = progress.name or str(progress.id)
     BATCHES.labels(query).inc()
@@ -71,7 +73,7 @@ def observe_progress(progress) -> None:
             OFFSETS_BEHIND.labels(query).set(float(behind))
 
 
-def observe_freshness(rows: list[tuple]) -> None:
+def observe_freshness(rows: list[tuple[Any, ...]]) -> None:
     """FRESHNESS rows (stage, query, batch_id, rows, p50_ms, p95_ms, max_ms, visible_at) of one batch."""
     for stage, _query, _batch, count, p50_ms, p95_ms, max_ms, visible_at in rows:
         for quantile, ms in (("0.5", p50_ms), ("0.95", p95_ms), ("1", max_ms)):

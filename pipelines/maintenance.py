@@ -26,6 +26,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from common import cli
+from common.spark import one_row
 from pipelines import catalogue, generations
 from pipelines.delta_io import retry_on_conflict
 from pipelines.layout import Layout
@@ -43,7 +44,7 @@ def table_paths(spark: SparkSession, layout: Layout) -> list[str]:
 
 def file_count(spark: SparkSession, path: str) -> int:
     """Data files in the table's current version."""
-    return DeltaTable.forPath(spark, path).detail().first()["numFiles"]
+    return int(one_row(DeltaTable.forPath(spark, path).detail())["numFiles"])
 
 
 def optimize(spark: SparkSession, path: str) -> None:

@@ -10,14 +10,25 @@ appends the buffer to Delta every `flush_every` seconds, off the listener's thre
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.streaming import StreamingQueryListener
+from pyspark.sql.streaming.listener import (
+    QueryIdleEvent,
+    QueryProgressEvent,
+    QueryStartedEvent,
+    QueryTerminatedEvent,
+    StreamingQueryListener,
+    StreamingQueryProgress,
+)
+from pyspark.sql.streaming.query import StreamingQuery
 
+from common.spark import one_row
 from pipelines import exporter
 from pipelines.layout import Layout
 from pipelines.phases import BATCH_PHASES, RECORDER, PhaseRecorder
@@ -67,7 +78,7 @@ def ensure_metrics_tables(spark: SparkSession, layout: Layout) -> None:
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 
 
-def _number(value) -> float | None:
+def _number(value: Any) -> float | None:
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -80,7 +91,7 @@ def _number(value) -> float | None:
 SPARK_PHASES = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBatch", "commitOffsets")
 
 
-def spark_phase_rows(progress) -> list[tuple]:
+def spark_phase_rows(progress: StreamingQueryProgress) -> list[tuple[Any, ...]]:
     """One StreamingQueryProgress -> BATCH_PHASES rows for Spark's parts of the batch (`spark: walCommit`...)."""
     durations = progress.durationMs or {}
     started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(timezone.utc)
@@ -99,7 +110,7 @@ def spark_phase_rows(progress) -> list[tuple]:
     ]
 
 
-def progress_row(progress) -> tuple:
+def progress_row(progress: StreamingQueryProgress) -> tuple[Any, ...]:
     """One StreamingQueryProgress -> a PIPELINE_METRICS row."""
     durations = progress.durationMs or {}
     behind_max, behind_avg = None, None
@@ -129,15 +140,15 @@ class MetricsListener(StreamingQueryListener):
     counted once in the Prometheus metrics (pipelines/exporter.py), so the two agree."""
 
     def __init__(self) -> None:
-        self._rows: list[tuple] = []
+        self._rows: list[tuple[Any, ...]] = []
         self._seen: set[tuple[str, int]] = set()  # (run id, batch id) of every progress event received
-        self._phases: list[tuple] = []  # Spark's parts of each batch, for gold/batch_phases
+        self._phases: list[tuple[Any, ...]] = []  # Spark's parts of each batch, for gold/batch_phases
         self._lock = threading.Lock()
 
-    def onQueryStarted(self, event) -> None:
+    def onQueryStarted(self, event: QueryStartedEvent) -> None:
         pass
 
-    def onQueryProgress(self, event) -> None:
+    def onQueryProgress(self, event: QueryProgressEvent) -> None:
         row = progress_row(event.progress)
         with self._lock:
             if (row[1], row[2]) not in self._seen:  # not already taken from the query by `backfill`
@@ -146,13 +157,13 @@ class MetricsListener(StreamingQueryListener):
                 self._phases.extend(spark_phase_rows(event.progress))
                 exporter.observe_progress(event.progress)
 
-    def onQueryIdle(self, event) -> None:
+    def onQueryIdle(self, event: QueryIdleEvent) -> None:
         pass
 
-    def onQueryTerminated(self, event) -> None:
+    def onQueryTerminated(self, event: QueryTerminatedEvent) -> None:
         pass
 
-    def backfill(self, queries) -> int:
+    def backfill(self, queries: Iterable[StreamingQuery]) -> int:
         """Add the rows of batches whose event has not reached the listener yet, from each query's own
         `recentProgress`: Spark posts events asynchronously, so a query can end before its last event
         arrives, and a flush right then would miss that batch. A late event is then dropped as seen."""
@@ -193,22 +204,24 @@ class MetricsListener(StreamingQueryListener):
         return len(rows)
 
 
-def arrival_stats(kafka_ts_df: DataFrame) -> tuple[int, list[datetime] | None]:
+def arrival_stats(kafka_ts_df: DataFrame) -> tuple[int, list[int] | None]:
     """(rows, [median, 5th percentile, earliest] Kafka append times) of a batch, in one small job: from
     these, the batch's freshness follows for any moment it became visible (`freshness_rows`)."""
-    found = kafka_ts_df.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.percentile_approx(F.unix_micros("kafka_timestamp"), [0.5, 0.05], 10000).alias("quantiles"),
-        F.min(F.unix_micros("kafka_timestamp")).alias("earliest"),
-    ).first()
+    found = one_row(
+        kafka_ts_df.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.percentile_approx(F.unix_micros("kafka_timestamp"), [0.5, 0.05], 10000).alias("quantiles"),
+            F.min(F.unix_micros("kafka_timestamp")).alias("earliest"),
+        )
+    )
     if not found["rows"]:
         return 0, None
     return found["rows"], [*found["quantiles"], found["earliest"]]
 
 
 def freshness_rows(
-    stats: tuple[int, list | None], query: str, batch_id: int, visible_at: dict[str, datetime]
-) -> list[tuple]:
+    stats: tuple[int, list[int] | None], query: str, batch_id: int, visible_at: dict[str, datetime]
+) -> list[tuple[Any, ...]]:
     """FRESHNESS rows of one batch, one per stage that made it visible: its rows' p50, p95 and greatest
     time from the Kafka append to `visible_at[stage]`."""
     rows, quantiles = stats

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 
 from pyspark.sql import types as T
 
@@ -41,14 +42,14 @@ class PhaseRecorder:
     """A thread-safe buffer of rows (phases, freshness) from every query of the process; the chain drains it."""
 
     def __init__(self) -> None:
-        self._rows: list[tuple] = []
+        self._rows: list[tuple[Any, ...]] = []
         self._lock = threading.Lock()
 
-    def add(self, rows: list[tuple]) -> None:
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
             self._rows.extend(rows)
 
-    def drain(self) -> list[tuple]:
+    def drain(self) -> list[tuple[Any, ...]]:
         with self._lock:
             rows, self._rows = self._rows, []
         return rows

@@ -22,6 +22,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -29,6 +30,9 @@ from common import cli, health
 from common.settings import STREAMS, Settings
 from pipelines import generations
 from pipelines.layout import Layout
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("pipelines.replay")  # also when spark-submit runs this file as __main__
 
@@ -147,7 +151,7 @@ def spark_starting_offsets(topic: str, wanted: dict[int, int]) -> str:
 
 
 def replay(
-    spark,
+    spark: SparkSession,
     settings: Settings,
     target: str,
     *,
@@ -156,7 +160,7 @@ def replay(
     timestamp_ms: int | None = None,
     switch: bool = True,
     mirror_to_postgres: bool = True,
-    **chain_options,
+    **chain_options: Any,
 ) -> Layout:
     """Replay into generation `target` and (by default) switch readers to it. Returns its layout."""
     from pipelines.chain import run_chain

@@ -7,10 +7,11 @@ a batch replayed after a crash is recognised by Delta and not written twice.
 from __future__ import annotations
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
+from common.spark import Trigger
 from pipelines.bronze.schemas import BRONZE_SCHEMA
 from pipelines.bronze.transforms import to_bronze
 from pipelines.layout import Layout
@@ -46,7 +47,7 @@ def start_bronze(
     layout: Layout,
     stream: str,
     *,
-    trigger: dict[str, object],
+    trigger: Trigger,
     max_offsets_per_trigger: int | None = None,
     starting_offsets: str = "earliest",
 ) -> StreamingQuery:
@@ -74,7 +75,7 @@ def read_bronze_stream(
     stream: str,
     max_files_per_trigger: int | None = None,
     max_bytes_per_trigger: int | None = None,
-):
+) -> DataFrame:
     """A bronze table as a streaming source (silver and gold read it), bounded per batch by files or bytes.
 
     Bytes bound a catching-up batch's memory whatever the files hold; a file count does not, and it also

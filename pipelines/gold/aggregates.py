@@ -17,8 +17,10 @@ Each aggregate reads as a table of its own, its keys and net measures only:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import pyarrow as pa
 
 MEASURES = ("yes", "no", "guests")
@@ -75,7 +77,7 @@ def arrow_schema() -> pa.Schema:
     )
 
 
-def net(df, keys):
+def net(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """pandas rows of one aggregate -> one row per key with its summed measures, keys summing to zero left
     out (as transforms.net_counts does in Spark)."""
     measures = list(MEASURES)
@@ -83,7 +85,7 @@ def net(df, keys):
     return summed[(summed[measures] != 0).any(axis=1)].reset_index(drop=True)
 
 
-def long_table(frames: dict) -> pa.Table:
+def long_table(frames: dict[str, pd.DataFrame]) -> pa.Table:
     """{aggregate name: pandas frame of its keys and measures} -> the long table's rows (for writers outside
     Spark: the app's tests and benchmarks)."""
     import pandas as pd

@@ -22,6 +22,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from common.spark import one_row
 from pipelines.delta_io import retry_on_conflict
 from pipelines.gold.aggregates import COUNT_KEYS, COUNTS_TABLE
 from pipelines.gold.transforms import net_counts
@@ -43,13 +44,15 @@ def fold_counts(spark: SparkSession, layout: Layout) -> Folded | None:
 
 
 def _fold_once(spark: SparkSession, path: str) -> Folded | None:
-    version = DeltaTable.forPath(spark, path).history(1).first().version
+    version = one_row(DeltaTable.forPath(spark, path).history(1)).version
     snapshot = spark.read.format("delta").option("versionAsOf", version).load(path)
-    stats = snapshot.agg(
-        F.max("batch_id").alias("through"),
-        F.count_distinct("batch_id").alias("batches"),
-        F.count(F.lit(1)).alias("rows"),
-    ).first()
+    stats = one_row(
+        snapshot.agg(
+            F.max("batch_id").alias("through"),
+            F.count_distinct("batch_id").alias("batches"),
+            F.count(F.lit(1)).alias("rows"),
+        )
+    )
     if stats.batches < 2:
         return None  # the rows of one batch (or of the last fold): nothing to sum
     through = stats.through

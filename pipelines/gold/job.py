@@ -26,16 +26,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
-from common.spark import HOT_POOL, SLOW_POOL, in_pool, use_pool
+from common.spark import HOT_POOL, SLOW_POOL, Trigger, in_pool, one_row, use_pool
 from common.store import Store
 from ml.categories import group_topic_sets, load_assigner
 from pipelines import checkpoints
@@ -52,6 +54,8 @@ from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
 from pipelines.silver import validation
 from pipelines.silver.schemas import RSVP_MESSAGE
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +105,8 @@ class GoldBatch:
             # before the batch.
             took: dict[str, float] = {}  # each write's own seconds, for the batch's log line
 
-            def hot(name, work, *args):
-                def timed():
+            def hot(name: str, work: Callable[..., T], *args: Any) -> Future[T]:
+                def timed() -> T:
                     started = time.perf_counter()
                     try:
                         return in_pool(spark, HOT_POOL, work)(*args)
@@ -166,10 +170,16 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
 
     With settings, and once categories are trained (meetup-categories), category_trends too.
     """
-    read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
+
+    def read(name: str) -> DataFrame:
+        return spark.read.format("delta").load(layout.table("gold", name))
+
     counts = read(COUNTS_TABLE)
-    count = lambda name: count_view(counts, name)  # noqa: E731
-    now_ms = read("watermarks").agg(F.max("max_mtime")).first()[0]
+
+    def count(name: str) -> DataFrame:
+        return count_view(counts, name)
+
+    now_ms = one_row(read("watermarks").agg(F.max("max_mtime")))[0]
     if now_ms is None:
         return
     now = F.timestamp_millis(F.lit(now_ms))
@@ -229,7 +239,7 @@ class SnapshotSchedule:
 
 
 def category_trends(
-    spark: SparkSession, settings: Settings, layout: Layout, groups_by_minute: DataFrame, now
+    spark: SparkSession, settings: Settings, layout: Layout, groups_by_minute: DataFrame, now: Column
 ) -> DataFrame | None:
     """Category popularity per hour with rank change, groups assigned by the current category model."""
     group_topics = layout.table("silver", "group_topics")
@@ -252,7 +262,7 @@ class OldLayoutError(RuntimeError):
 def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
     counts = layout.table("gold", COUNTS_TABLE)
     if DeltaTable.isDeltaTable(spark, counts):
-        partitioned = DeltaTable.forPath(spark, counts).detail().first().partitionColumns
+        partitioned = one_row(DeltaTable.forPath(spark, counts).detail()).partitionColumns
         if list(partitioned) != list(COUNTS_PARTITIONS):  # totals MERGEd in place: batches cannot append
             raise OldLayoutError(
                 f"generation {layout.generation} keeps its gold counts as totals ({counts}, partitioned by "
@@ -279,7 +289,7 @@ def start_gold(
     settings: Settings,
     layout: Layout,
     *,
-    trigger: dict[str, object],
+    trigger: Trigger,
     lateness_ms: int = transforms.DEFAULT_LATENESS_MS,
     max_offsets_per_trigger: int | None = None,
     starting_offsets: str = "earliest",

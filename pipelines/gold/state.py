@@ -32,11 +32,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
-from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle, TimerValues
 
 from pipelines.gold.schemas import RSVP_STATE
 
@@ -58,7 +59,7 @@ _VALUE_FIELDS = STATE_VALUE.fieldNames()
 _INTS = {f.name for f in RSVP_STATE.fields if isinstance(f.dataType, (T.LongType, T.IntegerType))}
 
 
-def _plain(name: str, value):
+def _plain(name: str, value: Any) -> Any:
     """A pandas cell as the state store takes it: None for a missing value, Python ints, lists of strings."""
     if value is None or (not isinstance(value, (list, tuple)) and not hasattr(value, "__len__") and pd.isna(value)):
         return None
@@ -72,12 +73,12 @@ def _plain(name: str, value):
 @dataclass
 class Decided:
     rows: pd.DataFrame  # DECISIONS
-    counted: dict[int, tuple]  # rsvp_id -> its state value (STATE_VALUE), for the RSVPs whose state changes
+    counted: dict[int, tuple[Any, ...]]  # rsvp_id -> its state value (STATE_VALUE), for the RSVPs whose state changes
     max_mtime: int  # the partition's greatest mtime after the batch
 
 
 def decide_partition(
-    facts: pd.DataFrame, prior_max: int | None, counted_now: Callable[[int], tuple | None], lateness_ms: int
+    facts: pd.DataFrame, prior_max: int | None, counted_now: Callable[[int], tuple[Any, ...] | None], lateness_ms: int
 ) -> Decided:
     """One Kafka partition's facts of one batch -> the decisions (see the module's docstring).
 
@@ -93,18 +94,18 @@ def decide_partition(
     watermark = earlier - lateness_ms
     late = (mtimes < watermark).fillna(False).astype(bool)
 
-    def row(kind: str, fact, **extra) -> dict:
+    def row(kind: str, fact: Any, **extra: Any) -> dict[str, Any]:
         values = {name: _plain(name, getattr(fact, name)) for name in STATE_FIELDS}
         return {"kind": kind, **values, "kafka_timestamp": fact.kafka_timestamp, **extra}
 
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     facts = facts.assign(batch_watermark=watermark, is_late=late)
     for fact in facts[facts["is_late"]].itertuples(index=False):
         out.append(row(LATE, fact, watermark_ms=int(fact.batch_watermark)))
     admitted = facts[~facts["is_late"]]
     # the newest admitted fact per RSVP (versions within one partition order by mtime, then offset)
     newest = admitted.sort_values(["version_mtime", "version_offset"]).drop_duplicates("rsvp_id", keep="last")
-    updates: dict[int, tuple] = {}
+    updates: dict[int, tuple[Any, ...]] = {}
     for fact in newest.itertuples(index=False):
         rsvp_id = int(fact.rsvp_id)
         state = counted_now(rsvp_id)
@@ -148,11 +149,14 @@ class GoldState(StatefulProcessor):
             "counted", T.StructType([T.StructField("rsvp_id", T.LongType())]), STATE_VALUE
         )
 
-    def handleInputRows(self, key, rows: Iterator[pd.DataFrame], timerValues) -> Iterator[pd.DataFrame]:
+    def handleInputRows(
+        self, key: Any, rows: Iterator[pd.DataFrame], timerValues: TimerValues
+    ) -> Iterator[pd.DataFrame]:
         facts = pd.concat(list(rows), ignore_index=True)
         if facts.empty:
             return
-        prior = self.max_mtime.get()[0] if self.max_mtime.exists() else None
+        stored = self.max_mtime.get() if self.max_mtime.exists() else None
+        prior = stored[0] if stored is not None else None
         decided = decide_partition(facts, prior, lambda rsvp_id: self.counted.getValue((rsvp_id,)), self.lateness_ms)
         for rsvp_id, value in decided.counted.items():
             self.counted.updateValue((rsvp_id,), value)

@@ -25,13 +25,14 @@ import logging
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
-from common.spark import SLOW_POOL, use_pool
+from common.spark import SLOW_POOL, Trigger, use_pool
 from ml import features as X
 from ml.model import predict
 from ml.registry import Registry
@@ -73,9 +74,9 @@ class ModelPoller:
     def __init__(self, registry: Registry):
         self.registry = registry
         self.version: str | None = None
-        self.model = None
+        self.model: PipelineModel | None = None
 
-    def get(self):
+    def get(self) -> tuple[str | None, PipelineModel | None]:
         current = self.registry.current()
         if current is not None and current != self.version:
             self.version, self.model = self.registry.load(current)
@@ -83,7 +84,7 @@ class ModelPoller:
         return self.version, self.model
 
 
-def scored_rows(features_df: DataFrame, model, version: str) -> DataFrame:
+def scored_rows(features_df: DataFrame, model: PipelineModel, version: str) -> DataFrame:
     """Feature rows of new RSVPs -> prediction rows (without the answer columns)."""
     return predict(model, features_df).select(
         "rsvp_id",
@@ -146,7 +147,7 @@ class ScoreBatch:
             version, model = self.models.get()
         state = self.spark.read.format("delta").load(self.path("score_state"))
         predictions = None
-        if model is not None:
+        if model is not None and version is not None:
             with clock.phase("features and predict"):
                 # materialized now, against the state before this batch (the state is written below)
                 predictions = scored_rows(X.rsvp_features(messages, state), model, version).localCheckpoint()
@@ -189,11 +190,9 @@ def ensure_scoring_tables(spark: SparkSession, layout: Layout) -> None:
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 
 
-def start_scoring(
-    spark: SparkSession, settings: Settings, layout: Layout, *, trigger: dict[str, object]
-) -> StreamingQuery:
+def start_scoring(spark: SparkSession, settings: Settings, layout: Layout, *, trigger: Trigger) -> StreamingQuery:
     ensure_scoring_tables(spark, layout)
-    return (
+    query: StreamingQuery = (
         read_bronze_stream(spark, layout, "rsvps")  # whole bronze commits: see the module's docstring
         .writeStream.queryName(QUERY)
         .foreachBatch(ScoreBatch(spark, settings, layout))
@@ -201,3 +200,4 @@ def start_scoring(
         .trigger(**trigger)
         .start()
     )
+    return query

@@ -22,10 +22,10 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
-from common.spark import SLOW_POOL, in_pool, use_pool
+from common.spark import SLOW_POOL, Trigger, in_pool, one_row, use_pool
 from pipelines import exporter
 from pipelines.bronze.job import read_bronze_stream
 from pipelines.delta_io import append_once, merge_newest
@@ -56,9 +56,9 @@ BATCH_STATS_COLUMNS = (
 
 @dataclass(frozen=True)
 class StreamSpec:
-    schema: object
+    schema: T.StructType
     known_keys: tuple[str, ...]
-    rules: Callable[[], list]
+    rules: Callable[[], list[validation.Rule]]
     tables: Callable[[DataFrame], dict[str, DataFrame]]
 
 
@@ -115,12 +115,14 @@ class SilverBatch:
         ).persist()
         try:
             with clock.phase("parse and validate"):
-                counts = checked_df.agg(
-                    F.count(F.lit(1)).alias("rows_in"),
-                    F.count(F.when(F.col("reason").isNull(), 1)).alias("rows_valid"),
-                    F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rows_quarantined"),
-                    F.count(F.when(F.col("unknown_fields") > 0, 1)).alias("unknown_field_rows"),
-                ).first()
+                counts = one_row(
+                    checked_df.agg(
+                        F.count(F.lit(1)).alias("rows_in"),
+                        F.count(F.when(F.col("reason").isNull(), 1)).alias("rows_valid"),
+                        F.count(F.when(F.col("reason").isNotNull(), 1)).alias("rows_quarantined"),
+                        F.count(F.when(F.col("unknown_fields") > 0, 1)).alias("unknown_field_rows"),
+                    )
+                )
             clock.rows = counts["rows_in"]
             if counts["rows_in"] == 0:
                 return
@@ -197,13 +199,13 @@ def start_silver(
     layout: Layout,
     stream: str,
     *,
-    trigger: dict[str, object],
+    trigger: Trigger,
     mirror_to_postgres: bool = True,
     max_files_per_trigger: int | None = None,
     max_bytes_per_trigger: int | None = None,
 ) -> StreamingQuery:
     ensure_shared_tables(spark, layout)
-    return (
+    query: StreamingQuery = (
         read_bronze_stream(spark, layout, stream, max_files_per_trigger, max_bytes_per_trigger)
         .writeStream.queryName(f"silver-{stream}")
         .foreachBatch(SilverBatch(spark, settings, layout, stream, mirror_to_postgres=mirror_to_postgres))
@@ -211,3 +213,4 @@ def start_silver(
         .trigger(**trigger)
         .start()
     )
+    return query

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -27,6 +28,8 @@ from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
 from pipelines.silver.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
+
+Connection = Any  # a psycopg2 connection (psycopg2 ships no type information)
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ TABLES: dict[str, TableSpec] = {
 assert tuple(TABLES) == RSVP_TABLES, "mirror order must be parents before children"
 
 
-def collect_rows(tables: Mapping[str, DataFrame]) -> dict[str, list[tuple]]:
+def collect_rows(tables: Mapping[str, DataFrame]) -> dict[str, list[tuple[Any, ...]]]:
     """Each table's rows, in TABLES' column order, to the driver in one Spark job (not one per table): each
     row travels as JSON beside its table's name, and comes back as a tuple. Timestamps travel as ISO 8601
     text, which COPY reads as they are."""
@@ -92,7 +95,7 @@ def collect_rows(tables: Mapping[str, DataFrame]) -> dict[str, list[tuple]]:
         df.select(F.lit(name).alias("table_name"), F.to_json(F.struct(*TABLES[name].columns)).alias("row"))
         for name, df in tables.items()
     ]
-    rows: dict[str, list[tuple]] = {name: [] for name in tables}
+    rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name in tables}
     if not parts:
         return rows
     for found in reduce(DataFrame.unionByName, parts).collect():
@@ -102,7 +105,7 @@ def collect_rows(tables: Mapping[str, DataFrame]) -> dict[str, list[tuple]]:
     return rows
 
 
-def connect(settings: Settings):
+def connect(settings: Settings) -> Connection:
     pg = settings.postgres
     return psycopg2.connect(pg.dsn(), password=pg.password_for())
 
@@ -127,7 +130,7 @@ def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
     return [name for name, _ in files]
 
 
-def _copy_text(value) -> str:
+def _copy_text(value: object) -> str:
     """One value in COPY's text format."""
     if value is None:
         return "\\N"
@@ -140,7 +143,7 @@ def _copy_text(value) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def copy_buffer(rows: Iterable[Sequence]) -> io.StringIO:
+def copy_buffer(rows: Iterable[Sequence[Any]]) -> io.StringIO:
     buffer = io.StringIO()
     for row in rows:
         buffer.write("\t".join(_copy_text(value) for value in row))
@@ -177,11 +180,11 @@ def upsert_statement(spec: TableSpec, staging: str, schema: str) -> sql.Composed
 
 
 def apply_batch(
-    conn,
+    conn: Connection,
     schema: str,
     query_name: str,
     batch_id: int,
-    tables: Mapping[str, Iterable[Sequence]],
+    tables: Mapping[str, Iterable[Sequence[Any]]],
 ) -> bool:
     """Apply one micro-batch in one transaction; False when the ledger says it was applied before."""
     with conn, conn.cursor() as cur:
@@ -220,11 +223,11 @@ def apply_batch(
 
 
 def apply_with_retry(
-    connect_fn: Callable[[], object],
+    connect_fn: Callable[[], Connection],
     schema: str,
     query_name: str,
     batch_id: int,
-    tables: Mapping[str, Sequence[Sequence]],
+    tables: Mapping[str, Sequence[Sequence[Any]]],
     *,
     give_up_after: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,

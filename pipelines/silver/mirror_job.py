@@ -13,10 +13,10 @@ import logging
 from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
-from common.spark import HOT_POOL, use_pool
+from common.spark import HOT_POOL, Trigger, use_pool
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
 from pipelines.layout import Layout
@@ -75,7 +75,7 @@ def start_mirror(
     settings: Settings,
     layout: Layout,
     *,
-    trigger: dict[str, object],
+    trigger: Trigger,
     max_offsets_per_trigger: int | None = None,
     starting_offsets: str = "earliest",
 ) -> StreamingQuery:
