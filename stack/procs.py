@@ -102,7 +102,9 @@ def terminate(pid_file: Path, *, timeout: float = 30.0, leader_only: bool = Fals
         os.killpg(pid, signal.SIGKILL)  # what is left: the whole group after a timeout, or stragglers
     except (ProcessLookupError, PermissionError):
         pass
-    _reap(pid)
+    gone = time.monotonic() + 10  # a killed child of ours must be waited for, or it outlives us as a zombie
+    while _reap(pid) and time.monotonic() < gone:
+        time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
     return True
 
@@ -121,12 +123,14 @@ def kill(pid_file: Path) -> bool:
     return True
 
 
-def _reap(pid: int) -> None:
-    # A child of this very process would stay a zombie (and look alive) until waited for.
+def _reap(pid: int) -> bool:
+    """Wait for `pid` if it is a child of this very process that has exited (a zombie looks alive until it is
+    waited for). True while it is a child that has not exited yet."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        done, _ = os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
-        pass
+        return False  # not our child, or already reaped
+    return done == 0
 
 
 def ensure_port_free(host: str, port: int, *, service: str, setting: str) -> None:

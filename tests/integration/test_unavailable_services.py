@@ -47,14 +47,18 @@ def test_stopped_postgres_is_named(stack: Settings):
 
 
 def test_wrong_credentials_and_missing_bucket_are_named(stack: Settings, monkeypatch):
+    from common.settings import load_settings
+
     with pytest.raises(health.ServiceUnavailable, match="does not exist"):
         health.check_s3(replace(stack, lakehouse_root="s3a://no-such-bucket-here/lake"))
     wrong_pg = replace(stack, postgres=replace(stack.postgres, password="not-the-password"))
     with pytest.raises(health.ServiceUnavailable, match="password authentication failed"):
         health.check_postgres(wrong_pg)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")  # exported: it wins over .stack/env
+    wrong_key = load_settings()
+    assert wrong_key.s3.secret_access_key == "not-the-secret"
     with pytest.raises(health.ServiceUnavailable, match="refused the credentials"):
-        health.check_s3(stack)
+        health.check_s3(replace(wrong_key, lakehouse_root=stack.lakehouse_root))
 
 
 def test_preflight_lists_every_failure_at_once(stack: Settings):
