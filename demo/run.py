@@ -90,7 +90,28 @@ def next_first_pass(state: Path) -> int:
     return runs * PASSES_PER_RUN
 
 
-def parts(args: argparse.Namespace, first_pass: int = 0) -> list[Part]:
+def start_at(newest_ms: int | None, now_ms: int) -> int | None:
+    """When this run's stream starts: now, or just after the newest time the tables have seen if that is later.
+    At 10 x real time a demo's stream runs ahead of the clock (an hour of demo is ten hours of stream), and a
+    second run starting at "now" would be hours behind the first run's stream: gold would count none of its
+    RSVPs, all late."""
+    if newest_ms is None or newest_ms < now_ms:
+        return None
+    return newest_ms + 1000
+
+
+def newest_stream_time(settings: Settings) -> int | None:
+    """The greatest RSVP time gold has seen in the current generation (gold/watermarks), or None."""
+    from app.data import Lakehouse, NoData, ServiceDown
+
+    try:
+        marks = Lakehouse(settings).table("gold", "watermarks", ["max_mtime"])
+    except (NoData, ServiceDown):
+        return None
+    return None if marks.empty else int(marks["max_mtime"].max())
+
+
+def parts(args: argparse.Namespace, first_pass: int = 0, start_at_ms: int | None = None) -> list[Part]:
     if args.source == "captures":
         source = ["--captures", CAPTURES, "--rebase", "--loop", "--new-ids-each-loop", "--pace", "recorded",
                   "--speed", str(args.speed)]  # fmt: skip
@@ -98,6 +119,9 @@ def parts(args: argparse.Namespace, first_pass: int = 0) -> list[Part]:
     else:
         source = ["--generate", "--pace", "rate", "--rate", str(args.rate)]
         described = f"the generator, {args.rate:g} RSVPs/s"
+    if start_at_ms:
+        source += ["--start-at", str(start_at_ms)]
+        described += ", after the stream time the tables have reached"
     if first_pass:
         source += ["--first-pass", str(first_pass)]
         described += f" (run {first_pass // PASSES_PER_RUN + 1} on these tables: RSVP ids from pass {first_pass})"
@@ -233,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ensure_port_free("127.0.0.1", args.stream_port, service="replay server", setting="--stream-port")
     ensure_port_free("127.0.0.1", args.app_port, service="app", setting="--app-port")
-    plan = parts(args, next_first_pass(args.state_dir))
+    plan = parts(args, next_first_pass(args.state_dir), start_at(newest_stream_time(settings), int(time.time() * 1000)))
 
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())

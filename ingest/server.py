@@ -350,6 +350,7 @@ def capture_source(
     max_gap_s: float | None = None,
     new_ids_each_loop: bool = False,
     first_pass: int = 0,
+    start_at_ms: int | None = None,
 ) -> FrameSource:
     """The captures end to end. Rebased, pauses in them longer than max_gap_s (10 s by default) are cut short,
     so the stream never goes quiet for days."""
@@ -357,7 +358,8 @@ def capture_source(
     if max_gap_s is None and rebase:
         max_gap_s = DEFAULT_MAX_GAP_S
     max_gap_ms = None if max_gap_s is None else int(max_gap_s * 1000)
-    rebase_to = int(time.time() * 1000) if rebase else None  # fixed at start: reconnects see the same times
+    # fixed at start, so reconnects see the same times
+    rebase_to = (start_at_ms or int(time.time() * 1000)) if rebase else None
     return lambda: fr.replay(
         captures, rebase_to_ms=rebase_to, loop=loop, max_gap_ms=max_gap_ms, new_ids_each_loop=new_ids_each_loop,
         first_pass=first_pass,
@@ -382,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--count", type=int, default=0, help="generated RSVPs per connection (0: endless)")
     source.add_argument("--seed", type=int, default=1, help="the generator's seed (the same seed, the same stream)")
     source.add_argument("--rebase", action="store_true", help="shift times so the first capture starts now")
+    source.add_argument(
+        "--start-at", type=int, default=None, metavar="EPOCH_MS",
+        help="the stream's first time instead of now (--rebase, and the generator): meetup-demo passes the newest "
+        "time its tables have seen, so a second run is not late against the first run's stream",
+    )  # fmt: skip
     source.add_argument(
         "--max-gap", type=float, default=None, metavar="SECONDS",
         help=f"cut pauses in the captures to this (default with --rebase: {DEFAULT_MAX_GAP_S:g} s; without: none)",
@@ -423,7 +430,7 @@ def sources_from_args(args: argparse.Namespace) -> dict[str, FrameSource]:
     if args.generate:
         from ingest.generator import generator_sources
 
-        generated = generator_sources(seed=args.seed, count=args.count or None)
+        generated = generator_sources(seed=args.seed, count=args.count or None, start_ms=args.start_at)
         if args.first_pass:
             rsvps, offset = generated["rsvps"], args.first_pass * fr.ID_STRIDE
             generated["rsvps"] = lambda: (fr.new_rsvp_ids(frame, offset) for frame in rsvps())
@@ -434,7 +441,7 @@ def sources_from_args(args: argparse.Namespace) -> dict[str, FrameSource]:
             raise cli.CommandError(f"no capture matches {args.captures}", status=cli.USAGE)
         sources["rsvps"] = capture_source(
             paths, rebase=args.rebase, loop=args.loop, max_gap_s=args.max_gap, new_ids_each_loop=args.new_ids_each_loop,
-            first_pass=args.first_pass,
+            first_pass=args.first_pass, start_at_ms=args.start_at,
         )  # fmt: skip
     if not sources:
         raise cli.CommandError("give --captures FILE... and/or --generate", status=cli.USAGE)

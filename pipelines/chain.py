@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(settings, "meetup-chain", extra_conf=None if args.metrics_port == 0 else exporter.SPARK_CONF)
     if args.metrics_port != 0 and spark.sparkContext.uiWebUrl:
         ui = spark.sparkContext.uiWebUrl
-        log.info("Spark's metrics on %s/metrics/prometheus and %s/metrics/executors/prometheus", ui, ui)
+        log.info("Spark's metrics on %s/metrics/prometheus/ and %s/metrics/executors/prometheus", ui, ui)
     spark.sparkContext.setLogLevel("WARN")  # spark-submit's default INFO buries the chain's own progress
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "a local or submitted driver has a JVM gateway"

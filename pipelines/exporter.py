@@ -13,7 +13,7 @@ events that fill `gold/pipeline_metrics` and `gold/freshness`:
 - per stream, from silver's batches: `meetup_chain_messages_total{outcome="valid"|"quarantined"}`.
 
 Spark serves its own metrics on its UI port (`SPARK_CONF`): the driver's, the executors', and each
-streaming query's (`spark.sql.streaming.metricsEnabled`) on `/metrics/prometheus`, and executor summaries
+streaming query's (`spark.sql.streaming.metricsEnabled`) on `/metrics/prometheus/`, and executor summaries
 on `/metrics/executors/prometheus`.
 """
 

@@ -202,3 +202,24 @@ def test_the_servers_first_pass_moves_the_generators_ids_and_the_captures_alike(
     assert first_ids("--captures", str(CAPTURES[0]), "--first-pass", "1000") == [
         i + 1000 * fr.ID_STRIDE for i in captured
     ]
+
+
+def test_a_second_demo_starts_its_stream_after_the_time_the_tables_have_reached():
+    from itertools import islice
+
+    from demo.run import start_at
+    from ingest.server import build_parser, sources_from_args
+
+    now = 1_800_000_000_000
+    assert start_at(None, now) is None, "nothing seen yet: now"
+    assert start_at(now - 60_000, now) is None, "a stream behind the clock: now"
+    assert start_at(now + 3 * 3_600_000, now) == now + 3 * 3_600_000 + 1000, "ahead of the clock (10 x): after it"
+
+    def first_mtimes(*argv: str) -> list[int]:
+        sources = sources_from_args(build_parser().parse_args(list(argv)))
+        return [json.loads(frame)["mtime"] for frame in islice(sources["rsvps"](), 20)]
+
+    later = now + 3 * 3_600_000
+    assert first_mtimes("--captures", str(CAPTURES[0]), "--rebase", "--start-at", str(later))[0] == later
+    assert min(first_mtimes("--generate", "--start-at", str(later))) >= later - 3 * 86_400_000  # late ones allowed
+    assert max(first_mtimes("--generate", "--start-at", str(later))) >= later
