@@ -96,7 +96,15 @@ def restart(stack, service: str, outage_s: float) -> None:
     module.up(stack)
 
 
-@pytest.mark.parametrize("service", ["kafka", "s3", "postgres"])
+KAFKA_RESTART_BUG = (
+    "known bug (2026-12-05): after a broker restart the chain runs on but its Kafka queries take in nothing "
+    "more; README, Troubleshooting. strict: this fails as soon as the chain does wait it out"
+)
+
+
+@pytest.mark.parametrize(
+    "service", [pytest.param("kafka", marks=pytest.mark.xfail(strict=True, reason=KAFKA_RESTART_BUG)), "s3", "postgres"]
+)
 def test_a_service_restart_while_the_chain_streams_loses_and_doubles_nothing(stack, spark, unique, service):
     settings = isolated(stack, unique)
     frames = capture_frames() + list(generator.rsvps(seed=31, count=26_000))
