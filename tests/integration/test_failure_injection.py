@@ -102,8 +102,19 @@ KAFKA_RESTART_BUG = (
 )
 
 
+POSTGRES_RESTART_BUG = (
+    "known bug (2026-12-05): a 20 s PostgreSQL restart ended the chain with status 1 instead of being waited out; "
+    "README, Troubleshooting. strict: this fails as soon as the chain does wait it out"
+)
+
+
 @pytest.mark.parametrize(
-    "service", [pytest.param("kafka", marks=pytest.mark.xfail(strict=True, reason=KAFKA_RESTART_BUG)), "s3", "postgres"]
+    "service",
+    [
+        pytest.param("kafka", marks=pytest.mark.xfail(strict=True, reason=KAFKA_RESTART_BUG)),
+        "s3",
+        pytest.param("postgres", marks=pytest.mark.xfail(strict=True, reason=POSTGRES_RESTART_BUG)),
+    ],
 )
 def test_a_service_restart_while_the_chain_streams_loses_and_doubles_nothing(stack, spark, unique, service):
     settings = isolated(stack, unique)
