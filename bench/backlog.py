@@ -19,9 +19,7 @@ import argparse
 import sys
 import time
 
-from pyspark.sql import functions as F
-
-from bench.common import isolated, write_results
+from bench.common import from_json_seconds, isolated, write_results
 from common.settings import load_settings
 from common.spark import build_spark
 from ingest import generator
@@ -32,7 +30,6 @@ from pipelines.gold.job import rebuild_snapshots, start_gold
 from pipelines.layout import Layout
 from pipelines.silver import mirror
 from pipelines.silver.job import SilverBatch
-from pipelines.silver.schemas import RSVP_MESSAGE
 from stack import kafka as kafka_service
 from tests.helpers import produce
 
@@ -55,12 +52,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
     query.awaitTermination()
     bronze_s = time.perf_counter() - started
 
-    bronze_df = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
-    started = time.perf_counter()
-    bronze_df.select(F.from_json(F.col("value").cast("string"), RSVP_MESSAGE).alias("m")).agg(
-        F.sum("m.guests")
-    ).collect()
-    parse_s = time.perf_counter() - started
+    parse_s = from_json_seconds(spark, layout.table("bronze", "rsvps"))
 
     mirror.apply_ddl(settings)
     silver_batch = SilverBatch(spark, settings, layout, "rsvps", mirror_to_postgres=True)

@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
 
-import psutil
 from prometheus_client import REGISTRY
-from pyspark.sql import functions as F
 
-from bench.common import isolated, write_results
+from bench.common import from_json_seconds, isolated, write_results
+from bench.system import tree_rss
 from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
 from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER, STAGES, run_chain
 from pipelines.layout import Layout
-from pipelines.silver.schemas import RSVP_MESSAGE
 from stack import kafka as kafka_service
 from tests.helpers import produce
 
@@ -46,17 +45,6 @@ def log(message: str) -> None:
 
 def taken_in(query: str) -> float:
     return REGISTRY.get_sample_value("meetup_chain_input_rows_total", {"query": query}) or 0.0
-
-
-def tree_rss() -> int:
-    me = psutil.Process()
-    total = 0
-    for process in [me, *me.children(recursive=True)]:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def run_size(spark, base: Settings, size: int, interval: str) -> dict:
@@ -87,7 +75,7 @@ def run_size(spark, base: Settings, size: int, interval: str) -> dict:
     runner.start()
     peak, done_at, last_report = 0, {}, started
     while runner.is_alive():
-        peak = max(peak, tree_rss())
+        peak = max(peak, tree_rss(os.getpid()))
         now = time.perf_counter()
         for query in QUERIES:
             if query not in done_at and taken_in(query) - before[query] >= size:
@@ -112,12 +100,7 @@ def run_size(spark, base: Settings, size: int, interval: str) -> dict:
         with conn.cursor() as cur:
             cur.execute(f'SELECT count(*) FROM "{settings.postgres.schema}".rsvps')  # a name of ours
             mirrored = cur.fetchone()[0]
-    bronze_df = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
-    started = time.perf_counter()
-    bronze_df.select(F.from_json(F.col("value").cast("string"), RSVP_MESSAGE).alias("m")).agg(
-        F.sum("m.guests")
-    ).collect()
-    parse_s = time.perf_counter() - started
+    parse_s = from_json_seconds(spark, layout.table("bronze", "rsvps"))
     return {
         "rsvps": size,
         "distinct": distinct,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 
 from common.settings import PROJECT_ROOT, Settings
@@ -26,3 +27,18 @@ def write_results(name: str, payload: dict, table: list[str]) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
     (RESULTS / f"{name}.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
+
+
+def from_json_seconds(spark, bronze_path: str) -> float:
+    """Seconds Spark's own `from_json` takes over a bronze table's values: the reference a benchmark's rate is
+    set beside, since it moves with the machine as the chain does."""
+    from pyspark.sql import functions as F
+
+    from pipelines.silver.schemas import RSVP_MESSAGE
+
+    bronze_df = spark.read.format("delta").load(bronze_path)
+    started = time.perf_counter()
+    bronze_df.select(F.from_json(F.col("value").cast("string"), RSVP_MESSAGE).alias("m")).agg(
+        F.sum("m.guests")
+    ).collect()
+    return time.perf_counter() - started
