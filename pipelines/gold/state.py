@@ -5,7 +5,17 @@ in every batch: 4-8 s of a 10 s batch under load (README, "The hot path and the 
 in the query's own state store (RocksDB, in the checkpoint), keyed by Kafka partition:
 
 - `max_mtime` (a value): the greatest mtime seen so far in the partition, which defines lateness;
-- `counted` (a map, rsvp_id -> state): the version of each RSVP that the counts hold now.
+- `counted_buckets` (a map, bucket -> the states of its RSVPs): the version of each RSVP that the counts hold
+  now, grouped by `rsvp_id >> BUCKET_BITS`.
+
+Why buckets: the state server is a round trip from Python to the JVM per call, and with one map entry per
+RSVP gold paid two (a `getValue`, an `updateValue`) per RSVP, 1.1-1.4 ms an RSVP on an idle machine and about
+6 ms on the busy two cores of the rate sweep, which capped gold near 160 RSVPs/s (README, "The rate sweep").
+Meetup's RSVP ids grow with time, so a batch's RSVPs are mostly recent ids that share a few buckets, plus a
+few older RSVPs changed again: one `getValue` and one `updateValue` per bucket touched
+(`bench/decide_state.py` measures both layouts). A generation written before the buckets has its per-RSVP map
+(`counted`) moved into buckets by its first batch after the upgrade, in that batch's state commit
+(`to_buckets`), and the map emptied.
 
 `GoldState.handleInputRows` sees one partition's facts of one micro-batch, in offset order, and emits one
 row per decision (`kind`):
@@ -30,7 +40,7 @@ state be keyed by partition.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +147,62 @@ def decide_partition(
     return Decided(rows, updates, greatest)
 
 
+BUCKET_BITS = 12  # 4,096 ids a bucket: a few hundred RSVPs of the public stream, a few buckets a batch
+BUCKET_KEY = T.StructType([T.StructField("bucket", T.LongType())])
+BUCKET_ENTRY = T.StructType([T.StructField("rsvp_id", T.LongType())] + list(STATE_VALUE.fields))
+BUCKET = T.StructType([T.StructField("entries", T.ArrayType(BUCKET_ENTRY, False))])
+
+
+def bucket_of(rsvp_id: int) -> int:
+    return rsvp_id >> BUCKET_BITS
+
+
+def bucket_value(states: dict[int, tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]]]:
+    """A bucket's RSVPs (rsvp_id -> state value) as the state store keeps them (BUCKET)."""
+    return ([(rsvp_id, *value) for rsvp_id, value in sorted(states.items())],)
+
+
+def bucket_states(stored: tuple[Any, ...] | None) -> dict[int, tuple[Any, ...]]:
+    """A stored bucket (BUCKET, or None) -> rsvp_id -> state value."""
+    return {int(e[0]): tuple(e[1:]) for e in stored[0]} if stored is not None else {}
+
+
+class CountedStates:
+    """One partition's counted states for one batch, read and written a bucket at a time.
+
+    load(bucket) -> the bucket's stored value (BUCKET) or None. Pure apart from that reader, so that it is
+    tested without a state store (tests/unit/test_gold_state.py)."""
+
+    def __init__(self, rsvp_ids: Iterable[int], load: Callable[[int], tuple[Any, ...] | None]):
+        self.buckets = {b: bucket_states(load(b)) for b in sorted({bucket_of(int(i)) for i in rsvp_ids})}
+        self._changed: set[int] = set()
+
+    def get(self, rsvp_id: int) -> tuple[Any, ...] | None:
+        """The RSVP's counted state value (STATE_VALUE order), or None."""
+        return self.buckets[bucket_of(rsvp_id)].get(rsvp_id)
+
+    def set(self, rsvp_id: int, value: tuple[Any, ...]) -> None:
+        self.buckets[bucket_of(rsvp_id)][rsvp_id] = value
+        self._changed.add(bucket_of(rsvp_id))
+
+    def writes(self) -> Iterator[tuple[int, tuple[list[tuple[Any, ...]]]]]:
+        """(bucket, value) for each bucket whose states changed: what to store."""
+        for bucket in sorted(self._changed):
+            yield bucket, bucket_value(self.buckets[bucket])
+
+
+def to_buckets(
+    per_rsvp: Iterable[tuple[tuple[Any, ...], tuple[Any, ...]]], load: Callable[[int], tuple[Any, ...] | None]
+) -> dict[int, tuple[list[tuple[Any, ...]]]]:
+    """The per-RSVP map of a generation written before the buckets ((rsvp_id,), state value) pairs -> the
+    buckets to store, each merged with what the bucket already holds (which wins: only the bucketed state was
+    written after the map)."""
+    moved: dict[int, dict[int, tuple[Any, ...]]] = {}
+    for (rsvp_id,), value in per_rsvp:
+        moved.setdefault(bucket_of(int(rsvp_id)), {})[int(rsvp_id)] = tuple(value)
+    return {bucket: bucket_value({**states, **bucket_states(load(bucket))}) for bucket, states in moved.items()}
+
+
 class GoldState(StatefulProcessor):
     """Decides, per Kafka partition and batch, which facts are late, which are counted and what they replace."""
 
@@ -145,6 +211,8 @@ class GoldState(StatefulProcessor):
 
     def init(self, handle: StatefulProcessorHandle) -> None:
         self.max_mtime = handle.getValueState("max_mtime", T.StructType([T.StructField("ms", T.LongType())]))
+        self.buckets = handle.getMapState("counted_buckets", BUCKET_KEY, BUCKET)
+        # one entry per RSVP: the layout before the buckets, moved into them once (to_buckets), then empty
         self.counted = handle.getMapState(
             "counted", T.StructType([T.StructField("rsvp_id", T.LongType())]), STATE_VALUE
         )
@@ -157,9 +225,17 @@ class GoldState(StatefulProcessor):
             return
         stored = self.max_mtime.get() if self.max_mtime.exists() else None
         prior = stored[0] if stored is not None else None
-        decided = decide_partition(facts, prior, lambda rsvp_id: self.counted.getValue((rsvp_id,)), self.lateness_ms)
+        load = lambda bucket: self.buckets.getValue((bucket,))  # noqa: E731
+        if self.counted.exists():  # a generation from before the buckets: its first batch since moves them
+            for bucket, value in to_buckets(self.counted.iterator(), load).items():
+                self.buckets.updateValue((bucket,), value)
+            self.counted.clear()
+        states = CountedStates(facts["rsvp_id"].tolist(), load)
+        decided = decide_partition(facts, prior, states.get, self.lateness_ms)
         for rsvp_id, value in decided.counted.items():
-            self.counted.updateValue((rsvp_id,), value)
+            states.set(rsvp_id, value)
+        for bucket, value in states.writes():
+            self.buckets.updateValue((bucket,), value)
         self.max_mtime.update((decided.max_mtime,))
         yield decided.rows
 

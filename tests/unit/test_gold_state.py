@@ -6,7 +6,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipelines.gold.state import COUNTED, IGNORED, LATE, MARK, REPLACED, decide_partition
+from pipelines.gold.state import (
+    BUCKET_BITS,
+    COUNTED,
+    IGNORED,
+    LATE,
+    MARK,
+    REPLACED,
+    CountedStates,
+    bucket_of,
+    bucket_value,
+    decide_partition,
+    to_buckets,
+)
 
 T0 = 1_700_000_000_000
 LATENESS = 600_000
@@ -98,3 +110,46 @@ def test_missing_values_leave_the_decisions_as_nulls_not_nans():
     assert pd.isna(counted["group_id"]) and counted["state"] is None
     assert str(decided.rows["group_id"].dtype) == "Int64"
     assert decided.counted[1][8] is None, "the state keeps a missing group as None"
+
+
+def value(mtime: int, offset: int, response: str = "yes") -> tuple:
+    """A counted state value (STATE_VALUE order)."""
+    return (mtime, 0, offset, response, 0, "us", None, "NYC", 1, "e", ["a"])
+
+
+def test_counted_states_read_each_bucket_once_and_write_back_only_the_buckets_that_changed():
+    near, far = 5 << BUCKET_BITS, 9 << BUCKET_BITS  # two buckets
+    stored = {5: bucket_value({near: value(T0, 1), near + 1: value(T0, 2)}), 9: bucket_value({far: value(T0, 3)})}
+    loads: list[int] = []
+
+    def load(bucket):
+        loads.append(bucket)
+        return stored.get(bucket)
+
+    states = CountedStates([near, near + 1, far, far, near + 2], load)
+    assert sorted(loads) == [5, 9], "one read per bucket touched, however many of its RSVPs the batch holds"
+    assert states.get(near) == value(T0, 1) and states.get(far) == value(T0, 3)
+    assert states.get(near + 2) is None, "an RSVP not in its bucket has no state"
+    states.set(near + 2, value(T0 + 1, 4))
+    (write,) = list(states.writes())
+    assert write == (5, bucket_value({near: value(T0, 1), near + 1: value(T0, 2), near + 2: value(T0 + 1, 4)}))
+
+
+def test_counted_states_on_buckets_decide_as_a_plain_mapping_of_rsvps_does():
+    plain = {1: value(T0, 1), 2: value(T0, 2)}
+    stored = {bucket_of(1): bucket_value(plain)}
+    batch = facts((7, 1, T0 + 5, "no"), (9, 2, T0 - 1, "no"), (10, 3, T0, "yes"))
+    states = CountedStates(batch["rsvp_id"], stored.get)
+    on_buckets, on_plain = (decide_partition(batch, T0, get, LATENESS) for get in (states.get, plain.get))
+    pd.testing.assert_frame_equal(on_buckets.rows, on_plain.rows)
+    assert on_buckets.counted == on_plain.counted
+
+
+def test_a_per_rsvp_map_moves_into_buckets_and_what_a_bucket_already_holds_wins():
+    per_rsvp = [((1,), value(T0, 1)), ((2,), value(T0, 2)), ((7 << BUCKET_BITS,), value(T0, 3))]
+    newer = bucket_value({2: value(T0 + 9, 8, "no")})  # written after the map: the map's entry for 2 is stale
+    moved = to_buckets(per_rsvp, {bucket_of(2): newer}.get)
+    assert moved == {
+        bucket_of(1): bucket_value({1: value(T0, 1), 2: value(T0 + 9, 8, "no")}),
+        7: bucket_value({7 << BUCKET_BITS: value(T0, 3)}),
+    }
