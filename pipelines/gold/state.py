@@ -80,6 +80,10 @@ def _plain(name: str, value: Any) -> Any:
     return value
 
 
+def _plain_topics(value: Any) -> list[str] | None:
+    return None if value is None or (not hasattr(value, "__len__") and pd.isna(value)) else [str(t) for t in value]
+
+
 @dataclass
 class Decided:
     rows: pd.DataFrame  # DECISIONS
@@ -104,41 +108,42 @@ def decide_partition(
     watermark = earlier - lateness_ms
     late = (mtimes < watermark).fillna(False).astype(bool)
 
-    def row(kind: str, fact: Any, **extra: Any) -> dict[str, Any]:
-        values = {name: _plain(name, getattr(fact, name)) for name in STATE_FIELDS}
-        return {"kind": kind, **values, "kafka_timestamp": fact.kafka_timestamp, **extra}
-
-    out: list[dict[str, Any]] = []
-    facts = facts.assign(batch_watermark=watermark, is_late=late)
-    for fact in facts[facts["is_late"]].itertuples(index=False):
-        out.append(row(LATE, fact, watermark_ms=int(fact.batch_watermark)))
-    admitted = facts[~facts["is_late"]]
-    # the newest admitted fact per RSVP (versions within one partition order by mtime, then offset)
+    # the newest admitted fact per RSVP (versions within one partition order by mtime, then offset); one state
+    # lookup per RSVP, and Python values only for the states that change: the facts themselves stay columns
+    admitted = facts[~late]
     newest = admitted.sort_values(["version_mtime", "version_offset"]).drop_duplicates("rsvp_id", keep="last")
+    columns = {name: newest[name].tolist() for name in STATE_FIELDS}
     updates: dict[int, tuple[Any, ...]] = {}
-    for fact in newest.itertuples(index=False):
-        rsvp_id = int(fact.rsvp_id)
+    replaced: list[tuple[Any, ...]] = []
+    for i, rsvp_id in enumerate(columns["rsvp_id"]):
+        rsvp_id = int(rsvp_id)
         state = counted_now(rsvp_id)
-        version = (int(fact.version_mtime), int(fact.version_partition), int(fact.version_offset))
+        version = tuple(int(columns[name][i]) for name in ("version_mtime", "version_partition", "version_offset"))
         if state is not None and tuple(state[:3]) >= version:
             continue  # what is counted is as new or newer: this fact changes nothing
         if state is not None:
-            out.append({"kind": REPLACED, "rsvp_id": rsvp_id, **dict(zip(_VALUE_FIELDS, state, strict=True))})
-        updates[rsvp_id] = tuple(_plain(name, getattr(fact, name)) for name in _VALUE_FIELDS)
-    winners = {updates[rsvp_id][2] for rsvp_id in updates}  # their offsets
-    for fact in admitted.itertuples(index=False):
-        out.append(row(COUNTED if int(fact.version_offset) in winners else IGNORED, fact))
+            replaced.append((rsvp_id, *state))
+        updates[rsvp_id] = tuple(_plain(name, columns[name][i]) for name in _VALUE_FIELDS)
+    winners = [value[2] for value in updates.values()]  # their offsets, one fact each
 
+    kinds = pd.Series(IGNORED, index=facts.index, dtype=object)
+    kinds[late] = LATE
+    kinds[~late & facts["version_offset"].isin(winners)] = COUNTED
+    decided = facts[[*STATE_FIELDS, "kafka_timestamp"]].assign(kind=kinds, watermark_ms=watermark.where(late))
+    decided["topics"] = decided["topics"].map(_plain_topics)
     greatest = int(mtimes.max()) if prior_max is None else max(prior_max, int(mtimes.max()))
-    out.append(
-        {
-            "kind": MARK,
-            "version_partition": int(facts["version_partition"].iloc[0]),
-            "version_offset": int(facts["version_offset"].max()),
-            "version_mtime": greatest,
-        }
-    )
-    rows = pd.DataFrame(out, columns=_COLUMNS)
+    mark = {
+        "kind": MARK,
+        "version_partition": int(facts["version_partition"].iloc[0]),
+        "version_offset": int(facts["version_offset"].max()),
+        "version_mtime": greatest,
+    }
+    whole = {name: "Int64" for name in (*_INTS, "watermark_ms")}  # kept whole: not through float64, which rounds
+    replaced_rows = pd.DataFrame(replaced, columns=STATE_FIELDS).assign(kind=REPLACED)
+    parts = [decided[late], replaced_rows, decided[~late], pd.DataFrame([mark])]
+    rows = pd.concat(
+        [part.astype({n: t for n, t in whole.items() if n in part}) for part in parts if len(part)], ignore_index=True
+    ).reindex(columns=list(_COLUMNS))
     for name in _COLUMNS:  # a row leaves out what its kind does not have: null, not NaN
         if name in _INTS or name == "watermark_ms":
             rows[name] = rows[name].astype("Int64")  # whole numbers with gaps, not floats
