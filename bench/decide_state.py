@@ -87,20 +87,15 @@ def no_state_processor():
     """A processor that touches no state and decides nothing: every fact out as `counted`."""
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
-    from pipelines.gold.state import _COLUMNS, _INTS, COUNTED
+    from pipelines.gold.state import _COLUMNS, COUNTED, typed
 
     class NoState(StatefulProcessor):
         def init(self, handle):
             pass
 
         def handleInputRows(self, key, rows, timerValues):  # noqa: N802 - Spark's name
-            facts = pd.concat(list(rows), ignore_index=True).assign(kind=COUNTED, watermark_ms=None)[list(_COLUMNS)]
-            for name in _COLUMNS:
-                if name in _INTS or name == "watermark_ms":
-                    facts[name] = facts[name].astype("Int64")
-                elif name != "kafka_timestamp":
-                    facts[name] = facts[name].astype(object).where(facts[name].notna(), None)
-            yield facts
+            facts = pd.concat(list(rows), ignore_index=True).assign(kind=COUNTED, watermark_ms=None)
+            yield typed(facts[list(_COLUMNS)])
 
         def close(self):
             pass
@@ -108,15 +103,20 @@ def no_state_processor():
     return NoState()
 
 
-def decisions_query(spark, source: str, processor):
+def fact_schema():
+    """The facts gold's state store takes (RSVP_STATE's columns, then the Kafka timestamp)."""
     from pyspark.sql import types as T
 
     from pipelines.gold.schemas import RSVP_STATE
+
+    return T.StructType(RSVP_STATE.fields + [T.StructField("kafka_timestamp", T.TimestampType())])
+
+
+def decisions_query(spark, source: str, processor):
     from pipelines.gold.state import DECISIONS, STATE_FIELDS
 
-    schema = T.StructType(RSVP_STATE.fields + [T.StructField("kafka_timestamp", T.TimestampType())])
     return (
-        spark.readStream.schema(schema)
+        spark.readStream.schema(fact_schema())
         .parquet(source)
         .select(*STATE_FIELDS, "kafka_timestamp")
         .groupBy("version_partition")
@@ -128,12 +128,9 @@ def decisions_query(spark, source: str, processor):
 
 def run_layout(spark, root: str, layout: str, batches: list[list[tuple[Any, ...]]], lateness_ms: int):
     """Each batch through the layout's query -> (seconds per batch, the decisions)."""
-    from pyspark.sql import types as T
-
-    from pipelines.gold.schemas import RSVP_STATE
     from pipelines.gold.state import GoldState
 
-    schema = T.StructType(RSVP_STATE.fields + [T.StructField("kafka_timestamp", T.TimestampType())])
+    schema = fact_schema()
     source, checkpoint = f"{root}/{layout[:6]}-in", f"{root}/{layout[:6]}-checkpoint"
     seconds: list[float] = []
     decided: list[tuple[Any, ...]] = []

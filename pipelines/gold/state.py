@@ -143,12 +143,18 @@ def decide_partition(
     rows = pd.concat(
         [part.astype({n: t for n, t in whole.items() if n in part}) for part in parts if len(part)], ignore_index=True
     ).reindex(columns=list(_COLUMNS))
-    for name in _COLUMNS:  # a row leaves out what its kind does not have: null, not NaN
+    return Decided(typed(rows), updates, greatest)
+
+
+def typed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Decision rows (DECISIONS' columns) as Arrow takes them: a row leaves out what its kind does not have,
+    as null, not NaN; whole numbers with gaps as Int64, not floats."""
+    for name in _COLUMNS:
         if name in _INTS or name == "watermark_ms":
-            rows[name] = rows[name].astype("Int64")  # whole numbers with gaps, not floats
+            rows[name] = rows[name].astype("Int64")
         elif name != "kafka_timestamp":
             rows[name] = rows[name].astype(object).where(rows[name].notna(), None)
-    return Decided(rows, updates, greatest)
+    return rows
 
 
 BUCKET_BITS = 12  # 4,096 ids a bucket: a few hundred RSVPs of the public stream, a few buckets a batch

@@ -4,8 +4,7 @@ always had them. Local files only; no service."""
 
 from __future__ import annotations
 
-from bench.decide_state import decisions_query, fact_batches, per_rsvp_processor
-from pipelines.gold.schemas import RSVP_STATE
+from bench.decide_state import decisions_query, fact_batches, fact_schema, per_rsvp_processor
 from pipelines.gold.state import GoldState
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
 
@@ -14,9 +13,7 @@ BATCHES = list(fact_batches(rows=300, batches=3, seed=11))
 
 def run(spark, root, processors) -> list[tuple]:
     """One batch of BATCHES per processor, each an availableNow run on one checkpoint -> every decision."""
-    from pyspark.sql import types as T
-
-    schema = T.StructType(RSVP_STATE.fields + [T.StructField("kafka_timestamp", T.TimestampType())])
+    schema = fact_schema()
     decided: list[tuple] = []
 
     def sink(df, batch_id):
