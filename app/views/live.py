@@ -10,6 +10,16 @@ from app.ui import REFRESH, label_every_bar, lake, load, show_as_of
 
 st.title("Live")
 minutes = st.slider("Minutes of stream time on the rate chart", 10, 240, 60, step=10, key="live_minutes")
+FEED_COLUMNS = {
+    "scored_at": st.column_config.DatetimeColumn("scored at (UTC)", format="HH:mm:ss"),
+    "answer": "answer",
+    "probability_yes": st.column_config.ProgressColumn("p(yes)", format="%.2f", min_value=0.0, max_value=1.0),
+    "predicted": "predicted",
+    "group_name": "group",
+    "event_name": "event",
+    "country": "country",
+    "model_version": "model",
+}
 feed_rows = st.selectbox("Scored RSVPs in the feed", [20, 50, 100], index=0, key="live_feed_rows")
 
 
@@ -48,10 +58,10 @@ def live() -> None:
     st.subheader("Scored RSVPs")
     feed = load(lambda: data.scored_feed(lh, feed_rows))
     if feed is not None:
+        # what a person reads first (the answer beside the model's guess) before the long names, which
+        # otherwise pushed p(yes) off the right edge of the table
         st.dataframe(
-            feed[["scored_at", "group_name", "event_name", "country", "answer", "probability_yes", "predicted",
-                  "model_version"]],
-            hide_index=True,
+            feed[list(FEED_COLUMNS)], hide_index=True, column_config=FEED_COLUMNS,
         )  # fmt: skip
 
 

@@ -41,7 +41,9 @@ def test_live_shows_totals_rate_groups_and_the_scored_feed(lake):
     assert charts(at) == 3  # rate, top groups, yes/no
     feed = at.dataframe[0].value
     assert sorted(feed["group_name"]) == ["Coders", "Hikers"]  # both scored at the same instant: either order
-    assert {"probability_yes", "model_version", "answer"} <= set(feed.columns)
+    # the answer and the model's p(yes) first, where a narrow window still shows them; the names after
+    assert list(feed.columns[:4]) == ["scored_at", "answer", "probability_yes", "predicted"]
+    assert {"group_name", "event_name", "model_version"} <= set(feed.columns)
     # gold's newest batch is days old and gold has not run since: red, in words
     assert len(at.error) == 1 and not at.success
     stalled = r"Stalled: gold's query is not running; its last RSVPs were 7 s behind Kafka\."
