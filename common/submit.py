@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from common import cli, health
 from common.settings import PROJECT_ROOT, Settings
-from common.spark import spark_jars
+from common.spark import DRIVER_JAVA_OPTIONS, spark_jars
 
 PACKAGES = ("common", "pipelines", "ml", "ingest")  # what executors may import from this project
 RESOURCES = ("sql",)  # files the jobs read beside their code: the mirror's DDL
@@ -85,6 +85,8 @@ def submit_command(submit: str, settings: Settings, args: list[str], py_files: P
 
     default("--master", settings.spark.master)
     default("--driver-memory", settings.spark.driver_memory)
+    if not any(arg.startswith("spark.driver.extraJavaOptions") for arg in options):
+        default("--driver-java-options", DRIVER_JAVA_OPTIONS)  # see common.spark
     master = _option(options, "--master") or settings.spark.master
     if not master.startswith("local"):
         default("--executor-memory", settings.spark.executor_memory)

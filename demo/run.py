@@ -30,6 +30,7 @@ from pathlib import Path
 from common import cli, health
 from common.settings import PROJECT_ROOT, Settings, find_stack_dir
 from ml.registry import Registry
+from pipelines.chain import CHAIN_STOP_BUDGET_S
 from stack import kafka as kafka_service
 from stack.procs import StackError, ensure_port_free, log_tail, port_open, read_pid, spawn, terminate, wait_until
 
@@ -46,6 +47,7 @@ class Part:
     command: list[str]
     what: str
     state: Path
+    stop_within: float = 30.0  # seconds between its SIGTERM and a SIGKILL
 
     @property
     def log_file(self) -> Path:
@@ -68,9 +70,9 @@ class Part:
                 pass  # not our child (a demo left running, seen by --stop)
         return pid is not None
 
-    def stop(self, timeout: float) -> bool:
+    def stop(self) -> bool:
         # SIGTERM to the part itself, not its group: the chain stops its queries through its JVM first
-        return terminate(self.pid_file, timeout=timeout, leader_only=True)
+        return terminate(self.pid_file, timeout=self.stop_within, leader_only=True)
 
 
 def bin_(name: str) -> str:
@@ -132,7 +134,8 @@ def parts(args: argparse.Namespace, first_pass: int = 0, start_at_ms: int | None
         Part("producer", [bin_("meetup-ingest"), "--url", stream, "--streams", "rsvps"], "the stream into Kafka",
              state),
         Part("chain", [bin_("meetup-chain"), "--streams", "rsvps", "--interval", args.interval],
-             f"bronze, silver (+ PostgreSQL), gold, score; gold and PostgreSQL every {args.interval}", state),
+             f"bronze, silver (+ PostgreSQL), gold, score; gold and PostgreSQL every {args.interval}", state,
+             stop_within=CHAIN_STOP_BUDGET_S),
         Part("app", [bin_("meetup-app"), "--port", str(args.app_port)], f"http://127.0.0.1:{args.app_port}", state),
     ]  # fmt: skip
 
@@ -206,7 +209,7 @@ def status(settings: Settings) -> str:
     return ", ".join(found)
 
 
-def stop_all(running: list[Part], timeout: float = 90) -> None:
+def stop_all(running: list[Part]) -> None:
     # the source first, then the producer, then the chain (it ends between batches), then the app;
     # a second Ctrl-C must not cut this short and leave parts running
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -215,7 +218,7 @@ def stop_all(running: list[Part], timeout: float = 90) -> None:
     for part in running:
         if part.alive():
             log(f"stopping {part.name}")
-            part.stop(timeout)
+            part.stop()
 
 
 @cli.command("meetup-demo", StackError)

@@ -23,7 +23,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from common import cli, health, metrics_endpoint
 from common.settings import STREAMS, Settings
-from common.spark import build_spark
+from common.spark import SparkThread, build_spark
 from pipelines import checkpoints, exporter, generations, heartbeat
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.gold.fold import fold_counts
@@ -107,6 +107,7 @@ def run_chain(
     if "gold" in stages and "rsvps" in streams and not available_now:
         snapshots = SnapshotSchedule(spark, layout, settings, SNAPSHOT_EVERY_S)
         snapshots.start()
+    background: list[SparkThread] = [thread for thread in (snapshots, vacuums) if thread]
     try:
         for wave in waves:
             starters: list[Callable[[], StreamingQuery]] = []  # each starts (or restarts) one query
@@ -178,19 +179,25 @@ def run_chain(
                 progress_every,
                 lambda: flush_and_beat(spark, settings, layout, listener),
                 lambda name: checkpoints.mark(settings, layout, name),
+                on_stop=functools.partial(request_stops, background),
             )
             listener.backfill(queries)  # batches whose progress event is still on its way
             if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
                 fold_counts(spark, layout)  # the run's count changes, one row per key
                 rebuild_snapshots(spark, layout, settings)
     finally:
-        if snapshots:
-            snapshots.stop()
-        if vacuums:
-            vacuums.stop()
+        for thread in background:  # cut short, not waited for: their rounds are redone on the next run
+            if not thread.stop(timeout=BACKGROUND_STOP_S):
+                log.warning("%s still running after %.0fs; stopping without it", thread.name, BACKGROUND_STOP_S)
         spark.streams.removeListener(listener)
         listener.flush(spark, layout)
         _beat(settings, layout, [])  # stopped: the app's "as of" says so
+
+
+def request_stops(threads: list[SparkThread]) -> None:
+    """Ask every background thread to stop, cancelling its running job, without waiting for any."""
+    for thread in threads:
+        thread.request_stop()
 
 
 def flush_and_beat(spark: SparkSession, settings: Settings, layout: Layout, listener: MetricsListener) -> None:
@@ -264,9 +271,11 @@ def _wait(
     flush_metrics: Callable[[], object],
     mark_started: Callable[[str], None] = lambda name: None,
     flush_every: float = 10.0,
+    on_stop: Callable[[], None] = lambda: None,
 ) -> list[StreamingQuery]:
     """Start the queries, report progress and wait; restart a query hit by one of KNOWN_SPARK_BUGS.
-    Returns the queries, stopped (the restarted ones in place of those that failed)."""
+    Returns the queries, stopped (the restarted ones in place of those that failed); `on_stop` is called
+    first, so that what it stops ends while the running batches end."""
     queries = [start() for start in starters]
     restarts = [0] * len(queries)
     last_report = last_flush = time.monotonic()
@@ -317,11 +326,17 @@ def _wait(
                 raise failure
         mark_new()
     finally:
+        on_stop()
         stop_between_batches(queries)
     return queries
 
 
-STOP_WITHIN_S = 60.0  # how long a stop waits for the running batches to end; meetup-demo gives the chain 90 s
+# A stop's budget: the running batches end within STOP_WITHIN_S (cut after it); the snapshot and vacuum
+# threads are cut at once, alongside, and waited for at most BACKGROUND_STOP_S more; then the last metrics
+# are flushed and Spark stops. meetup-demo gives the chain CHAIN_STOP_BUDGET_S before it kills it.
+STOP_WITHIN_S = 60.0
+BACKGROUND_STOP_S = 20.0
+CHAIN_STOP_BUDGET_S = 150.0
 
 
 def stop_between_batches(queries: list[StreamingQuery], timeout: float = STOP_WITHIN_S) -> None:

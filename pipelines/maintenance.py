@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from common import cli
-from common.spark import one_row
+from common.spark import SparkThread, one_row
 from pipelines import catalogue, generations
 from pipelines.delta_io import retry_on_conflict
 from pipelines.layout import Layout
@@ -75,16 +74,16 @@ def maintain(
     return result
 
 
-class VacuumSchedule(threading.Thread):
-    """Vacuums the generation's tables every `every_s` seconds until stopped (a daemon thread)."""
+class VacuumSchedule(SparkThread):
+    """Vacuums the generation's tables every `every_s` seconds until stopped (a daemon thread; a stop cancels
+    the vacuum running, which the next run does again)."""
 
     def __init__(self, spark: SparkSession, layout: Layout, every_s: float, retain_hours: float = DEFAULT_RETAIN_HOURS):
-        super().__init__(name="vacuum-schedule", daemon=True)
-        self.spark, self.layout, self.every_s, self.retain_hours = spark, layout, every_s, retain_hours
-        self.stopped = threading.Event()
+        super().__init__(spark, "vacuum-schedule")
+        self.layout, self.every_s, self.retain_hours = layout, every_s, retain_hours
         self.runs = 0
 
-    def run(self) -> None:
+    def work(self) -> None:
         while not self.stopped.wait(self.every_s):
             try:
                 for path in table_paths(self.spark, self.layout):
@@ -93,10 +92,9 @@ class VacuumSchedule(threading.Thread):
                     vacuum(self.spark, path, self.retain_hours)
                 self.runs += 1
             except Exception as error:  # a failed vacuum must never stop the chain; it is retried next time
+                if self.stopped.is_set():
+                    return  # cut by the stop
                 log.warning("vacuum failed, will retry: %s", error)
-
-    def stop(self) -> None:
-        self.stopped.set()
 
 
 @cli.command("meetup-maintain", generations.GenerationError)

@@ -24,7 +24,6 @@ batch id), so what had committed is skipped.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +36,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
-from common.spark import HOT_POOL, SLOW_POOL, Trigger, in_pool, one_row, use_pool
+from common.spark import HOT_POOL, SLOW_POOL, SparkThread, Trigger, in_pool, one_row, use_pool
 from common.store import Store
 from ml.categories import group_topic_sets, load_assigner
 from pipelines import checkpoints
@@ -204,27 +203,18 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
         )
 
 
-class SnapshotSchedule:
+class SnapshotSchedule(SparkThread):
     """Folds the counts (fold.py) and rebuilds the snapshot tables every `every_s` seconds in a thread of its
     own, in the slow pool: they read whole count tables, which took 26 s inside a gold batch under load (a
     spike in gold's freshness every 30 s). Only this thread folds and writes snapshots. A failed round is
-    reported and tried again next time."""
+    reported and tried again next time; a stop cancels the round running (each table keeps its last commit)."""
 
     def __init__(self, spark: SparkSession, layout: Layout, settings: Settings | None, every_s: float = 60.0):
-        self.spark, self.layout, self.settings, self.every_s = spark, layout, settings, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gold-snapshots", daemon=True)
+        super().__init__(spark, "gold-snapshots", pool=SLOW_POOL)
+        self.layout, self.settings, self.every_s = layout, settings, every_s
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=300)
-
-    def _run(self) -> None:
-        use_pool(self.spark, SLOW_POOL)
-        while not self._stop.wait(self.every_s):
+    def work(self) -> None:
+        while not self.stopped.wait(self.every_s):
             clock = PhaseClock("gold-snapshots", int(time.time()))
             try:
                 with clock.phase("fold counts"):
@@ -233,6 +223,9 @@ class SnapshotSchedule:
                 with clock.phase("snapshots"):
                     rebuild_snapshots(self.spark, self.layout, self.settings)
             except Exception as error:  # noqa: BLE001 - the next round tries again; the stream goes on
+                if self.stopped.is_set():
+                    log.info("gold-snapshots: the stop cut a round short; the next run does it again")
+                    return
                 log.warning("gold-snapshots: fold or rebuild failed, tried again in %.0fs: %s", self.every_s, error)
             finally:
                 clock.close()

@@ -255,13 +255,13 @@ def test_the_demo_said_what_runs_and_ctrl_c_stops_everything_cleanly(system):
     pids = {p.stem: int(p.read_text()) for p in system.logs.glob("*.pid")}
     assert set(pids) == {"server", "producer", "chain", "app"}
     os.killpg(system.demo.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
-    assert system.demo.wait(timeout=180) == 0
+    assert system.demo.wait(timeout=300) == 0  # server, producer and app get 30 s each, the chain 150 s
     assert "demo: stopped" in (system.logs / "demo.out").read_text()
     for name, pid in pids.items():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # every part has exited
         assert not (system.logs / f"{name}.pid").exists()
     # not killed with its JVM: its last log line (time, level, command, component: message)
-    assert re.search(
-        r"INFO meetup-chain pipelines\.chain: stopped cleanly$", (system.logs / "chain.log").read_text(), re.M
-    )
+    chain_log = (system.logs / "chain.log").read_text()
+    assert re.search(r"INFO meetup-chain pipelines\.chain: stopped cleanly$", chain_log, re.M)
+    assert "Exception in thread" not in chain_log  # a batch the stop cut ended its query, not its thread
