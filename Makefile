@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-chain-backlog bench bench-system bench-soak bench-floor bench-delta-ops bench-mirror-batch bench-decide-state bench-ml bench-app bench-cluster chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-chain-backlog bench bench-system bench-soak bench-floor bench-delta-ops bench-mirror-batch bench-decide-state bench-parse-checks bench-ml bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -62,6 +62,7 @@ bench: stack-up ## every benchmark, then bench/results/summary.md and summary.pn
 	$(BIN)/python -m bench.delta_ops
 	$(BIN)/python -m bench.mirror_batch
 	$(BIN)/python -m bench.decide_state
+	$(BIN)/python -m bench.parse_checks
 	$(BIN)/python -m bench.backlog --sizes 100000 300000 1000000
 	$(BIN)/python -m bench.system --rates 2 20 200 --minutes 5
 	$(BIN)/python -m bench.ml --size 100000
@@ -90,6 +91,9 @@ bench-mirror-batch: jars ## one PostgreSQL-mirror batch's Spark side, alone: che
 
 bench-decide-state: jars ## gold's state store decide per RSVP: one map entry per RSVP vs buckets vs no state (bench/results/decide_state.md)
 	$(BIN)/python -m bench.decide_state
+
+bench-parse-checks: jars ## parse and check a message: the parse copied into each rule (before) vs parsed once (bench/results/parse_checks.md)
+	$(BIN)/python -m bench.parse_checks
 
 bench-ingest: stack-up ## websocket and HTTP stream -> Kafka throughput beside their references (bench/results/ingest.md)
 	$(BIN)/python -m bench.ingest

@@ -30,10 +30,21 @@ Rule = tuple[Column, str, Column]  # (broken?, reason, detail)
 
 
 def with_parsed(bronze_df: DataFrame, schema: T.StructType) -> DataFrame:
-    """Adds `json` (the value as text), `msg` (parsed with `schema`) and `keys` (its top-level keys)."""
+    """Adds `json` (the value as text), `msg` (parsed with `schema`, once per row) and `keys` (its top-level
+    keys).
+
+    `msg` is parsed once per row, and it takes a guard to keep it so: the rules read `msg` about 85 times,
+    and Spark's optimizer copies a column's expression into every filter that it pushes below the column's
+    projection (`filter_valid`), then prunes each copy of `from_json` to the one field it reads, so every
+    rule parsed the whole message again: 85 parses a row, 810 us a message for parse and checks (JFR showed
+    a third of the running chain's JVM in JacksonParser). A projection holding a nondeterministic expression
+    is one the optimizer neither pushes filters through nor copies, and `spark_partition_id()` is the
+    cheapest one: 124 us a message (tests/unit/test_silver_transforms.py checks the plan parses once).
+    """
+    parse_once = F.spark_partition_id() >= 0  # always true; nondeterministic, so `msg` stays one column
     return (
         bronze_df.withColumn("json", F.col("value").cast("string"))
-        .withColumn("msg", F.from_json(F.col("json"), schema))
+        .withColumn("msg", F.when(parse_once, F.from_json(F.col("json"), schema)))
         .withColumn("keys", F.json_object_keys(F.col("json")))
     )
 

@@ -126,6 +126,20 @@ def test_checks_built_once_give_each_batch_its_own_reasons(spark):
         assert_df_equality(result_df, expected_df, ignore_nullable=True)
 
 
+def test_each_message_is_parsed_once_however_many_rules_read_it(spark):
+    # every stage reads valid messages so: the checks, the filter, then the rows built from `msg`; Spark's
+    # optimizer once copied the parse into each rule of the filter (85 parses a row)
+    checks = validation.Checks(validation.rsvp_rules())
+    valid = validation.filter_valid(
+        checks.apply(validation.with_parsed(bronze_rows(spark, [WITH_VENUE]), RSVP_MESSAGE))
+    )
+    tables = transforms.rsvp_tables(valid, newest=False)
+    for df in (valid, *tables.values()):
+        plan = df._jdf.queryExecution().optimizedPlan().toString()
+        assert plan.count("from_json(") == 1, plan
+    assert valid.select("msg.rsvp_id").collect() == [(json.loads(WITH_VENUE)["rsvp_id"],)]
+
+
 def test_unknown_top_level_fields_are_counted_not_fatal(spark):
     result_df = checked(spark, [WITH_VENUE, edit(WITH_VENUE, x_new=1, y_new={"a": 1})]).select(
         "offset", "reason", "unknown_fields"
