@@ -4,7 +4,8 @@
 rates, the batch's duration and where it went, and for Kafka sources the lag (offsets behind the latest).
 Freshness (Kafka append -> visible in gold or PostgreSQL) is measured by the batches themselves and kept
 in `gold/freshness`; quarantine counts are in `silver/batch_stats`. The listener only buffers: the chain
-appends the buffer to Delta every `flush_every` seconds, off the listener's thread.
+appends the freshness rows to Delta every 10 s and the rest every minute (`meetup-chain --metrics-every`),
+off the listener's thread.
 """
 
 from __future__ import annotations
@@ -180,14 +181,20 @@ class MetricsListener(StreamingQueryListener):
                         added += 1
         return added
 
-    def flush(self, spark: SparkSession, layout: Layout, recorder: PhaseRecorder = RECORDER) -> int:
-        """Append the buffered progress rows to gold/pipeline_metrics, Spark's and the stages' phases
-        (`recorder`) to gold/batch_phases, and the stages' freshness rows to gold/freshness; returns the
-        number of progress rows."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-            phases, self._phases = self._phases, []
-        phases += recorder.drain()
+    def flush(
+        self, spark: SparkSession, layout: Layout, recorder: PhaseRecorder = RECORDER, *, everything: bool = True
+    ) -> int:
+        """Append the stages' freshness rows to gold/freshness and, with `everything`, the buffered progress
+        rows to gold/pipeline_metrics and Spark's and the stages' phases (`recorder`) to gold/batch_phases;
+        returns the number of progress rows appended. Each append is a Delta commit: the chain flushes the
+        freshness rows often (the app's "as of" line reads them) and the rest less often."""
+        rows: list[tuple[Any, ...]] = []
+        phases: list[tuple[Any, ...]] = []
+        if everything:
+            with self._lock:
+                rows, self._rows = self._rows, []
+                phases, self._phases = self._phases, []
+            phases += recorder.drain()
         freshness = FRESHNESS_BUFFER.drain()
         if freshness:
             spark.createDataFrame(freshness, FRESHNESS).write.format("delta").mode("append").save(
