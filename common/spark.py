@@ -107,10 +107,10 @@ class SparkThread(threading.Thread):
         """Stop the thread: cancel its jobs until it has left its loop; False if it is still running after
         `timeout` seconds (a driver-side step, such as a Delta commit, is never cut)."""
         deadline = time.monotonic() + timeout
-        self.stopped.set()
         while self.is_alive() and time.monotonic() < deadline:
-            self.spark.sparkContext.cancelJobGroup(self.job_group)  # again: a cut step may be followed by a job
+            self.request_stop()  # again and again: a cut step may be followed by another job
             self.join(timeout=0.5)
+        self.stopped.set()  # also for a thread that has not started
         return not self.is_alive()
 
 
