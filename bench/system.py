@@ -155,7 +155,9 @@ def stack_pids(settings: Settings) -> dict[str, int | None]:
     }
 
 
-def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, state: Path, interval: str) -> dict:
+def run_rate(
+    base: Settings, rate: float, minutes: float, warm_up_s: float, state: Path, interval: str, chain_args: str = ""
+) -> dict:
     name = f"sys{int(time.time())}r{int(rate)}"
     settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))
@@ -164,7 +166,7 @@ def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, stat
     demo = subprocess.Popen(
         [sys.executable, "-m", "demo.run", "--source", "generator", "--rate", str(rate), "--no-browser",
          "--state-dir", str(state), "--interval", interval, "--train-after", "1000000000",
-         "--status-every", "60"],
+         "--status-every", "60", "--chain-args", chain_args],
         cwd=PROJECT_ROOT, env=env, stdout=(state / "demo.out").open("w"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
@@ -193,7 +195,8 @@ def run_rate(base: Settings, rate: float, minutes: float, warm_up_s: float, stat
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         demo.wait(timeout=300)
-    result = {"rate_per_s": rate, "minutes": minutes, "warm_up_s": warm_up_s, "interval": interval}
+    result = {"rate_per_s": rate, "minutes": minutes, "warm_up_s": warm_up_s, "interval": interval,
+              "chain_args": chain_args}  # fmt: skip
     result["memory_mb"] = {
         label: {"median": round(statistics.median(values) / 2**20), "peak": round(max(values) / 2**20)}
         for label, values in samples.items()
@@ -345,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", default="1 second", help="the chain's trigger interval")
     parser.add_argument("--floor-minutes", type=float, default=3,
                         help="minutes of the floor query (bench/floor.py) before each rate; 0 skips it")  # fmt: skip
+    parser.add_argument(
+        "--chain-args", default="", metavar="ARGS",
+        help="more meetup-chain options for every run, as one string (meetup-demo --chain-args)",
+    )  # fmt: skip
     parser.add_argument("--name", default="system", help="results file name under bench/results/")
     parser.add_argument("--logs", type=Path, help="keep each run's logs (chain.log, demo.out...) under this directory")
     args = parser.parse_args(argv)
@@ -360,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
                 found_floor = floor.run_floor(base, rate, args.floor_minutes, warm_up, args.interval, Path(tmp))
                 log(f"floor: {found_floor}")
             log(f"{rate:g} RSVPs/s for {args.minutes:g} min")
-            results.append(run_rate(base, rate, args.minutes, args.warm_up, Path(tmp) / f"r{rate:g}", args.interval))
+            results.append(
+                run_rate(
+                    base, rate, args.minutes, args.warm_up, Path(tmp) / f"r{rate:g}", args.interval, args.chain_args
+                )
+            )
             results[-1]["floor"] = found_floor
             log(str({k: v for k, v in results[-1].items() if k != "over_time"}))
     lines = ["| RSVPs/s | stage | batches | rows | p50 s | p95 s (upper est.) | p99 s (upper est.) | max s |",

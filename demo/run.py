@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -133,7 +134,8 @@ def parts(args: argparse.Namespace, first_pass: int = 0, start_at_ms: int | None
              f"{stream}: {described}", state),
         Part("producer", [bin_("meetup-ingest"), "--url", stream, "--streams", "rsvps"], "the stream into Kafka",
              state),
-        Part("chain", [bin_("meetup-chain"), "--streams", "rsvps", "--interval", args.interval],
+        Part("chain", [bin_("meetup-chain"), "--streams", "rsvps", "--interval", args.interval,
+                       *shlex.split(args.chain_args)],
              f"bronze, silver (+ PostgreSQL), gold, score; gold and PostgreSQL every {args.interval}", state,
              stop_within=CHAIN_STOP_BUDGET_S),
         Part("app", [bin_("meetup-app"), "--port", str(args.app_port)], f"http://127.0.0.1:{args.app_port}", state),
@@ -234,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         "--interval", default="5 seconds",
         help="the chain's hot-path trigger (gold and the PostgreSQL mirror); longer than meetup-chain's 2 s, "
         "since each batch has a fixed cost and the demo shares the machine with the app and a browser",
+    )  # fmt: skip
+    parser.add_argument(
+        "--chain-args", default="", metavar="ARGS",
+        help="more meetup-chain options, as one string: --chain-args '--slow-interval \"5 minutes\"'",
     )  # fmt: skip
     parser.add_argument("--stream-port", type=int, default=8765, help="the replay server's port")
     parser.add_argument("--app-port", type=int, default=8501, help="the app's port")

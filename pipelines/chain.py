@@ -89,6 +89,7 @@ def run_chain(
     lateness_ms: int = DEFAULT_LATENESS_MS,
     starting_offsets: dict[str, str] | None = None,
     vacuum_every_s: float | None = None,
+    snapshot_every_s: float = SNAPSHOT_EVERY_S,
 ) -> None:
     """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
     (gold's snapshots name events from silver, so silver goes first).
@@ -113,7 +114,7 @@ def run_chain(
         vacuums.start()
     snapshots = None
     if "gold" in stages and "rsvps" in streams and not available_now:
-        snapshots = SnapshotSchedule(spark, layout, settings, SNAPSHOT_EVERY_S)
+        snapshots = SnapshotSchedule(spark, layout, settings, snapshot_every_s)
         snapshots.start()
     background: list[SparkThread] = [thread for thread in (snapshots, vacuums) if thread]
     try:
@@ -440,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"often (freshness rows go every {FRESHNESS_EVERY_S:.0f} s)",
     )
     parser.add_argument(
+        "--snapshot-every",
+        type=float,
+        default=SNAPSHOT_EVERY_S,
+        metavar="SECONDS",
+        help="rebuild gold's snapshot tables (top groups, events, category trends) this often",
+    )
+    parser.add_argument(
         "--vacuum-every-minutes",
         type=float,
         default=60,
@@ -494,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         lateness_ms=int(args.lateness_minutes * 60_000),
         vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,
         metrics_every=args.metrics_every,
+        snapshot_every_s=args.snapshot_every,
     )
     spark.stop()
     log.info("stopped cleanly" if stop_event.is_set() else "done")
