@@ -26,6 +26,7 @@ from common.settings import Settings
 from common.store import Store
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
 from pipelines import catalogue, generations, heartbeat
+from pipelines.cadence import SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
 from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate, net
 
 CHAIN = "make demo (or meetup-chain)"
@@ -38,7 +39,7 @@ def missing_table(layer: str, name: str, generation: str) -> str:
     if layer == "gold" and name in SNAPSHOTS:
         return (
             f"no gold snapshot `{name}` yet in generation {generation}: the running chain writes it at its first "
-            f"snapshot round, every 2 minutes (start it with {CHAIN})"
+            f"snapshot round, {SNAPSHOT_EVERY_WORDS} (start it with {CHAIN})"
         )
     return f"no {layer} table `{name}` yet in generation {generation}: run {CHAIN}"
 
@@ -261,8 +262,21 @@ def scored_feed(lake: Lakehouse, limit: int = 50) -> pd.DataFrame:
     try:
         df = lake.newest("gold", "scored_rsvps", "scored_at", limit)
     except NoData as error:
-        raise NoData(f"{error}. RSVPs are scored once a model exists: run `make train`") from error
+        raise NoData(not_scored_yet(lake.settings, str(error))) from error
     return df.sort_values(["scored_at", "rsvp_time"], ascending=False).head(limit)
+
+
+def not_scored_yet(settings: Settings, missing: str) -> str:
+    """Why the scored feed is empty: no model yet (train one), or a model that the chain's scoring stage, on
+    the slow path, has not used in a batch yet (wait for it)."""
+    try:
+        version = model_record(settings).get("version")
+    except NoData:
+        return f"{missing}. RSVPs are scored once a model exists: run `make train`"
+    return (
+        f"{missing}. Model {version or 'v?'} exists: the chain's scoring stage writes its scores at its next "
+        f"batch ({SLOW_INTERVAL_WORDS})"
+    )
 
 
 def live_accuracy(lake: Lakehouse) -> pd.DataFrame:
@@ -320,7 +334,7 @@ def category_trends(lake: Lakehouse) -> pd.DataFrame:
     except NoData as error:
         raise NoData(
             "category trends appear once `make train` has fitted the categories (meetup-categories) and the "
-            "chain's next snapshot round, every 2 minutes, has counted them"
+            f"chain's next snapshot round, {SNAPSHOT_EVERY_WORDS}, has counted them"
         ) from error
 
 

@@ -13,7 +13,7 @@ from common.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
 REFRESH = "5s"
-SNAPSHOT_REFRESH = "30s"  # pages drawn from the snapshot tables, which the chain rebuilds every 2 minutes
+SNAPSHOT_REFRESH = "30s"  # pages drawn from the snapshot tables (rebuilt every few minutes: pipelines/cadence.py)
 # Maps draw from the country outlines the app serves itself (app/static/topojson, Natural Earth 1:110m), not
 # from plotly.js's CDN: offline, a map with the default would be an empty frame under its colour bar.
 # Streamlit serves app/static/ at /app/static/ (meetup-app turns static serving on).

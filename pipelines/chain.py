@@ -26,6 +26,7 @@ from common.settings import STREAMS, Settings
 from common.spark import SparkThread, build_spark
 from pipelines import checkpoints, exporter, generations, heartbeat
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
+from pipelines.cadence import BRONZE_INTERVAL, SLOW_INTERVAL, SNAPSHOT_EVERY_S
 from pipelines.gold.fold import fold_counts
 from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
@@ -51,14 +52,7 @@ STAGES = ("bronze", "silver", "gold", "score")
 # however long it ran, and fell further behind every batch.
 MAX_OFFSETS_PER_TRIGGER = 100_000
 MAX_BYTES_PER_TRIGGER = 32 * 2**20
-# The hot path (gold and the PostgreSQL mirror, read straight from Kafka) triggers every `interval`; silver's
-# Delta tables and scoring follow every `slow_interval`, so that their MERGEs leave the two cores to the hot
-# path most of the time. Bronze feeds only the slow path, so it need not commit every 2 s: at 20 RSVPs/s a
-# 2 s bronze made 221 commits of 2.5 s each in 14 minutes (bench.system), two thirds of the wall time of a
-# query sharing the cores with gold.
-SLOW_INTERVAL = "60 seconds"
-BRONZE_INTERVAL = "10 seconds"
-SNAPSHOT_EVERY_S = 120.0
+# The slow path's cadence (bronze, silver's Delta tables, scoring, gold's snapshots): pipelines/cadence.py.
 # The chain's metrics are Delta appends, a commit each, and they share two cores with the stages: three
 # every 10 s made 146 of the 393 commits of a 14-minute run at 20 RSVPs/s (bench.system), more than bronze
 # (69) or gold (77); flushed as below, 79 of 345. The freshness rows go every FRESHNESS_EVERY_S (the app's

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from common.settings import PROJECT_ROOT
+from pipelines.cadence import SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
 
 PAGES = ["live", "regions", "categories", "model", "health", "query"]
 
@@ -128,8 +129,22 @@ def test_a_snapshot_not_yet_written_says_when_the_running_chain_writes_it(lake):
     shutil.rmtree(lake / "g1" / "gold" / "top_groups_5min")
     at = run("live")
     assert not at.exception
-    assert "`top_groups_5min`" in infos(at) and "first snapshot round, every 2 minutes" in infos(at)
+    assert "`top_groups_5min`" in infos(at) and f"first snapshot round, {SNAPSHOT_EVERY_WORDS}" in infos(at)
     assert "run make demo" not in infos(at)
+
+
+def test_a_scored_feed_not_yet_written_says_whether_to_train_or_to_wait(lake):
+    # a model exists (v1), but the chain's scoring stage, on the slow path, has not committed a batch yet
+    shutil.rmtree(lake / "g1" / "gold" / "scored_rsvps")
+    waiting = infos(run("live"))
+    assert (
+        f"Model v1 exists: the chain's scoring stage writes its scores at its next batch ({SLOW_INTERVAL_WORDS})"
+        in (waiting)
+    )
+    assert "make train" not in waiting
+    # and without a model, the same empty feed says to train one
+    shutil.rmtree(lake / "models" / "rsvp_response")
+    assert "RSVPs are scored once a model exists: run `make train`" in infos(run("live"))
 
 
 def test_the_model_page_says_to_train_before_there_is_a_model(empty_lake):

@@ -25,6 +25,7 @@ from common.settings import PROJECT_ROOT
 from ml import features as X
 from ml import model as M
 from ml.registry import Registry
+from pipelines.cadence import SNAPSHOT_EVERY_S
 from pipelines.gold.job import WRITES_PHASE
 from tests.app.conftest import model_record
 from tests.conftest import new_name
@@ -155,8 +156,9 @@ def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, 
     assert first, f"no totals within 7 minutes; chain log: {(logs / 'chain.log').read_text()[-3000:]}"
     later = wait_until(lambda: (metric(page, "yes") or 0) > first and metric(page, "yes"), timeout=240)
     assert later and later > first, "the live page's numbers grow without a reload"
-    # the top groups come from a snapshot the chain rebuilds every 2 minutes (SNAPSHOT_EVERY_S): wait one round
-    drawn = wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=180)
+    # the top groups come from a snapshot the chain rebuilds every few minutes (pipelines/cadence.py): its
+    # first round comes SNAPSHOT_EVERY_S after the chain's start
+    drawn = wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=SNAPSHOT_EVERY_S + 240)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
     assert drawn, f"points per chart on the live page: {plotted_points(page)} (see {SHOTS / 'live.png'})"

@@ -81,10 +81,15 @@ def process_env(settings: Settings) -> dict[str, str]:
     return settings.child_env(SPARK_MASTER="local[2]", SPARK_SHUFFLE_PARTITIONS="2", SPARK_UI_ENABLED="false")
 
 
+# The slow path's cadence in the tests that run the chain as a process: shorter than the chain's defaults
+# (pipelines/cadence.py, minutes), so that silver commits within a test's deadlines; a test's own args win.
+TEST_CADENCE = ("--slow-interval", "60 seconds", "--bronze-interval", "10 seconds", "--snapshot-every", "120")
+
+
 def chain_process(settings: Settings, *args: str, stderr=None) -> subprocess.Popen:
     """`meetup-chain` as its own process (its own JVM) on these settings, in a new session for killpg."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.chain", "--streams", "rsvps", *args],
+        [sys.executable, "-m", "pipelines.chain", "--streams", "rsvps", *TEST_CADENCE, *args],
         cwd=PROJECT_ROOT, env=process_env(settings), stdout=subprocess.DEVNULL, stderr=stderr or subprocess.DEVNULL,
         text=True, start_new_session=True,
     )  # fmt: skip
