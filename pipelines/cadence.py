@@ -18,7 +18,8 @@ slow path's cost (README, "Benchmarks").
 from __future__ import annotations
 
 SLOW_INTERVAL = "2 minutes"
-SLOW_INTERVAL_WORDS = "every 2 minutes"
 BRONZE_INTERVAL = "60 seconds"
 SNAPSHOT_EVERY_S = 300.0
-SNAPSHOT_EVERY_WORDS = "every 5 minutes"
+# as the app's messages say them
+SLOW_INTERVAL_WORDS = f"every {SLOW_INTERVAL}"
+SNAPSHOT_EVERY_WORDS = f"every {SNAPSHOT_EVERY_S / 60:g} minutes"

@@ -137,10 +137,8 @@ def test_a_scored_feed_not_yet_written_says_whether_to_train_or_to_wait(lake):
     # a model exists (v1), but the chain's scoring stage, on the slow path, has not committed a batch yet
     shutil.rmtree(lake / "g1" / "gold" / "scored_rsvps")
     waiting = infos(run("live"))
-    assert (
-        f"Model v1 exists: the chain's scoring stage writes its scores at its next batch ({SLOW_INTERVAL_WORDS})"
-        in (waiting)
-    )
+    expected = f"Model v1 exists: the chain's scoring stage writes its scores at its next batch ({SLOW_INTERVAL_WORDS})"
+    assert expected in waiting
     assert "make train" not in waiting
     # and without a model, the same empty feed says to train one
     shutil.rmtree(lake / "models" / "rsvp_response")
