@@ -7,12 +7,10 @@ hot path waits for (the chain uses ~1.8 of the 2 cores whatever the cadence):
 - silver's Delta tables and scoring (their MERGEs) run every SLOW_INTERVAL;
 - gold's snapshot tables (top groups, events, category trends) are rebuilt SNAPSHOT_EVERY_S after the last
   round ended.
-Measured (bench.system, 12 minutes at 20 RSVPs/s, back to back, 2026-12-06; per-batch p95 over the last four
-minutes, median): bronze every 10 s, the slow path every 60 s and snapshots every 120 s gave PostgreSQL 18.6 s
-and gold 43 s, silver 122 s and scoring 104 s; with bronze every 60 s, snapshots every 300 s and the slow path
-every 2 minutes, PostgreSQL 9.2 s and gold 27 s, silver 208 s and scoring 196 s; every 5 minutes, PostgreSQL
-7.7 s and gold 24 s, silver and scoring ~390 s. Two minutes takes most of the hot path's gain for half the
-slow path's cost (README, "Benchmarks").
+At 20 RSVPs/s on two cores, the slow path every 2 minutes instead of 60 s halved the hot path's typical
+freshness (PostgreSQL ~18 -> ~9 s, gold ~43 -> ~27 s) for silver and the scored feed about 3.5 minutes
+behind instead of 2; the runs, and what bronze's and the snapshots' cadence changed, are in README
+("Benchmarks", "The slow path less often").
 """
 
 from __future__ import annotations
