@@ -2,9 +2,10 @@
 
     make bench-delta-ops          # or: .venv/bin/python -m bench.delta_ops
 
-A small append, the same append with a transaction id (how every exactly-once append of the chain commits),
-a 100-row MERGE into a 10,000-row table (a silver or gold upsert), a count, and a tiny job, each repeated,
-on S3 (the local stack's S3Proxy) and on the local filesystem, with Spark's code generation off (the
+A small append, the same append with a transaction id (how the slow path's exactly-once appends commit), the
+same append known by the batch id in its row (gold's appends, `delta_io.BatchAppender`) and the lookup a
+restart's first batch makes, a 100-row MERGE into a 10,000-row table (a silver upsert), a count, and a tiny
+job, each repeated, on S3 (the local stack's S3Proxy) and on the local filesystem, with Spark's code generation off (the
 chain's default) and on. Each configuration runs in a fresh Spark application, one after the other, so
 no two share the cores. The first repetition includes warm-up; the median of the rest is reported.
 Writes bench/results/delta_ops.json and .md. Needs the local stack (make stack-up).
@@ -23,7 +24,15 @@ import time
 from bench.common import write_results
 from common.settings import PROJECT_ROOT
 
-OPERATIONS = ("append 1 row", "append 1 row, txnAppId", "MERGE 100 rows into 10k", "count 10k rows", "tiny job")
+OPERATIONS = (
+    "append 1 row",
+    "append 1 row, txnAppId",
+    "append 1 row, batch id in the row (BatchAppender)",
+    "look a batch id up (a restart's first append)",
+    "MERGE 100 rows into 10k",
+    "count 10k rows",
+    "tiny job",
+)
 
 
 def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
@@ -33,6 +42,7 @@ def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
 
     from common.settings import load_settings
     from common.spark import build_spark
+    from pipelines.delta_io import BatchAppender
 
     spark = build_spark(load_settings(), "bench-delta-ops", extra_conf={"spark.ui.enabled": "false"})
     spark.sparkContext.setLogLevel("ERROR")
@@ -41,6 +51,9 @@ def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
         f"{base}/target"
     )
     spark.range(1).write.format("delta").save(f"{base}/log")
+    batches, appender = f"{base}/batches", BatchAppender(spark)  # gold's appends: the first one looks up
+    one_batch = lambda i: spark.range(1).select(F.lit(i).cast("long").alias("batch_id"))  # noqa: E731
+    one_batch(-1).write.format("delta").save(batches)
 
     def merge(i: int) -> None:
         source = spark.range(i * 100, i * 100 + 100).select(F.col("id").alias("k"), F.lit(i).cast("long").alias("v"))
@@ -63,6 +76,8 @@ def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
             .option("txnVersion", i)
             .save(f"{base}/log")
         ),
+        "append 1 row, batch id in the row (BatchAppender)": lambda i: appender.append(one_batch(i), batches, i),
+        "look a batch id up (a restart's first append)": lambda i: BatchAppender(spark).holds(batches, i),
         "MERGE 100 rows into 10k": merge,
         "count 10k rows": lambda i: spark.read.format("delta").load(f"{base}/target").count(),
         "tiny job": lambda i: spark.range(10).collect(),
@@ -87,9 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args.repeats)))
         return 0
-    from common.settings import load_settings
+    from common.cli import CommandError
+    from common.health import settings_for
 
-    settings = load_settings()
+    try:
+        settings = settings_for(("s3",))  # a stopped store is one line naming it, not a child's traceback
+    except CommandError as error:
+        print(f"bench-delta-ops: {error}", file=sys.stderr)
+        return 2
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-delta-ops-") as local:
         roots = {"S3 (S3Proxy)": settings.path("bench", "delta-ops"), "local filesystem": f"file://{local}"}

@@ -17,8 +17,9 @@ filling fastest) are the slow path's: `SnapshotSchedule` runs them off the batch
 run, once at its end).
 
 Exactly once: the state store keeps a version per batch, so a batch run again after a crash starts from
-the state as it was before it and decides the same; each append carries Delta's transaction id (app id,
-batch id), so what had committed is skipped.
+the state as it was before it and decides the same; each table's rows carry the batch id, and an append of a
+batch the table already holds is skipped (delta_io.BatchAppender: looked up only for a batch that may have
+been written before, not at every append as Delta's transaction ids are).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from ml.categories import group_topic_sets, load_assigner
 from pipelines import checkpoints
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
-from pipelines.delta_io import append_once
+from pipelines.delta_io import BatchAppender
 from pipelines.gold import state, transforms
 from pipelines.gold.aggregates import AGGREGATES, COUNTS_TABLE
 from pipelines.gold.fold import fold_counts
@@ -70,7 +71,7 @@ class GoldBatch:
         self.spark = spark
         self.layout = layout
         self.query_name = QUERY
-        self.app_id = f"{layout.generation}-{self.query_name}"
+        self.appender = BatchAppender(spark)  # one per query: a restarted query looks its first batch up
 
     def path(self, name: str) -> str:
         return self.layout.table("gold", name)
@@ -98,8 +99,8 @@ class GoldBatch:
         counted = decisions.filter(kind == state.COUNTED).select(*STATE_COLUMNS)
         replaced = decisions.filter(kind == state.REPLACED).select(*STATE_COLUMNS)
         with clock.phase(WRITES_PHASE):
-            # Three appends side by side, each skipped when a batch re-run finds it committed (Delta's
-            # transaction ids), each written by one task: one file per table partition, not one per task.
+            # Three appends side by side, each skipped when a batch re-run finds it committed (the batch id
+            # in the rows, BatchAppender), each written by one task: one file per table partition, not one per task.
             # A re-run gets the same decisions: the state store restarts it from the state as it was
             # before the batch.
             took: dict[str, float] = {}  # each write's own seconds, for the batch's log line
@@ -143,7 +144,7 @@ class GoldBatch:
         )
         late_count = late.count()
         if late_count:
-            append_once(late, self.path("late_rsvps"), self.app_id, batch_id, tasks=1)
+            self.appender.append(late, self.path("late_rsvps"), batch_id, tasks=1)
         return late_count
 
     def _append_watermarks(self, decisions: DataFrame, batch_id: int) -> None:
@@ -154,13 +155,13 @@ class GoldBatch:
             F.col("version_mtime").alias("max_mtime"),
             F.lit(batch_id).cast("long").alias("batch_id"),
         )
-        append_once(marks, self.path("watermarks"), self.app_id, batch_id, tasks=1)
+        self.appender.append(marks, self.path("watermarks"), batch_id, tasks=1)
 
     def _apply_counts(self, counted: DataFrame, replaced: DataFrame, batch_id: int) -> datetime:
         """Every aggregate's net change, appended to the long counts table, into partitions of its own batch
         (so it neither waits for nor conflicts with the fold, fold.py); returns when it committed."""
         deltas = transforms.all_count_deltas(counted, replaced, batch_id)
-        append_once(deltas, self.path(COUNTS_TABLE), self.app_id, batch_id, tasks=1)
+        self.appender.append(deltas, self.path(COUNTS_TABLE), batch_id, tasks=1)
         return datetime.now(timezone.utc)
 
 

@@ -224,7 +224,7 @@ def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark,
     import threading
     from datetime import datetime, timedelta, timezone
 
-    from pipelines.delta_io import append_once
+    from pipelines.delta_io import BatchAppender
     from pipelines.gold.aggregates import COUNTS_TABLE
     from pipelines.gold.fold import fold_counts
     from pipelines.gold.job import ensure_gold_tables
@@ -247,8 +247,9 @@ def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark,
 
     def gold() -> None:
         try:
+            appender = BatchAppender(spark)  # as gold appends
             for batch in batches:
-                append_once(spark.createDataFrame(changes(batch), COUNTS), path, "fold-test", batch)
+                appender.append(spark.createDataFrame(changes(batch), COUNTS), path, batch)
         except BaseException as error:  # surfaced below
             failures.append(error)
 
@@ -275,6 +276,46 @@ def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark,
     table = spark.read.format("delta").load(path)
     assert table.count() == view.count(), "after the last fold, one row per key"
     assert {r.batch_id for r in table.select("batch_id").distinct().collect()} == {batches[-1]}
+    rerun = spark.createDataFrame(changes(batches[-1]), COUNTS)
+    assert not BatchAppender(spark).append(rerun, path, batches[-1]), "a restart finds its last batch in the fold"
+
+
+def test_a_batch_is_appended_once_whether_it_runs_again_after_a_restart_or_after_a_failed_append(stack, spark, unique):
+    """Gold's appends (delta_io.BatchAppender): a batch the table holds is not appended again, whether a new
+    appender (a restarted query) or the same one (the batch run again after its append raised) meets it; an
+    append that raised without committing is made when the batch runs again; and a batch after the ones an
+    appender wrote is appended without asking the table."""
+    from pyspark.errors import AnalysisException
+
+    from pipelines.delta_io import BatchAppender
+    from pipelines.gold.schemas import WATERMARKS
+
+    layout = Layout.from_settings(isolated(stack, unique))
+    path = layout.table("gold", "appender_test")
+    spark.createDataFrame([], WATERMARKS).write.format("delta").save(path)
+
+    def rows(batch: int):
+        return spark.createDataFrame([(0, batch * 10, batch * 100, batch)], WATERMARKS)
+
+    def batch_ids() -> list[int]:
+        return sorted(r.batch_id for r in spark.read.format("delta").load(path).select("batch_id").collect())
+
+    first = BatchAppender(spark)
+    assert first.append(rows(0), path, 0) and first.lookups == 1, "its first batch is looked up, and appended"
+    assert first.append(rows(1), path, 1) and first.append(rows(2), path, 2)
+    assert first.lookups == 1, "the batches after it are appended without asking the table"
+
+    restarted = BatchAppender(spark)  # the query restarted: its first batch is batch 2 again
+    assert not restarted.append(rows(2), path, 2), "a restart's first batch, already committed, is skipped"
+    assert restarted.append(rows(3), path, 3)
+
+    broken = spark.createDataFrame([(3,)], "version_partition string")  # the append raises, commits nothing
+    with pytest.raises(AnalysisException):
+        restarted.append(broken, path, 4)
+    assert restarted.append(rows(4), path, 4), "run again, the batch that never committed is appended"
+    assert not restarted.append(rows(4), path, 4), "run again once more, it is not appended twice"
+    assert restarted.lookups == 3
+    assert batch_ids() == [0, 1, 2, 3, 4]
 
 
 def test_a_generation_whose_counts_are_totals_merged_in_place_is_refused_with_the_way_out(stack, spark, unique):
