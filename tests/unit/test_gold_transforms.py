@@ -89,7 +89,12 @@ def test_categories_by_hour_sums_the_groups_of_each_category_and_ranks_them(spar
 
 
 def test_every_aggregate_goes_into_the_long_table_and_reads_back_as_its_own(spark):
-    new = states(spark, (1, T0, 1, "yes", 2, "NYC", ["a", "b"]))
+    new = states(
+        spark,
+        (1, T0, 1, "yes", 2, "NYC", ["a", "b"]),
+        (2, T0 + 90_000, 2, "yes", 0, "LA", None),  # no topics: counted everywhere but under topics
+        (3, T0 + 3_600_000, 3, "no", 1, "NYC", ["b", "b"]),  # a topic listed twice counts once
+    )
     old = states(spark, (1, T0 - 1, 0, "no", 0, "NYC", ["a"]))
     long = transforms.all_count_deltas(new, old, batch_id=7)
     assert long.columns == COUNTS.fieldNames()
@@ -104,7 +109,7 @@ def test_every_aggregate_goes_into_the_long_table_and_reads_back_as_its_own(spar
         )
     # the keys an aggregate does not use are null in its rows
     totals = long.filter(F.col("aggregate") == "rsvp_totals").first()
-    assert (totals.minute, totals.group_id, totals.stream, totals.yes, totals.no) == (None, None, "rsvps", 1, -1)
+    assert (totals.minute, totals.group_id, totals.stream, totals.yes, totals.no) == (None, None, "rsvps", 2, 0)
 
 
 def test_a_count_is_the_sum_of_its_batches_rows_and_a_key_summing_to_zero_is_gone(spark):
