@@ -83,7 +83,7 @@ bench-chain-backlog: stack-up ## a 1M-RSVP backlog through the chain as it runs,
 bench-floor: stack-up ## the floor of this stack: a bare Spark Kafka -> Delta append at 20 RSVPs/s, as a delta-rs reader sees it (bench/results/floor.md)
 	$(BIN)/python -m bench.floor --rates 20 --minutes 5
 
-bench-delta-ops: stack-up ## one Delta append, transactional append and MERGE, alone: S3 vs local disk, codegen on/off (bench/results/delta_ops.md)
+bench-delta-ops: stack-up ## one Delta append: plain, with a transaction id, by batch id (BatchAppender); a MERGE; alone: S3 vs local disk, codegen on/off (bench/results/delta_ops.md)
 	$(BIN)/python -m bench.delta_ops
 
 bench-mirror-batch: jars ## one PostgreSQL-mirror batch's Spark side, alone: checks rebuilt per batch vs once, cached vs checkpointed (bench/results/mirror_batch.md)

@@ -61,8 +61,8 @@ class BatchAppender:
     carry, for the hot path: it pays no transaction-id lookup on a batch that cannot be in the table.
 
     `append_once` asks Delta whether (app id, batch id) committed, and Delta answers from the table's whole
-    state, which it rebuilds with a Spark job for every new table version: a one-row append took 1.61 s
-    with the lookup and 0.65 s without it, alone on this machine (`make bench-delta-ops`), and gold appends to
+    state, which it rebuilds with a Spark job for every new table version: a one-row append took 1.41 s
+    with the lookup and 0.38 s this way, alone on this machine (`make bench-delta-ops`), and gold appends to
     three tables a batch. Spark runs a query's batches in order and starts batch N+1 only once batch N is in
     the query's commit log, so a batch can already be in a table only if it is the first batch this
     appender writes there (a restart's first batch may be the one that crashed after its append) or a batch
