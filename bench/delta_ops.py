@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from bench.common import write_results
 from common.settings import PROJECT_ROOT
@@ -52,7 +53,10 @@ def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
     )
     spark.range(1).write.format("delta").save(f"{base}/log")
     batches, appender = f"{base}/batches", BatchAppender(spark)  # gold's appends: the first one looks up
-    one_batch = lambda i: spark.range(1).select(F.lit(i).cast("long").alias("batch_id"))  # noqa: E731
+
+    def one_batch(i: int) -> Any:
+        return spark.range(1).select(F.lit(i).cast("long").alias("batch_id"))
+
     one_batch(-1).write.format("delta").save(batches)
 
     def merge(i: int) -> None:

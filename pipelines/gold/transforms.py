@@ -63,24 +63,31 @@ STATE_COLUMNS = (
 )
 
 
-def contributions(states_df: DataFrame, aggregate: Aggregate, sign: int) -> DataFrame:
-    """Each state's signed contribution (+1 added, -1 taken back) under the aggregate's keys."""
+def _key_columns() -> dict[str, Column]:
+    """Every count key but a topic's urlkey, from a state's columns."""
     at = F.timestamp_millis(F.col("version_mtime"))
+    return {
+        "minute": F.date_trunc("minute", at),
+        "hour": F.date_trunc("hour", at),
+        **{key: F.col(key) for key in ("country", "state", "city", "group_id", "event_id")},
+        "stream": F.lit("rsvps"),
+    }
+
+
+def _signed_measures(sign: int) -> list[Column]:
+    """A state's yes, no and guests, signed: +1 added, -1 taken back."""
     yes = F.col("response") == "yes"
-    df = states_df.select(
-        F.date_trunc("minute", at).alias("minute"),
-        F.date_trunc("hour", at).alias("hour"),
-        "country",
-        "state",
-        "city",
-        "group_id",
-        "event_id",
-        F.lit("rsvps").alias("stream"),
+    return [
         (F.when(yes, 1).otherwise(0) * sign).cast("long").alias("yes"),
         (F.when(yes, 0).otherwise(1) * sign).cast("long").alias("no"),
         (F.when(yes, F.col("guests")).otherwise(0) * sign).cast("long").alias("guests"),
-        F.col("topics"),
-    )
+    ]
+
+
+def contributions(states_df: DataFrame, aggregate: Aggregate, sign: int) -> DataFrame:
+    """Each state's signed contribution (+1 added, -1 taken back) under the aggregate's keys."""
+    keys = [column.alias(key) for key, column in _key_columns().items()]
+    df = states_df.select(*keys, *_signed_measures(sign), F.col("topics"))
     if aggregate.explode_topics:
         df = df.withColumn("urlkey", F.explode(F.array_distinct("topics")))
     return df.select(*aggregate.keys, *MEASURES)
@@ -102,18 +109,11 @@ def all_count_deltas(new_states: DataFrame, old_states: DataFrame, batch_id: int
     (tests/unit/test_gold_transforms.py checks it). A union of the twelve (aggregate, sign) selects gave the
     same rows with twelve scans of the batch: 2.0-2.4 s against 0.5-0.75 s for a 290-state batch alone on
     the machine (README, "Benchmarks")."""
-    signed = _signed(new_states, +1).unionByName(_signed(old_states, -1))
-    at = F.timestamp_millis(F.col("version_mtime"))
-    values = {
-        "minute": F.date_trunc("minute", at),
-        "hour": F.date_trunc("hour", at),
-        "country": F.col("country"),
-        "state": F.col("state"),
-        "city": F.col("city"),
-        "group_id": F.col("group_id"),
-        "event_id": F.col("event_id"),
-        "stream": F.lit("rsvps"),
-    }
+    state_columns = ("version_mtime", "country", "state", "city", "group_id", "event_id", "topics")
+    signed = new_states.select(*state_columns, *_signed_measures(+1)).unionByName(
+        old_states.select(*state_columns, *_signed_measures(-1))
+    )
+    values = _key_columns()
 
     def keyed(agg: Aggregate, urlkey: Column | None = None) -> Column:
         known = {**values, "urlkey": F.lit(None) if urlkey is None else urlkey}
@@ -132,17 +132,6 @@ def all_count_deltas(new_states: DataFrame, old_states: DataFrame, batch_id: int
     )
     rows = signed.select(F.explode(keys).alias("key"), *MEASURES).select("key.*", *MEASURES)
     return net_counts(rows, ["aggregate", *KEY_TYPES]).withColumn("batch_id", F.lit(batch_id).cast("long"))
-
-
-def _signed(states_df: DataFrame, sign: int) -> DataFrame:
-    """States with their signed measures (+1 added, -1 taken back), as contributions() counts them."""
-    yes = F.col("response") == "yes"
-    return states_df.select(
-        "version_mtime", "country", "state", "city", "group_id", "event_id", "topics",
-        (F.when(yes, 1).otherwise(0) * sign).cast("long").alias("yes"),
-        (F.when(yes, 0).otherwise(1) * sign).cast("long").alias("no"),
-        (F.when(yes, F.col("guests")).otherwise(0) * sign).cast("long").alias("guests"),
-    )  # fmt: skip
 
 
 def net_counts(counts_df: DataFrame, keys: Sequence[str]) -> DataFrame:
