@@ -26,7 +26,7 @@ from common.settings import Settings
 from common.store import Store
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
 from pipelines import catalogue, generations, heartbeat
-from pipelines.cadence import SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
+from pipelines.cadence import FIRST_SNAPSHOT_WORDS, SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
 from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate, net
 
 CHAIN = "make demo (or meetup-chain)"
@@ -39,7 +39,7 @@ def missing_table(layer: str, name: str, generation: str) -> str:
     if layer == "gold" and name in SNAPSHOTS:
         return (
             f"no gold snapshot `{name}` yet in generation {generation}: the running chain writes it at its first "
-            f"snapshot round, {SNAPSHOT_EVERY_WORDS} (start it with {CHAIN})"
+            f"snapshot round, {FIRST_SNAPSHOT_WORDS} and then {SNAPSHOT_EVERY_WORDS} (start it with {CHAIN})"
         )
     return f"no {layer} table `{name}` yet in generation {generation}: run {CHAIN}"
 
@@ -323,6 +323,8 @@ def topic_trends(lake: Lakehouse) -> pd.DataFrame:
     try:
         names = lake.table("silver", "topics", ["urlkey", "topic_name"])
         trends = trends.merge(names, on="urlkey", how="left")
+        # a topic the chain counted before silver (on its slower cadence) has its name: shown by its urlkey
+        trends["topic_name"] = trends["topic_name"].fillna(trends["urlkey"])
     except NoData:
         trends["topic_name"] = trends["urlkey"]
     return trends

@@ -43,6 +43,7 @@ from ml.categories import group_topic_sets, load_assigner
 from pipelines import checkpoints
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
+from pipelines.cadence import FIRST_SNAPSHOT_AFTER_S
 from pipelines.delta_io import BatchAppender
 from pipelines.gold import state, transforms
 from pipelines.gold.aggregates import AGGREGATES, COUNTS_TABLE
@@ -210,12 +211,24 @@ class SnapshotSchedule(SparkThread):
     spike in gold's freshness every 30 s). Only this thread folds and writes snapshots. A failed round is
     reported and tried again next time; a stop cancels the round running (each table keeps its last commit)."""
 
-    def __init__(self, spark: SparkSession, layout: Layout, settings: Settings | None, every_s: float = 60.0):
+    def __init__(
+        self,
+        spark: SparkSession,
+        layout: Layout,
+        settings: Settings | None,
+        every_s: float = 60.0,
+        first_after_s: float = FIRST_SNAPSHOT_AFTER_S,
+    ):
         super().__init__(spark, "gold-snapshots", pool=SLOW_POOL)
         self.layout, self.settings, self.every_s = layout, settings, every_s
+        self.first_after_s = min(first_after_s, every_s)
 
     def work(self) -> None:
-        while not self.stopped.wait(self.every_s):
+        # the first round soon after the start, so that a page opened on a fresh chain fills in within a
+        # minute or two, not after a whole cadence; then every_s after each round ends
+        wait = self.first_after_s
+        while not self.stopped.wait(wait):
+            wait = self.every_s
             clock = PhaseClock("gold-snapshots", int(time.time()))
             try:
                 with clock.phase("fold counts"):

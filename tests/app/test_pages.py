@@ -11,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from common.settings import PROJECT_ROOT
-from pipelines.cadence import SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
+from pipelines.cadence import FIRST_SNAPSHOT_WORDS, SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
+from tests.app.conftest import write
 
 PAGES = ["live", "regions", "categories", "model", "health", "query"]
 
@@ -73,6 +74,14 @@ def test_categories_and_topics_rank_both(lake):
     assert list(at.dataframe[0].value["category"]) == ["Hiking / Outdoors", "other"]
 
 
+def test_a_topic_counted_before_silver_has_its_name_is_shown_by_its_urlkey(lake):
+    # gold counts straight from Kafka; silver, on its slower cadence, has not yet written the topic's name
+    write(lake, "silver", "topics", pd.DataFrame({"urlkey": ["hiking"], "topic_name": ["Hiking"]}))
+    _, topics_chart = figures(run("categories"))
+    names = sorted(name for trace in topics_chart["data"] for name in trace["y"])
+    assert names == ["Hiking", "tech"], names
+
+
 def test_the_model_page_shows_metrics_curves_and_live_accuracy(lake):
     at = run("model")
     assert not at.exception
@@ -129,7 +138,8 @@ def test_a_snapshot_not_yet_written_says_when_the_running_chain_writes_it(lake):
     shutil.rmtree(lake / "g1" / "gold" / "top_groups_5min")
     at = run("live")
     assert not at.exception
-    assert "`top_groups_5min`" in infos(at) and f"first snapshot round, {SNAPSHOT_EVERY_WORDS}" in infos(at)
+    when = f"first snapshot round, {FIRST_SNAPSHOT_WORDS} and then {SNAPSHOT_EVERY_WORDS}"
+    assert "`top_groups_5min`" in infos(at) and when in infos(at)
     assert "run make demo" not in infos(at)
 
 

@@ -25,7 +25,7 @@ from common.settings import PROJECT_ROOT
 from ml import features as X
 from ml import model as M
 from ml.registry import Registry
-from pipelines.cadence import SNAPSHOT_EVERY_S
+from pipelines.cadence import FIRST_SNAPSHOT_AFTER_S
 from pipelines.gold.job import WRITES_PHASE
 from tests.app.conftest import model_record
 from tests.conftest import new_name
@@ -157,8 +157,9 @@ def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, 
     later = wait_until(lambda: (metric(page, "yes") or 0) > first and metric(page, "yes"), timeout=240)
     assert later and later > first, "the live page's numbers grow without a reload"
     # the top groups come from a snapshot the chain rebuilds every few minutes (pipelines/cadence.py): its
-    # first round comes SNAPSHOT_EVERY_S after the chain's start
-    drawn = wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=SNAPSHOT_EVERY_S + 240)
+    # first round comes FIRST_SNAPSHOT_AFTER_S after the chain's start
+    snapshot_s = FIRST_SNAPSHOT_AFTER_S + 300
+    drawn = wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=snapshot_s)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
     assert drawn, f"points per chart on the live page: {plotted_points(page)} (see {SHOTS / 'live.png'})"
@@ -177,8 +178,8 @@ def test_every_page_loads_without_an_exception(system, browser, path):
     assert not page.locator('[data-testid="stException"]').count()
     if path in ("regions", "health"):
         assert wait_until(lambda: any(n > 0 for n in plotted_points(page)), timeout=120), f"{path}: no chart data"
-    if path == "categories":  # the top topics: as many names on the axis as bars
-        labelled = wait_until(lambda: topic_bars(page), timeout=240)
+    if path == "categories":  # the top topics (a snapshot table, as the live page's groups): a name per bar
+        labelled = wait_until(lambda: topic_bars(page), timeout=FIRST_SNAPSHOT_AFTER_S + 300)
         assert labelled and labelled["bars"] == labelled["labels"] > 0, labelled
     if path == "health":  # the chart of where each query's batch time goes, drawn with its phases named
         phases = page.get_by_text("Where a batch's time goes")

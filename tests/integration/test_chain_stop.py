@@ -7,6 +7,8 @@ StackOverflowError in Spark's own check of the traceback.
 
 from __future__ import annotations
 
+import time
+
 from pyspark.sql import functions as F
 
 from common.spark import SparkThread
@@ -57,3 +59,21 @@ def test_a_stop_cancels_the_background_job_running_instead_of_waiting_for_it(spa
     assert thread.result is None
     assert "cancel" in str(thread.error).lower()
     assert not tracker.getActiveJobsIds()  # nothing of it left running
+
+
+def test_the_first_snapshot_round_comes_soon_after_the_start_and_the_next_after_the_cadence(spark, monkeypatch):
+    # a page opened on a fresh chain fills in after the first round: it must not wait a whole cadence (5 min)
+    from pipelines.gold import job
+
+    rounds: list[float] = []
+    monkeypatch.setattr(job, "fold_counts", lambda spark, layout: None)
+    monkeypatch.setattr(job, "rebuild_snapshots", lambda spark, layout, settings: rounds.append(time.monotonic()))
+    thread = job.SnapshotSchedule(spark, layout=None, settings=None, every_s=3.0, first_after_s=0.5)
+    started = time.monotonic()
+    thread.start()
+    try:
+        assert wait_until(lambda: len(rounds) >= 2, timeout=30, every=0.1), rounds
+    finally:
+        assert thread.stop(timeout=30)
+    assert rounds[0] - started < 3.0  # the first round, without waiting for the cadence
+    assert rounds[1] - rounds[0] >= 3.0  # then the cadence between rounds
