@@ -15,6 +15,10 @@ from common.settings import STREAMS
 from pipelines.gold.aggregates import COUNT_KEYS, COUNTS_TABLE
 from pipelines.silver.schemas import TABLE_KEYS
 
+# Delta's table property for auto compaction (pipelines/maintenance.py): new tables get it on from the
+# session's defaults (common/spark.py), and maintenance sets each table's to what its Table says
+AUTO_COMPACT = "delta.autoOptimize.autoCompact"
+
 
 @dataclass(frozen=True)
 class Table:
@@ -22,6 +26,9 @@ class Table:
     name: str
     keys: tuple[str, ...]
     what: str
+    # whether its writers compact its small files right after they commit (Delta's auto compaction); off
+    # where something else compacts it
+    writers_compact: bool = True
 
 
 def _declare() -> tuple[Table, ...]:
@@ -32,7 +39,16 @@ def _declare() -> tuple[Table, ...]:
         Table("silver", "batch_stats", ("query", "batch_id"), "rows in, valid, quarantined per batch"),
     ]
     gold = [
-        Table("gold", COUNTS_TABLE, ("aggregate", *COUNT_KEYS, "batch_id"), "each batch's change per key (folded)"),
+        # the fold (gold/fold.py) sums it into one file per aggregate; auto compaction's check after every
+        # append (a Spark job over the table's files) cost each gold batch ~0.45 s for nothing, as each
+        # batch's partitions hold one file
+        Table(
+            "gold",
+            COUNTS_TABLE,
+            ("aggregate", *COUNT_KEYS, "batch_id"),
+            "each batch's change per key (folded)",
+            writers_compact=False,
+        ),
         Table("gold", "watermarks", ("version_partition", "batch_id"), "greatest mtime per Kafka partition"),
         Table("gold", "late_rsvps", ("version_partition", "version_offset"), "messages later than the watermark"),
         Table("gold", "topic_trends", ("hour", "urlkey"), "snapshot: topics ranked per hour"),
@@ -49,6 +65,11 @@ def _declare() -> tuple[Table, ...]:
 
 
 TABLES = _declare()
+
+
+def table(layer: str, name: str) -> Table:
+    """The declaration of one table."""
+    return next(t for t in TABLES if (t.layer, t.name) == (layer, name))
 
 
 def names(layer: str) -> list[str]:

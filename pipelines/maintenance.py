@@ -2,10 +2,13 @@
 
 Streams write many small files (one set per micro-batch). Two mechanisms keep that bounded, neither of
 which stops a stream:
-- **compaction** is Delta's auto compaction (`spark.databricks.delta.autoCompact.*`, set in
-  `common.spark`): right after a write commits, the writer itself rewrites the table's small files
-  into one once there are `minNumFiles` of them. It runs in the writing query's own thread, so it never
-  races that query's next MERGE; readers of bronze skip its commits (they change no data).
+- **compaction** is Delta's auto compaction (the table property `delta.autoOptimize.autoCompact`, on
+  for every new table by `common.spark`'s defaults, with `spark.databricks.delta.autoCompact.minNumFiles`):
+  right after a write commits, the writer itself rewrites the table's small files into one once there are
+  `minNumFiles` of them. It runs in the writing query's own thread, so it never races that query's next
+  MERGE; readers of bronze skip its commits (they change no data). A table the catalogue marks
+  `writers_compact=False` (gold's counts, which the fold compacts) has it off; `settle_compaction` sets
+  a table written by an older chain (which turned it on for the whole session) to what the catalogue says.
 - **vacuum** deletes the files that no version within the retention period (default 7 days) still
   needs. The chain runs it every `--vacuum-every-minutes` in a background thread; VACUUM commits no data,
   so it does not conflict with the writers. `meetup-maintain` runs it (and a full OPTIMIZE) by hand.
@@ -17,6 +20,7 @@ meetup-maintain --retain-hours 1 --allow-short-retention   # only when no reader
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -46,6 +50,23 @@ def file_count(spark: SparkSession, path: str) -> int:
     return int(one_row(DeltaTable.forPath(spark, path).detail())["numFiles"])
 
 
+def settle_compaction(spark: SparkSession, layout: Layout) -> list[str]:
+    """Set each existing table's auto compaction property to what the catalogue declares, where it differs
+    (tables an older chain created have none); returns the paths it changed."""
+    changed = []
+    for table in catalogue.TABLES:
+        path = layout.table(table.layer, table.name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            continue
+        wanted = str(table.writers_compact).lower()
+        if one_row(DeltaTable.forPath(spark, path).detail())["properties"].get(catalogue.AUTO_COMPACT) != wanted:
+            statement = f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{catalogue.AUTO_COMPACT}' = '{wanted}')"
+            retry_on_conflict(functools.partial(spark.sql, statement))
+            log.info("%s: auto compaction %s", path, "on" if table.writers_compact else "off")
+            changed.append(path)
+    return changed
+
+
 def optimize(spark: SparkSession, path: str) -> None:
     retry_on_conflict(lambda: DeltaTable.forPath(spark, path).optimize().executeCompaction())
 
@@ -63,6 +84,7 @@ def maintain(
 ) -> dict[str, tuple[int, int]]:
     """OPTIMIZE (optional) and VACUUM every table; returns {path: (files before, files after)}."""
     result = {}
+    settle_compaction(spark, layout)
     for path in table_paths(spark, layout):
         before = file_count(spark, path)
         started = time.perf_counter()
@@ -86,6 +108,7 @@ class VacuumSchedule(SparkThread):
     def work(self) -> None:
         while not self.stopped.wait(self.every_s):
             try:
+                settle_compaction(self.spark, self.layout)
                 for path in table_paths(self.spark, self.layout):
                     if self.stopped.is_set():
                         return

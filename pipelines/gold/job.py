@@ -40,7 +40,7 @@ from common.settings import Settings
 from common.spark import HOT_POOL, SLOW_POOL, SparkThread, Trigger, in_pool, one_row, use_pool
 from common.store import Store
 from ml.categories import group_topic_sets, load_assigner
-from pipelines import checkpoints
+from pipelines import catalogue, checkpoints
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
 from pipelines.cadence import FIRST_SNAPSHOT_AFTER_S
@@ -284,9 +284,10 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
                 "an older layout this chain cannot continue: reprocess it into a new generation, "
                 "`make replay TO=<new generation>`, which rebuilds every table from Kafka"
             )
+        compacts = catalogue.table("gold", COUNTS_TABLE).writers_compact
         DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy(
             *COUNTS_PARTITIONS
-        ).execute()
+        ).property(catalogue.AUTO_COMPACT, str(compacts).lower()).execute()
     for name, schema in {"watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 

@@ -6,7 +6,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from pipelines import maintenance
+from pipelines import catalogue, maintenance
 from pipelines.chain import run_chain
 from pipelines.layout import Layout
 from tests.helpers import capture_frames, produce
@@ -63,6 +63,43 @@ def test_a_streaming_append_compacts_its_small_files_as_it_goes(stack, spark, un
     assert written > 3 * MIN_FILES, "the stream wrote many small files"
     assert sum(1 for h in history if h.operation == "OPTIMIZE") >= 2, "and compacted them as it went"
     assert maintenance.file_count(spark, bronze) <= 2 * MIN_FILES
+    # compaction is the table's own property, which every new table gets from the session's defaults
+    assert properties(spark, bronze).get(catalogue.AUTO_COMPACT) == "true"
+
+
+def properties(spark, path: str) -> dict[str, str]:
+    return DeltaTable.forPath(spark, path).detail().first().properties
+
+
+def test_every_table_compacts_as_the_catalogue_declares_gold_counts_by_the_fold_not_by_its_writer(spark, real_run):
+    # Delta's auto compaction checks the table's files after every append: ~0.45 s on each gold batch for
+    # nothing, as each batch's counts partitions hold one file; the fold sums them instead (gold/fold.py)
+    _, layout, _ = real_run
+    counts = layout.table("gold", "counts")
+    for path in maintenance.table_paths(spark, layout):
+        wanted = "false" if path == counts else "true"
+        assert properties(spark, path).get(catalogue.AUTO_COMPACT) == wanted, path
+    # the session-wide switch would override every table's property (Delta's AutoCompact reads it first)
+    assert spark.conf.get("spark.databricks.delta.autoCompact.enabled", None) is None
+
+
+def test_a_table_an_older_chain_wrote_gets_the_compaction_the_catalogue_declares(stack, spark, unique):
+    # an older chain turned auto compaction on for its whole session, so its tables carry no property
+    layout = Layout.from_settings(isolated(stack, unique))
+    counts, stats = layout.table("gold", "counts"), layout.table("silver", "batch_stats")
+    defaults = "spark.databricks.delta.properties.defaults.autoOptimize.autoCompact"
+    spark.conf.unset(defaults)
+    try:
+        spark.range(3).write.format("delta").save(stats)
+        spark.range(3).write.format("delta").option(catalogue.AUTO_COMPACT, "true").save(counts)
+    finally:
+        spark.conf.set(defaults, "true")
+    assert catalogue.AUTO_COMPACT not in properties(spark, stats)
+    assert sorted(maintenance.settle_compaction(spark, layout)) == sorted([counts, stats])
+    assert properties(spark, stats)[catalogue.AUTO_COMPACT] == "true"
+    assert properties(spark, counts)[catalogue.AUTO_COMPACT] == "false"
+    assert maintenance.settle_compaction(spark, layout) == []  # settled: nothing to change the next time
+    assert spark.read.format("delta").load(counts).count() == 3
 
 
 @pytest.mark.slow
@@ -92,7 +129,7 @@ def test_streaming_writes_compact_their_small_files_so_file_counts_stay_bounded(
         # a writer compacts once MIN_FILES small files are there (per partition); one batch adds a few more
         assert most_files_in_a_partition(spark, path) <= 2 * MIN_FILES, path
     # MERGE rewrites the files it touches, so small tables stay compact by themselves; the append-heavy
-    # ones show the compaction (gold's counts MERGE runs in a session of its own, at the default 50)
+    # ones show the compaction (gold's counts are compacted by the fold, not by their writer)
     for layer, name in (("bronze", "rsvps"), ("silver", "rsvps"), ("silver", "batch_stats")):
         history = DeltaTable.forPath(spark, layout.table(layer, name)).history().collect()
         written = sum(added_files(h) for h in history if h.operation != "OPTIMIZE")
