@@ -4,8 +4,9 @@ most once per batch, and a retry for a commit that lost a race.
 Every streaming stage writes through these, so that exactly-once rests on four mechanisms in one place:
 - Delta's transaction ids (`txnAppId`, `txnVersion`): a batch re-run after a crash finds its own
   (query, batch id) already committed and writes nothing (`append_once`, `idempotent_merge`);
-- the batch id in the rows (`BatchAppender`, gold's hot path): the same, looked up in the table only for a
-  batch that may have been written before, instead of in Delta's transaction ids at every append;
+- the batch id in the rows (`BatchAppender`: gold's appends and silver's batch stats): the same, looked up
+  in the table only for a batch that may have been written before, instead of in Delta's transaction ids
+  at every append;
 - newest wins: a row is only replaced by a greater version, so applying a batch twice changes nothing
   (`merge_newest`);
 - `retry_on_conflict`: a commit that lost to another (e.g. an OPTIMIZE by hand) committed nothing.
@@ -19,7 +20,7 @@ from typing import TypeVar
 
 from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaMergeBuilder, DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipelines.silver.transforms import is_newer
@@ -70,13 +71,16 @@ class BatchAppender:
     looked up in the table (a row with this batch id or a greater one: gold's fold tags its sums with the
     greatest batch id it summed, fold.py); every other batch is appended blind.
 
-    Each table must have `column` (the batch id) in every row, and only this query may write rows there with
-    its batch ids. One appender per query: a new query (a restart) gets a new one.
+    Each table must have `column` (the batch id) in every row. Where queries share a table (silver's
+    `batch_stats`, one row per batch of every stream's query), `rows_of` picks this query's rows out of it;
+    otherwise only this query may write rows there. One appender per query: a new query (a restart) gets a
+    new one.
     """
 
-    def __init__(self, spark: SparkSession, column: str = "batch_id"):
+    def __init__(self, spark: SparkSession, column: str = "batch_id", rows_of: Column | None = None):
         self.spark = spark
         self.column = column
+        self.rows_of = rows_of
         self._tried: dict[str, int] = {}  # table path -> the greatest batch id this appender tried there
         self.lookups = 0  # how many appends asked the table (tests read it)
 
@@ -98,6 +102,8 @@ class BatchAppender:
     def holds(self, path: str, batch_id: int) -> bool:
         """Whether the table has rows of this batch, or of a later one."""
         rows = self.spark.read.format("delta").load(path).filter(F.col(self.column) >= batch_id)
+        if self.rows_of is not None:
+            rows = rows.filter(self.rows_of)
         return not rows.limit(1).isEmpty()
 
 

@@ -28,7 +28,7 @@ from common.settings import Settings
 from common.spark import SLOW_POOL, Trigger, in_pool, one_row, use_pool
 from pipelines import exporter
 from pipelines.bronze.job import read_bronze_stream
-from pipelines.delta_io import append_once, merge_newest
+from pipelines.delta_io import BatchAppender, append_once, merge_newest
 from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
@@ -95,6 +95,9 @@ class SilverBatch:
         self.checks = validation.Checks(self.spec.rules())  # built once, applied to every batch
         self.query_name = f"silver-{stream}"
         self.app_id = f"{layout.generation}-{self.query_name}"
+        # the batch stats carry (query, batch id): known by them, without Delta's transaction-id lookup (4-5 s
+        # an append under load). The quarantine has no batch id and is appended only when a batch has bad rows.
+        self.stats_appender = BatchAppender(spark, rows_of=F.col("query") == self.query_name)
         self.mirror_to_postgres = mirror_to_postgres and stream == "rsvps"
         self.timings: dict[str, float] = {}
         self._created: set[str] = set()  # tables known to exist, so each batch skips the check
@@ -174,7 +177,7 @@ class SilverBatch:
                 stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
                     "processed_at", F.current_timestamp()
                 )
-                append_once(stats_df, self.layout.table("silver", "batch_stats"), self.app_id, batch_id)
+                self.stats_appender.append(stats_df, self.layout.table("silver", "batch_stats"), batch_id)
             self.timings = clock.seconds()
             exporter.observe_validation(self.stream, counts["rows_valid"], counts["rows_quarantined"])
             log.info(

@@ -140,3 +140,26 @@ def test_the_hot_path_makes_gold_and_postgres_exact_while_silver_is_still_behind
     assert per_stage == {"gold": 1500, "postgres": 1500}, "every row's visibility in gold and PostgreSQL is recorded"
     stopped = heartbeat.last(settings, layout.generation)
     assert stopped is not None and stopped[1] == [], "the chain's last heartbeat says nothing runs any more"
+
+
+def test_batch_stats_shared_by_queries_know_each_querys_batches_apart(stack, spark, unique):
+    """Every stream's silver query appends its batch stats to one table, known by (query, batch id)
+    (delta_io.BatchAppender with rows_of): another query's later batch does not make this query's batch look
+    written, and a restarted query's first batch, already there, is not appended twice."""
+    from pipelines.delta_io import BatchAppender
+
+    path = Layout.from_settings(isolated(stack, unique)).table("silver", "batch_stats")
+    spark.createDataFrame([], "query string, batch_id long").write.format("delta").save(path)
+
+    def stats(query: str, batch: int):
+        return spark.createDataFrame([(query, batch)], "query string, batch_id long")
+
+    def appender(query: str) -> BatchAppender:
+        return BatchAppender(spark, rows_of=F.col("query") == query)
+
+    assert appender("silver-photos").append(stats("silver-photos", 7), path, 7)
+    rsvps = appender("silver-rsvps")
+    assert rsvps.append(stats("silver-rsvps", 5), path, 5) and rsvps.lookups == 1, "photos' batch 7 is not rsvps'"
+    assert not appender("silver-rsvps").append(stats("silver-rsvps", 5), path, 5), "a restart's batch 5, already in"
+    rows = sorted(tuple(r) for r in spark.read.format("delta").load(path).collect())
+    assert rows == [("silver-photos", 7), ("silver-rsvps", 5)]
