@@ -30,6 +30,11 @@ class Table:
     # where something else compacts it
     writers_compact: bool = True
 
+    @property
+    def auto_compact(self) -> str:
+        """The value of its AUTO_COMPACT property, as Delta keeps it."""
+        return str(self.writers_compact).lower()
+
 
 def _declare() -> tuple[Table, ...]:
     bronze = [Table("bronze", s, ("partition", "offset"), f"the {s} stream, raw, append-only") for s in STREAMS]

@@ -39,10 +39,15 @@ log = logging.getLogger(__name__)
 DEFAULT_RETAIN_HOURS = 168.0
 
 
+def existing_tables(spark: SparkSession, layout: Layout) -> list[tuple[catalogue.Table, str]]:
+    """Every declared table of the generation that exists, with its path."""
+    declared = [(table, layout.table(table.layer, table.name)) for table in catalogue.TABLES]
+    return [(table, path) for table, path in declared if DeltaTable.isDeltaTable(spark, path)]
+
+
 def table_paths(spark: SparkSession, layout: Layout) -> list[str]:
     """Every Delta table of the generation that exists."""
-    paths = [layout.table(table.layer, table.name) for table in catalogue.TABLES]
-    return [path for path in paths if DeltaTable.isDeltaTable(spark, path)]
+    return [path for _, path in existing_tables(spark, layout)]
 
 
 def file_count(spark: SparkSession, path: str) -> int:
@@ -54,11 +59,8 @@ def settle_compaction(spark: SparkSession, layout: Layout) -> list[str]:
     """Set each existing table's auto compaction property to what the catalogue declares, where it differs
     (tables an older chain created have none); returns the paths it changed."""
     changed = []
-    for table in catalogue.TABLES:
-        path = layout.table(table.layer, table.name)
-        if not DeltaTable.isDeltaTable(spark, path):
-            continue
-        wanted = str(table.writers_compact).lower()
+    for table, path in existing_tables(spark, layout):
+        wanted = table.auto_compact
         if one_row(DeltaTable.forPath(spark, path).detail())["properties"].get(catalogue.AUTO_COMPACT) != wanted:
             statement = f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{catalogue.AUTO_COMPACT}' = '{wanted}')"
             retry_on_conflict(functools.partial(spark.sql, statement))

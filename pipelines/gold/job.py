@@ -284,10 +284,9 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
                 "an older layout this chain cannot continue: reprocess it into a new generation, "
                 "`make replay TO=<new generation>`, which rebuilds every table from Kafka"
             )
-        compacts = catalogue.table("gold", COUNTS_TABLE).writers_compact
         DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy(
             *COUNTS_PARTITIONS
-        ).property(catalogue.AUTO_COMPACT, str(compacts).lower()).execute()
+        ).property(catalogue.AUTO_COMPACT, catalogue.table("gold", COUNTS_TABLE).auto_compact).execute()
     for name, schema in {"watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
         DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
 

@@ -36,6 +36,9 @@ from tests.unit.test_ml_features import T0, messages, rsvp
 pytestmark = pytest.mark.integration
 
 SHOTS = PROJECT_ROOT / "tests" / "artifacts" / "screenshots"
+# the snapshot tables (top groups, topics) come with the chain's first snapshot round, FIRST_SNAPSHOT_AFTER_S
+# after its start (pipelines/cadence.py), and the round itself takes a while under load
+SNAPSHOT_WAIT_S = FIRST_SNAPSHOT_AFTER_S + 300
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PAGES = {"live": "Live", "regions": "Regions", "categories": "Categories and topics", "events": "Events and groups",
          "model": "Model", "health": "Pipeline health", "query": "Query the PostgreSQL mirror"}  # fmt: skip
@@ -156,10 +159,8 @@ def test_the_live_page_fills_and_its_numbers_grow_while_the_stream_runs(system, 
     assert first, f"no totals within 7 minutes; chain log: {(logs / 'chain.log').read_text()[-3000:]}"
     later = wait_until(lambda: (metric(page, "yes") or 0) > first and metric(page, "yes"), timeout=240)
     assert later and later > first, "the live page's numbers grow without a reload"
-    # the top groups come from a snapshot the chain rebuilds every few minutes (pipelines/cadence.py): its
-    # first round comes FIRST_SNAPSHOT_AFTER_S after the chain's start
-    snapshot_s = FIRST_SNAPSHOT_AFTER_S + 300
-    drawn = wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=snapshot_s)
+    # the top groups come from a snapshot table (see SNAPSHOT_WAIT_S)
+    drawn = wait_until(lambda: len([n for n in plotted_points(page) if n > 0]) >= 3, timeout=SNAPSHOT_WAIT_S)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "live.png"), full_page=True)
     assert drawn, f"points per chart on the live page: {plotted_points(page)} (see {SHOTS / 'live.png'})"
@@ -179,7 +180,7 @@ def test_every_page_loads_without_an_exception(system, browser, path):
     if path in ("regions", "health"):
         assert wait_until(lambda: any(n > 0 for n in plotted_points(page)), timeout=120), f"{path}: no chart data"
     if path == "categories":  # the top topics (a snapshot table, as the live page's groups): a name per bar
-        labelled = wait_until(lambda: topic_bars(page), timeout=FIRST_SNAPSHOT_AFTER_S + 300)
+        labelled = wait_until(lambda: topic_bars(page), timeout=SNAPSHOT_WAIT_S)
         assert labelled and labelled["bars"] == labelled["labels"] > 0, labelled
     if path == "health":  # the chart of where each query's batch time goes, drawn with its phases named
         phases = page.get_by_text("Where a batch's time goes")
