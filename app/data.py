@@ -10,6 +10,7 @@ DataFrame (or a dict) and raises one of two errors the pages turn into plain emp
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -289,6 +290,32 @@ def live_accuracy(lake: Lakehouse) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def calibration_history(lake: Lakehouse) -> pd.DataFrame:
+    """The scoring stream's online calibration, block by block (gold `score_calibration`): when each block
+    began, the model version, the shift of its log-odds, and the earlier answers (how many, their yes rate)
+    that decided it; newest last."""
+    df = lake.table(
+        "gold", "score_calibration", ["block", "model_version", "shift", "answers", "yes_rate", "block_start"]
+    )
+    return df.sort_values(["block_start", "model_version"]).reset_index(drop=True)
+
+
+def calibration_in_use(history: pd.DataFrame, version: str | None) -> str:
+    """One sentence: the newest block's shift for `version` and what decided it."""
+    rows = history[history["model_version"] == version] if version is not None else history.iloc[0:0]
+    if rows.empty:
+        return f"no block scored by {version} yet: its probabilities are used as the model gives them"
+    last = rows.iloc[-1]
+    if not last["answers"]:
+        return f"block {last['block']}: no earlier answers scored by {version} yet, so no shift"
+    p = 1 / (1 + math.exp(-last["shift"]))  # what a raw 0.5 becomes
+    return (
+        f"block {last['block']} (from {pd.Timestamp(last['block_start']):%Y-%m-%d %H:%M:%S}): log-odds "
+        f"{last['shift']:+.2f}, fitted on {int(last['answers']):,} earlier answers ({last['yes_rate']:.0%} yes); "
+        f"a raw p(yes) of 0.50 is shown as {p:.2f}"
+    )
+
+
 def regions(lake: Lakehouse, level: str = "country") -> pd.DataFrame:
     """yes / no / guests per country (or country, state, city) over all hours."""
     keys = {"country": ["country"], "city": ["country", "state", "city"]}[level]
@@ -500,6 +527,11 @@ FEATURE_WORDS = {
     "topic_count": "group's number of topics",
     "member_photo": "member has a photo",
     "member_services": "member's linked services",
+    "event_weekend": "event on a weekend, local time",
+    "event_hour_sin": "event's local hour (sine)",
+    "event_hour_cos": "event's local hour (cosine)",
+    "venue_log_km": "venue's distance from the group (log km)",
+    "venue_km_unknown": "venue's distance unknown",
 }
 STAT_WORDS = {"log_answers": "earlier answers (log)", "yes_rate": "yes rate so far", "no_seen": "a no before"}
 
@@ -511,6 +543,8 @@ def feature_label(name: str) -> str:
         return f"country = {name[len('country_vector_') :]}"
     if name.startswith("topic="):
         return f"topic = {name[len('topic=') :]}"
+    if name.startswith("word="):
+        return f"name has the word {name[len('word=') :]}"
     if name in FEATURE_WORDS:
         return FEATURE_WORDS[name]
     entity, _, stat = name.partition("_")

@@ -59,9 +59,17 @@ def warm_up(settings: Settings) -> None:
 
 
 def message(
-    *, guests: int, lead_hours: float, country: str | None, online: bool, topics: list[str], now_ms: int
+    *,
+    guests: int,
+    lead_hours: float,
+    country: str | None,
+    online: bool,
+    topics: list[str],
+    now_ms: int,
+    event_name: str = "form",
 ) -> dict:
-    """A stream-shaped RSVP message from the form (group at longitude 0: local time is UTC)."""
+    """A stream-shaped RSVP message from the form (group at longitude 0: local time is UTC; the venue, unless
+    online, about 1.6 km from the group's centre)."""
     starts = now_ms + int(lead_hours * 3_600_000)
     msg = {
         "rsvp_id": 1,
@@ -70,7 +78,7 @@ def message(
         "guests": guests,
         "visibility": "public",
         "member": {"member_id": 1, "member_name": "form"},
-        "event": {"event_id": "form", "event_name": "form", "event_url": "-", "time": starts},
+        "event": {"event_id": "form", "event_name": event_name or "form", "event_url": "-", "time": starts},
         "group": {
             "group_id": 1, "group_name": "form", "group_urlname": "form", "group_city": "-",
             "group_country": country or "us", "group_lat": 0, "group_lon": 0,
@@ -78,7 +86,7 @@ def message(
         },
     }  # fmt: skip
     if not online:
-        msg["venue"] = {"venue_id": 1, "venue_name": "venue", "lat": 1.0, "lon": 1.0}
+        msg["venue"] = {"venue_id": 1, "venue_name": "venue", "lat": 0.01, "lon": 0.01}
     return msg
 
 

@@ -48,10 +48,16 @@ NUMERIC_FEATURES = (
     "topic_count",
     "member_photo",
     "member_services",
+    "event_weekend",
+    "event_hour_sin",
+    "event_hour_cos",
+    "venue_log_km",
+    "venue_km_unknown",
     *(f"{entity}_{stat}" for entity in ENTITIES for stat in ("log_answers", "yes_rate", "no_seen")),
 )
 CATEGORICAL_FEATURES = ("country",)
-TOKEN_FEATURES = ("topics",)
+TOKEN_FEATURES = ("topics",)  # bags of words; `name_words` is computed too, a candidate the model leaves out
+MIN_WORD_LENGTH = 3  # words of the event's and the group's names shorter than this are left out
 CONTEXT_COLUMNS = (
     "rsvp_id",
     "member_id",
@@ -169,6 +175,10 @@ def attribute_columns() -> list[Column]:
     online = (
         venue.isNull() | F.lower(venue["venue_name"]).contains("online") | ((venue["lat"] == 0) & (venue["lon"] == 0))
     )
+    event_local_ms = msg["event"]["time"] + F.round(msg["group"]["group_lon"] / 15).cast("long") * HOUR_MS
+    event_hour = F.floor((event_local_ms % DAY_MS) / HOUR_MS)
+    event_weekday = (F.floor(event_local_ms / DAY_MS) + 3) % 7
+    km = venue_km(msg)
     services = F.coalesce(
         F.greatest(*(msg["member"]["other_services"][s].isNotNull().cast("int") for s in SERVICES)), F.lit(0)
     )
@@ -190,9 +200,37 @@ def attribute_columns() -> list[Column]:
         as_double(F.size(msg["group"]["group_topics"])).alias("topic_count"),
         as_double(msg["member"]["photo"].isNotNull()).alias("member_photo"),
         as_double(services).alias("member_services"),
+        # when the event is, in the group's local time (unknown time: neither weekend nor an hour)
+        as_double(F.coalesce(event_weekday >= 5, F.lit(False))).alias("event_weekend"),
+        F.coalesce(F.sin(event_hour * (2 * 3.141592653589793 / 24)), F.lit(0.0)).alias("event_hour_sin"),
+        F.coalesce(F.cos(event_hour * (2 * 3.141592653589793 / 24)), F.lit(0.0)).alias("event_hour_cos"),
+        # how far the venue is from the group's centre (online and venue-less events: unknown)
+        F.coalesce(F.log1p(km), F.lit(0.0)).alias("venue_log_km"),
+        as_double(km.isNull()).alias("venue_km_unknown"),
         msg["group"]["group_country"].alias("country"),
         F.transform(msg["group"]["group_topics"], lambda t: t["urlkey"]).alias("topics"),
+        name_words(msg).alias("name_words"),
     ]
+
+
+def venue_km(msg: Column) -> Column:
+    """Great-circle distance from the group's centre to the venue, km; null without a venue or with one at (0, 0)
+    (Meetup's placeholder for online events)."""
+    venue, group = msg["venue"], msg["group"]
+    lat1, lon1 = F.radians(group["group_lat"]), F.radians(group["group_lon"])
+    lat2, lon2 = F.radians(venue["lat"]), F.radians(venue["lon"])
+    a = F.sin((lat2 - lat1) / 2) ** 2 + F.cos(lat1) * F.cos(lat2) * F.sin((lon2 - lon1) / 2) ** 2
+    km = 2 * 6371.0 * F.asin(F.sqrt(F.least(a, F.lit(1.0))))
+    placeholder = (venue["lat"] == 0) & (venue["lon"] == 0)
+    return F.when(venue.isNotNull() & ~F.coalesce(placeholder, F.lit(True)), km)
+
+
+def name_words(msg: Column) -> Column:
+    """The distinct lower-case words of the event's and the group's names ("happy hour", "workshop", "run"),
+    for a bag of words the fitted pipeline keeps the common ones of (ml/model.py)."""
+    text = F.lower(F.concat_ws(" ", msg["event"]["event_name"], msg["group"]["group_name"]))
+    words = F.split(text, r"[^\p{L}\p{N}]+")
+    return F.array_distinct(F.filter(words, lambda w: F.length(w) >= MIN_WORD_LENGTH))
 
 
 def history_features(counted_df: DataFrame) -> DataFrame:

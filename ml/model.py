@@ -20,18 +20,25 @@ from pyspark.ml.classification import (
     RandomForestClassifier,
 )
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.feature import CountVectorizer, OneHotEncoder, StringIndexer, VectorAssembler
+from pyspark.ml.feature import CountVectorizer, CountVectorizerModel, OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from common.spark import one_row
-from ml.features import NUMERIC_FEATURES
+from ml.features import NUMERIC_FEATURES, TOKEN_FEATURES
 
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
 CALIBRATION_BINS = 10
 CURVE_STEPS = 50
 
+
+# the bags of words: their input column -> the pipeline's vector, and what an importance calls a slot of it.
+# The model uses ml.features.TOKEN_FEATURES: the words of the names did not help across eras
+# (bench/ml_features.py).
+BAGS = {"topics": "topic_vector", "name_words": "name_vector"}
+SLOT_NAMES = {"topic_vector": "topic", "name_vector": "word"}
+MIN_DF = 20.0  # a bag keeps the words (topics) at least this many training RSVPs share
 
 CLASSIFIERS = ("logistic_regression", "gradient_boosted_trees", "random_forest")
 
@@ -53,18 +60,39 @@ def classifier(name: str) -> Classifier[Any]:
     raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
 
 
-def build_pipeline(classifier: Classifier[Any]) -> Pipeline:
-    """Country one-hot (unseen countries share one slot), topics as a binary bag of words, then the classifier."""
+def build_pipeline(
+    classifier: Classifier[Any], numeric: tuple[str, ...] = NUMERIC_FEATURES, bags: tuple[str, ...] = TOKEN_FEATURES
+) -> Pipeline:
+    """Country one-hot (unseen countries share one slot), topics (and, when asked, the names' words) as binary
+    bags of words (each word kept when at least MIN_DF training RSVPs share it), then the classifier.
+    `numeric` and `bags` choose a subset of the features, to judge what each adds (bench/ml_features.py)."""
     stages: list[Estimator[Any] | Transformer] = [
         StringIndexer(inputCol="country", outputCol="country_index", handleInvalid="keep"),
         OneHotEncoder(inputCol="country_index", outputCol="country_vector", handleInvalid="keep"),
-        CountVectorizer(inputCol="topics", outputCol="topic_vector", binary=True, minDF=20.0, vocabSize=400),
+        *(CountVectorizer(inputCol=bag, outputCol=BAGS[bag], binary=True, minDF=MIN_DF, vocabSize=400) for bag in bags),
         VectorAssembler(
-            inputCols=[*NUMERIC_FEATURES, "country_vector", "topic_vector"], outputCol="features", handleInvalid="keep"
-        ),
+            inputCols=[*numeric, "country_vector", *(BAGS[bag] for bag in bags)],
+            outputCol="features",
+            handleInvalid="keep",
+        ),  # fmt: skip
         classifier.setFeaturesCol("features").setLabelCol("label"),
     ]
     return Pipeline(stages=stages)
+
+
+def fit(
+    name: str, train_df: DataFrame, numeric: tuple[str, ...] = NUMERIC_FEATURES, bags: tuple[str, ...] = TOKEN_FEATURES
+) -> PipelineModel:
+    """The pipeline with classifier `name`, fitted on train_df. A bag none of whose words MIN_DF training RSVPs
+    share is left out: MLlib refuses an empty vocabulary, and a small lakehouse (or a few synthetic RSVPs)
+    may have no common word in its names."""
+    kept = tuple(bag for bag in bags if has_common_word(train_df, bag))
+    return build_pipeline(classifier(name), numeric, kept).fit(train_df)
+
+
+def has_common_word(df: DataFrame, bag: str) -> bool:
+    words = df.select(F.explode(F.array_distinct(bag)).alias("word")).groupBy("word").count()
+    return not words.filter(F.col("count") >= MIN_DF).isEmpty()
 
 
 def with_label(features_df: DataFrame, final_answers_df: DataFrame) -> DataFrame:
@@ -241,10 +269,13 @@ def importances(model: PipelineModel, sample_df: DataFrame) -> list[dict[str, An
     """
     attributes = model.transform(sample_df.limit(1)).schema["features"].metadata["ml_attr"]["attrs"]
     names = {a["idx"]: a["name"] for group in attributes.values() for a in group}
-    vocabulary = next(stage for stage in model.stages if hasattr(stage, "vocabulary")).vocabulary
-    for index, name in names.items():  # the bag of words names its slots by number only
-        if name.startswith("topic_vector_") and name[len("topic_vector_") :].isdigit():
-            names[index] = f"topic={vocabulary[int(name[len('topic_vector_') :])]}"
+    vocabularies = {
+        stage.getOutputCol(): stage.vocabulary for stage in model.stages if isinstance(stage, CountVectorizerModel)
+    }
+    for index, name in names.items():  # a bag of words names its slots by number only
+        vector, _, slot = name.rpartition("_")
+        if vector in vocabularies and slot.isdigit():
+            names[index] = f"{SLOT_NAMES.get(vector, vector)}={vocabularies[vector][int(slot)]}"
     classifier: Any = model.stages[-1]  # a fitted model: trees have featureImportances, regressions coefficients
     if hasattr(classifier, "featureImportances"):
         weights, kind = classifier.featureImportances.toArray(), "importance"

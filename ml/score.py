@@ -4,7 +4,8 @@ meetup-score data/rsvps/2021-09-02_capture.jsonl                     # CSV on st
 meetup-score capture.jsonl --out predictions.jsonl --model-version v1
 
 Each RSVP is scored on its first message in the file, with history from the lines before it (the file
-is the log: line order is arrival order), exactly as the chain scores a live RSVP. The file's own final
+is the log: line order is arrival order), exactly as the chain scores a live RSVP, and calibrated online by
+the file's earlier answers (ml/calibration.py; `probability_raw` is the model's own). The file's own final
 answers then judge the model: ROC AUC, log loss and Brier score beside the majority baseline, so any
 capture can test any version. Lines that silver would quarantine are counted, with their reasons, and
 not scored.
@@ -23,43 +24,52 @@ from pyspark.sql import functions as F
 
 from common import cli, health
 from common.spark import build_spark
+from ml import calibration as C
 from ml import features as X
 from ml import model as M
+from ml.evaluate import capture_messages
 from ml.registry import NoModelError, Registry
-from pipelines.silver import validation
-from pipelines.silver.schemas import RSVP_MESSAGE
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("rsvp_id", "probability_yes", "predicted", "model_version")
+OUTPUT_COLUMNS = ("rsvp_id", "probability_yes", "predicted", "model_version", "probability_raw", "calibration_shift")
 
 
 def score_capture(
     spark: SparkSession, registry: Registry, path: str, version: str | None = None
 ) -> tuple[DataFrame, dict[str, Any]]:
-    """(predictions, summary): predictions has OUTPUT_COLUMNS plus `answer` (the file's final answer)."""
+    """(predictions, summary): predictions has OUTPUT_COLUMNS plus `answer` (the file's final answer).
+
+    probability_yes is calibrated online, as the scoring stream does (ml/calibration.py): the model's own
+    probability is probability_raw, shifted in log-odds by calibration_shift, which the capture's earlier
+    answers decide block by block.
+    """
     version, model = registry.load(version)
-    raw = X.lines_as_messages(spark.read.text(path))
-    checked = validation.with_reason(validation.with_parsed(raw, RSVP_MESSAGE), validation.rsvp_rules()).persist()
-    messages = validation.filter_valid(checked).select("msg", *X.ARRIVAL)
+    messages, checked = capture_messages(spark, path)
+    messages = messages.persist()
     reasons = {
         r["reason"]: r["count"] for r in checked.filter(F.col("reason").isNotNull()).groupBy("reason").count().collect()
     }
     answers = X.newest_states(messages).select("rsvp_id", F.when(F.col("yes"), "yes").otherwise("no").alias("answer"))
+    raw = C.ordinals(M.predict(model, X.rsvp_features(messages))).select(
+        "rsvp_id", "ordinal", *X.ARRIVAL, F.col("p_yes").alias("probability_raw"), F.lit(version).alias("model_version")
+    )
+    calibrated, shifts = C.calibrate(raw.withColumn("logit", C.logit(F.col("probability_raw"))), messages)
     predictions = (
-        M.predict(model, X.rsvp_features(messages))
-        .select(
+        calibrated.select(
             "rsvp_id",
-            F.col("p_yes").alias("probability_yes"),
-            "predicted",
-            F.lit(version).alias("model_version"),
+            F.col("p_calibrated").alias("probability_yes"),
+            F.when(F.col("p_calibrated") >= 0.5, "yes").otherwise("no").alias("predicted"),
+            "model_version",
+            "probability_raw",
+            F.col("shift").alias("calibration_shift"),
             *X.ARRIVAL,
         )
         .join(answers, "rsvp_id")
         .orderBy(*X.ARRIVAL)
         .select(*OUTPUT_COLUMNS, "answer")
     )
-    summary = {"model_version": version, "lines": checked.count(), "quarantined": reasons}
+    summary = {"model_version": version, "lines": checked.count(), "quarantined": reasons, "shifts": C.describe(shifts)}
     return predictions, summary
 
 
@@ -71,6 +81,11 @@ def evaluate(predictions: DataFrame, training_yes_rate: float | None = None) -> 
         (F.col("answer") == "yes").cast("double").alias("label"), F.col("probability_yes").alias("p_yes")
     )
     result = {"model": M.metrics(labelled)}
+    if "probability_raw" in predictions.columns:
+        raw = predictions.select(
+            (F.col("answer") == "yes").cast("double").alias("label"), F.col("probability_raw").alias("p_yes")
+        )
+        result["model raw"] = M.metrics(raw)
     if training_yes_rate is not None:
         result["majority"] = M.metrics(labelled.withColumn("p_yes", F.lit(training_yes_rate)))
     result["file rate"] = M.metrics(labelled.withColumn("p_yes", F.lit(result["model"]["yes_rate"])))

@@ -4,6 +4,7 @@ meetup-train                                   # last 25% of RSVPs (by mtime) he
 meetup-train --test-from 2021-01-01            # train before a date, test after it
 meetup-train --classifier logistic_regression  # skip the comparison
 meetup-train --no-promote                      # save the version, leave CURRENT as it is
+meetup-train --evaluate leave-one-capture-out  # judge across eras: train on all captures but one, test on it
 
 Features come from bronze (every message, so history is point-in-time; ml/features.py), labels (the
 final answer) from silver `rsvps`. The split is by time: the test RSVPs are the latest. The candidate
@@ -17,6 +18,7 @@ import logging
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -25,7 +27,7 @@ from pyspark.sql import functions as F
 
 from common import cli, health
 from common.cli import CommandError
-from common.settings import Settings
+from common.settings import PROJECT_ROOT, Settings
 from common.spark import build_spark, one_row
 from ml import model as M
 from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TOKEN_FEATURES, rsvp_features, valid_messages
@@ -69,6 +71,28 @@ def window(df: DataFrame) -> dict[str, Any]:
     return {"rsvps": row["rsvps"], "from": iso(row["lo"]), "to": iso(row["hi"])}
 
 
+def choose_classifier(
+    train_df: DataFrame,
+    classifier: str = "auto",
+    validation_fraction: float = 0.2,
+    features: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(the classifier to fit, the candidates' validation scores). "auto": each candidate is fitted on the
+    training period's earlier part and the lowest log loss on its latest `validation_fraction` wins."""
+    if classifier != "auto":
+        return classifier, {}
+    comparison: dict[str, dict[str, Any]] = {}
+    fit_df, validation_df, _ = time_split(train_df, test_from_ms=None, test_fraction=validation_fraction)
+    for name in M.CLASSIFIERS:
+        t0 = time.perf_counter()
+        fitted = M.fit(name, fit_df, **(features or {}))
+        scores = M.metrics(M.predict(fitted, validation_df))
+        comparison[name] = {k: scores[k] for k in ("roc_auc", "pr_auc_no", "log_loss", "brier")}
+        comparison[name]["fit_seconds"] = round(time.perf_counter() - t0, 1)
+        log.info(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
+    return min(comparison, key=lambda n: comparison[n]["log_loss"]), comparison
+
+
 def train(
     spark: SparkSession,
     settings: Settings,
@@ -92,22 +116,9 @@ def train(
         if not windows["train"]["rsvps"] or not windows["test"]["rsvps"]:
             raise CommandError("the split left no training or no test RSVPs; change --test-from")
 
-        candidates = {name: M.classifier(name) for name in (M.CLASSIFIERS if classifier == "auto" else (classifier,))}
-        comparison = {}
-        if len(candidates) > 1:
-            fit_df, validation_df, _ = time_split(train_df, test_from_ms=None, test_fraction=validation_fraction)
-            for name, estimator in candidates.items():
-                t0 = time.perf_counter()
-                fitted = M.build_pipeline(estimator).fit(fit_df)
-                scores = M.metrics(M.predict(fitted, validation_df))
-                comparison[name] = {k: scores[k] for k in ("roc_auc", "pr_auc_no", "log_loss", "brier")}
-                comparison[name]["fit_seconds"] = round(time.perf_counter() - t0, 1)
-                log.info(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
-            chosen = min(comparison, key=lambda n: comparison[n]["log_loss"])
-        else:
-            chosen = next(iter(candidates))
+        chosen, comparison = choose_classifier(train_df, classifier, validation_fraction)
         t0 = time.perf_counter()
-        fitted = M.build_pipeline(candidates[chosen]).fit(train_df)
+        fitted = M.fit(chosen, train_df)
         fit_seconds = time.perf_counter() - t0
         test_metrics = M.metrics(M.predict(fitted, test_df))
         baselines = M.fit_baselines(train_df)
@@ -163,6 +174,25 @@ def report(metadata: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_captures(folder: Path, classifier: str) -> int:
+    """meetup-train --evaluate leave-one-capture-out: prints the judge's table; writes nothing."""
+    from ml.evaluate import leave_one_capture_out, report
+
+    captures = sorted(folder.glob("*.jsonl"))
+    if len(captures) < 2:
+        raise CommandError(
+            f"leave-one-capture-out needs at least two *.jsonl captures in {folder}, found {len(captures)}",
+            status=cli.USAGE,
+        )
+    settings = health.settings_for([])
+    spark = build_spark(settings, "meetup-train-evaluate")
+    spark.sparkContext.setLogLevel("WARN")
+    log.info("leave one capture out: %s", ", ".join(p.name for p in captures))
+    print(report(leave_one_capture_out(spark, captures, classifier=classifier)))
+    spark.stop()
+    return 0
+
+
 @cli.command("meetup-train", generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("meetup-train", __doc__)
@@ -178,7 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         help="auto: fit each on the training period's earlier part, keep the lowest log loss on its latest part",
     )  # fmt: skip
     parser.add_argument("--no-promote", action="store_true", help="save the version without making it current")
+    parser.add_argument(
+        "--evaluate", choices=["leave-one-capture-out"],
+        help="judge instead of training: fit on every capture of --captures but one, test on that one (ml/evaluate.py)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--captures", default=str(PROJECT_ROOT / "data" / "rsvps"), metavar="DIR",
+        help="with --evaluate: a folder of JSONL captures (default: the shipped ones)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.evaluate:
+        return evaluate_captures(Path(args.captures), args.classifier)
     settings = health.settings_for(["s3"])
     layout = generations.layout(settings, args.generation)
     spark = build_spark(settings, "meetup-train")

@@ -62,6 +62,7 @@ def _declare() -> tuple[Table, ...]:
         Table("gold", "category_trends", ("hour", "category"), "snapshot: categories ranked per hour"),
         Table("gold", "score_state", ("rsvp_id",), "the scoring stage's newest version of each RSVP"),
         Table("gold", "scored_rsvps", ("rsvp_id",), "predictions with the newest answer"),
+        Table("gold", "score_calibration", ("block", "model_version"), "the scorer's online calibration per block"),
         Table("gold", "pipeline_metrics", ("query", "run_id", "batch_id"), "progress of every batch"),
         Table("gold", "freshness", ("stage", "query", "batch_id"), "Kafka append -> visible, per batch"),
         Table("gold", "batch_phases", ("query", "batch_id", "seq"), "where each batch's time went"),

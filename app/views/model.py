@@ -55,6 +55,22 @@ accuracy = load(lambda: data.live_accuracy(lake()))
 if accuracy is not None:
     st.dataframe(accuracy, hide_index=True)
 
+st.subheader("Online calibration")
+st.caption(
+    "The scoring stream shifts the model's log-odds block by block (100 RSVPs) by the answers of the 500 "
+    "RSVPs before each block, as they stood when it began, so that p(yes) follows the stream's own yes rate."
+)
+history = load(lambda: data.calibration_history(lake()))
+if history is not None:
+    st.write("In use: " + data.calibration_in_use(history, record["version"] if record else None))
+    fig = px.line(
+        history, x="block_start", y="shift", color="model_version", markers=True,
+        title="Shift of the log-odds per block", labels={"block_start": "block began", "shift": "shift (log-odds)",
+                                                          "model_version": "model"},
+        hover_data=["block", "answers", "yes_rate"],
+    )  # fmt: skip
+    st.plotly_chart(fig, key="calibration_history_chart")
+
 st.subheader("Score an RSVP")
 with st.form("score_form"):
     left, right = st.columns(2)
@@ -63,6 +79,7 @@ with st.form("score_form"):
     country = left.text_input("Group country (ISO-2)", "us")
     online = left.checkbox("Online event (no venue)")
     topics = right.text_input("Group topics (urlkeys, comma separated)", "hiking,outdoors")
+    event_name = right.text_input("Event name", "Saturday hike and happy hour")
     member_yes = right.number_input("Member's earlier yes RSVPs", 0, 1000, 0)
     member_no = right.number_input("Member's earlier no RSVPs", 0, 1000, 0)
     submitted = st.form_submit_button("Score")
@@ -75,6 +92,6 @@ if submitted:
                 settings(),
                 guests=int(guests), lead_hours=float(lead_hours), country=country.strip().lower() or None,
                 online=online, topics=[t.strip() for t in topics.split(",") if t.strip()],
-                member_yes=int(member_yes), member_no=int(member_no),
+                member_yes=int(member_yes), member_no=int(member_no), event_name=event_name.strip(),
             )  # fmt: skip
         st.metric(f"p(yes) by {version}", f"{probability:.3f}")

@@ -6,13 +6,17 @@ Query `score-rsvps` reads bronze (like gold) and, per micro-batch (foreachBatch)
 2. scores them with the model CURRENT names in the registry, polled every batch: a newly trained
    version is picked up by the next batch, without a restart. With no model yet, nothing is scored
    (the state still moves on, so the history of later RSVPs is complete);
-3. one MERGE into gold `scored_rsvps`: new RSVPs are inserted with their prediction, and every RSVP
+3. calibrates them online (StreamCalibration, ml/calibration.py): each block of 100 RSVPs gets a shift of
+   the model's log-odds fitted on the answers before it; a block starting in this batch is fitted now and
+   kept in gold `score_calibration`;
+4. one MERGE into gold `scored_rsvps`: new RSVPs are inserted with their prediction, and every RSVP
    already there takes the batch's newest answer (newest mtime wins), which is what live accuracy is
    measured against;
-4. `score_state` takes the batch's newest versions.
+5. `score_state` takes the batch's newest versions.
 
-Exactly once: both writes are idempotent (insert-if-absent, newest-wins), and the scores are written
-before the state moves, so a batch re-run after a crash computes the same features and changes nothing.
+Exactly once: every write is idempotent (the shifts appended once per batch id, insert-if-absent,
+newest-wins), and the state moves last, so a batch re-run after a crash computes the same features,
+ordinals and shifts, and changes nothing.
 The stage reads bronze without gold's small file limit (Delta's default admits up to 1,000 files a batch,
 and a bronze commit has one file per Kafka partition), so a batch boundary practically never splits the
 messages of one bronze commit, and a batch sees everything that arrived before it; a test checks that
@@ -22,22 +26,24 @@ scores across runs equal one pass over the whole log.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timezone
 
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
 from common.spark import SLOW_POOL, Trigger, use_pool
+from ml import calibration as C
 from ml import features as X
 from ml.model import predict
 from ml.registry import Registry
 from pipelines.bronze.job import read_bronze_stream
-from pipelines.delta_io import merge_newest, retry_on_conflict
+from pipelines.delta_io import append_once, merge_newest, retry_on_conflict
 from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
@@ -64,6 +70,23 @@ SCORED_RSVPS = T.StructType(
         T.StructField("country", T.StringType()),
         T.StructField("answer", T.StringType()),  # the newest answer so far; the final one in the end
         *X.VERSION_FIELDS,
+        # online calibration (ml/calibration.py): probability_yes = sigmoid(logit(probability_raw) + shift)
+        T.StructField("ordinal", T.LongType()),  # the RSVP's place in the order of first arrivals
+        T.StructField("probability_raw", T.DoubleType()),  # the model's own probability
+        T.StructField("calibration_shift", T.DoubleType()),
+    ]
+)
+# one row per block of RSVPs and model version: the shift its RSVPs were scored with, and what decided it
+SCORE_CALIBRATION = T.StructType(
+    [
+        T.StructField("block", T.LongType()),
+        T.StructField("model_version", T.StringType()),
+        T.StructField("shift", T.DoubleType()),
+        T.StructField("answers", T.LongType()),  # the earlier answers it was fitted on
+        T.StructField("yes_rate", T.DoubleType()),  # their yes rate
+        T.StructField("block_start", T.TimestampType()),  # when the block's first RSVP reached Kafka
+        T.StructField("batch_id", T.LongType()),
+        T.StructField("fitted_at", T.TimestampType()),
     ]
 )
 
@@ -84,14 +107,16 @@ class ModelPoller:
         return self.version, self.model
 
 
-def scored_rows(features_df: DataFrame, model: PipelineModel, version: str) -> DataFrame:
-    """Feature rows of new RSVPs -> prediction rows (without the answer columns)."""
-    return predict(model, features_df).select(
+def raw_scores(features_df: DataFrame, model: PipelineModel, version: str, first_ordinal: int) -> DataFrame:
+    """Feature rows of new RSVPs -> the model's own scores, each RSVP numbered from first_ordinal in the order
+    of first arrivals (the scorer's state counts the RSVPs before them)."""
+    in_batch = Window.partitionBy(F.lit(0)).orderBy(*(F.col(c) for c in X.ARRIVAL))  # a batch's new RSVPs
+    predicted = predict(model, features_df)
+    return predicted.select(
         "rsvp_id",
         F.lit(version).alias("model_version"),
-        F.col("p_yes").alias("probability_yes"),
-        "predicted",
-        F.current_timestamp().alias("scored_at"),
+        F.col("p_yes").alias("probability_raw"),
+        (F.row_number().over(in_batch) - 1 + first_ordinal).cast("long").alias("ordinal"),
         F.timestamp_millis("mtime").alias("rsvp_time"),
         "member_id",
         "group_id",
@@ -99,6 +124,30 @@ def scored_rows(features_df: DataFrame, model: PipelineModel, version: str) -> D
         "group_name",
         "event_name",
         "country",
+        *X.ARRIVAL,
+    )
+
+
+def scored_rows(raw_df: DataFrame, shifts: dict[tuple[int, str], dict[str, float]]) -> DataFrame:
+    """raw_scores' rows -> prediction rows (without the answer columns), calibrated by the blocks' shifts."""
+    shift = C.shifts_column(shifts)
+    calibrated = C.sigmoid(C.logit(F.col("probability_raw")) + shift)
+    return raw_df.select(
+        "rsvp_id",
+        "model_version",
+        calibrated.alias("probability_yes"),
+        F.when(calibrated >= 0.5, "yes").otherwise("no").alias("predicted"),
+        F.current_timestamp().alias("scored_at"),
+        "rsvp_time",
+        "member_id",
+        "group_id",
+        "event_id",
+        "group_name",
+        "event_name",
+        "country",
+        "ordinal",
+        "probability_raw",
+        shift.alias("calibration_shift"),
     )
 
 
@@ -122,6 +171,7 @@ class ScoreBatch:
         self.models = ModelPoller(Registry(settings))
         self.app_id = f"{layout.generation}-{QUERY}"
         self.checks = validation.Checks(validation.rsvp_rules())  # built once, applied to every batch
+        self.calibration = StreamCalibration(spark, layout, self.app_id)
 
     def path(self, name: str) -> str:
         return self.layout.table("gold", name)
@@ -146,11 +196,17 @@ class ScoreBatch:
         with clock.phase("model poll"):
             version, model = self.models.get()
         state = self.spark.read.format("delta").load(self.path("score_state"))
-        predictions = None
+        predictions = own = None
         if model is not None and version is not None:
             with clock.phase("features and predict"):
-                # materialized now, against the state before this batch (the state is written below)
-                predictions = scored_rows(X.rsvp_features(messages, state), model, version).localCheckpoint()
+                # materialized now, against the state before this batch (the state is written below); the state
+                # holds one row per RSVP seen, so its count is the first new RSVP's ordinal
+                first_ordinal = state.count()
+                features = X.rsvp_features(messages, state)
+                own = raw_scores(features, model, version, first_ordinal).localCheckpoint()
+            with clock.phase("calibration"):
+                shifts = self.calibration(own, state, messages, version, first_ordinal, batch_id)
+                predictions = scored_rows(own, shifts).localCheckpoint()
         with clock.phase("newest states"):
             newest = X.newest_states(messages).localCheckpoint()
         source = with_answers(predictions, newest)
@@ -180,14 +236,135 @@ class ScoreBatch:
             f" by {version}" if version else " (no model yet: make train)", sum(clock.seconds().values()),
             clock.summary(),
         )  # fmt: skip
-        for df in (predictions, newest):
+        for df in (own, predictions, newest):
             if df is not None:
                 df.unpersist()
 
 
+class StreamCalibration:
+    """The scoring stream's online calibration (ml/calibration.py), block by block as the RSVPs arrive.
+
+    A block's shift is fitted in the batch where its first RSVP arrives, with the model version scoring then,
+    on the answers of the blocks before it as they stood at that moment: the state before the batch and the
+    batch's messages that arrived before the block's first RSVP. It is kept in `score_calibration`, where a
+    later batch of the same block finds it. RSVPs of a block that a newer version scores than the one its
+    shift was fitted for are scored raw (shift 0) until the next block.
+
+    Exact after a crash: the state moves last, so a re-run batch counts the same ordinals and finds the same
+    answers; the earlier RSVPs' scores are read below its first ordinal, and the shifts are appended once per
+    batch id (Delta's transaction ids).
+    """
+
+    def __init__(self, spark: SparkSession, layout: Layout, app_id: str, settings: C.Settings = C.DEFAULT):
+        self.spark = spark
+        self.layout = layout
+        self.app_id = f"{app_id}-calibration"
+        self.settings = settings
+
+    def __call__(
+        self,
+        raw_df: DataFrame,
+        state_df: DataFrame,
+        messages_df: DataFrame,
+        version: str,
+        first_ordinal: int,
+        batch_id: int,
+    ) -> dict[tuple[int, str], dict[str, float]]:
+        """(block, version) -> fit, for every block this batch's new RSVPs (raw_df, raw_scores) fall in."""
+        block = self.settings.block
+        last_ordinal = first_ordinal + raw_df.count() - 1
+        if last_ordinal < first_ordinal:
+            return {}
+        touched = range(first_ordinal // block, last_ordinal // block + 1)
+        starting = [b for b in touched if b > 0 and b * block >= first_ordinal]
+        shifts = self._stored(touched, version)
+        if starting:
+            fitted = self._fit(raw_df, state_df, messages_df, version, first_ordinal, starting)
+            self._keep(raw_df, fitted, version, starting, batch_id)
+            shifts.update(fitted)
+        return shifts
+
+    def path(self) -> str:
+        return self.layout.table("gold", "score_calibration")
+
+    def _stored(self, blocks: range, version: str) -> dict[tuple[int, str], dict[str, float]]:
+        rows = (
+            self.spark.read.format("delta")
+            .load(self.path())
+            .filter(F.col("block").between(blocks.start, blocks.stop - 1) & (F.col("model_version") == version))
+            .collect()
+        )
+        return {(r["block"], version): {"shift": r["shift"], "answers": float(r["answers"])} for r in rows}
+
+    def _fit(
+        self,
+        raw_df: DataFrame,
+        state_df: DataFrame,
+        messages_df: DataFrame,
+        version: str,
+        first_ordinal: int,
+        starting: list[int],
+    ) -> dict[tuple[int, str], dict[str, float]]:
+        block, lo = self.settings.block, (starting[0] - self.settings.window_blocks) * self.settings.block
+        earlier = (
+            self.spark.read.format("delta")
+            .load(self.layout.table("gold", "scored_rsvps"))
+            .filter((F.col("ordinal") >= lo) & (F.col("ordinal") < first_ordinal))
+            .select("rsvp_id", "ordinal", "model_version", C.logit(F.col("probability_raw")).alias("logit"))
+        )
+        this_batch = raw_df.filter(F.col("ordinal") < starting[-1] * block).select(
+            "rsvp_id", "ordinal", "model_version", C.logit(F.col("probability_raw")).alias("logit")
+        )
+        versions = C.state_versions(state_df).unionByName(C.message_versions(messages_df))
+        starts = C.block_starts(raw_df, self.settings)
+        answers = C.block_answers(earlier.unionByName(this_batch), starts, versions, self.settings)
+        fitted = C.fit_blocks(answers.filter(F.col("model_version") == version), self.settings)
+        for b in starting:  # a block with no earlier answers of this version keeps the model's own probabilities
+            fitted.setdefault((b, version), {"shift": 0.0, "answers": 0.0, "yes_rate": float("nan")})
+        return fitted
+
+    def _keep(
+        self,
+        raw_df: DataFrame,
+        fitted: dict[tuple[int, str], dict[str, float]],
+        version: str,
+        starting: list[int],
+        batch_id: int,
+    ) -> None:
+        starts = {
+            r["block"]: r["arrival_ms"]
+            for r in raw_df.filter(F.col("ordinal") % self.settings.block == 0)
+            .select((F.col("ordinal") / self.settings.block).cast("long").alias("block"), "arrival_ms")
+            .collect()
+        }
+        now = datetime.now(timezone.utc)
+        rows = [
+            (
+                b,
+                version,
+                fitted[(b, version)]["shift"],
+                int(fitted[(b, version)]["answers"]),
+                None if math.isnan(fitted[(b, version)]["yes_rate"]) else fitted[(b, version)]["yes_rate"],
+                datetime.fromtimestamp(starts[b] / 1000, timezone.utc),
+                batch_id,
+                now,
+            )
+            for b in starting
+        ]
+        append_once(self.spark.createDataFrame(rows, SCORE_CALIBRATION), self.path(), self.app_id, batch_id, tasks=1)
+
+
 def ensure_scoring_tables(spark: SparkSession, layout: Layout) -> None:
-    for name, schema in {"score_state": X.STATE, "scored_rsvps": SCORED_RSVPS}.items():
-        DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
+    tables = {"score_state": X.STATE, "scored_rsvps": SCORED_RSVPS, "score_calibration": SCORE_CALIBRATION}
+    for name, schema in tables.items():
+        path = layout.table("gold", name)
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+        have = set(spark.read.format("delta").load(path).columns)
+        missing = [f for f in schema.fields if f.name not in have]  # a table an older chain created
+        if missing:
+            columns = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in missing)
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
+            log.info("%s: added %s to %s", QUERY, columns, path)
 
 
 def start_scoring(spark: SparkSession, settings: Settings, layout: Layout, *, trigger: Trigger) -> StreamingQuery:

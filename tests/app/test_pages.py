@@ -155,6 +155,26 @@ def test_a_scored_feed_not_yet_written_says_whether_to_train_or_to_wait(lake):
     assert "RSVPs are scored once a model exists: run `make train`" in infos(run("live"))
 
 
+def test_the_model_page_shows_the_online_calibration_in_use_and_its_history(lake):
+    began = pd.to_datetime(["2021-09-02 12:30:00", "2021-09-02 12:31:00", "2021-09-02 12:32:00"], utc=True)
+    calibration = pd.DataFrame(
+        {"block": [1, 2, 2], "model_version": ["v1", "v1", "v0"], "shift": [0.61, 0.85, -0.2],
+         "answers": [100, 200, 200], "yes_rate": [0.86, 0.87, 0.87], "block_start": began}
+    )  # fmt: skip
+    write(lake, "gold", "score_calibration", calibration)
+    at = run("model")
+    assert not at.exception
+    assert charts(at) == 5  # and the shift per block
+    (in_use,) = [m.value for m in at.markdown if m.value.startswith("In use:")]
+    # the current version's (v1) newest block, in words, and what its shift does to a raw 0.5
+    assert in_use == (
+        "In use: block 2 (from 2021-09-02 12:31:00): log-odds +0.85, fitted on 200 earlier answers (87% yes); "
+        "a raw p(yes) of 0.50 is shown as 0.70"
+    )
+    history = figures(at)[-1]
+    assert sorted(trace["name"] for trace in history["data"]) == ["v0", "v1"]
+
+
 def test_the_model_page_says_to_train_before_there_is_a_model(empty_lake):
     at = run("model")
     assert not at.exception and "make train" in infos(at)

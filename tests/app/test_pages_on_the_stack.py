@@ -34,7 +34,7 @@ def fit_a_real_model(spark):
     ]
     features = X.rsvp_features(messages(spark, *entries))
     labelled = features.withColumn("label", (F.col("first_response") == "yes").cast("double"))
-    return M.build_pipeline(M.classifier("logistic_regression")).fit(labelled)
+    return M.fit("logistic_regression", labelled)
 
 
 def save_a_real_model(spark) -> str:
@@ -46,17 +46,19 @@ NOW_MS = 1_764_932_400_000  # the moment the form is submitted, fixed for the pa
 
 
 def form_rsvp(guests: int) -> dict:
-    """The RSVP the form's defaults describe, written out here by hand: an event 48 hours ahead in a US group
-    at longitude 0 with topics hiking and outdoors, at a venue, by a member with no history."""
+    """The RSVP the form's defaults describe, written out here by hand: "Saturday hike and happy hour", 48 hours
+    ahead in a US group at longitude 0 with topics hiking and outdoors, at a venue 1.6 km from the group's
+    centre, by a member with no history."""
     return {
         "rsvp_id": 1, "mtime": NOW_MS, "response": "yes", "guests": guests, "visibility": "public",
         "member": {"member_id": 1, "member_name": "someone"},
-        "event": {"event_id": "e", "event_name": "e", "event_url": "-", "time": NOW_MS + 48 * 3_600_000},
+        "event": {"event_id": "e", "event_name": "Saturday hike and happy hour", "event_url": "-",
+                  "time": NOW_MS + 48 * 3_600_000},
         "group": {"group_id": 1, "group_name": "g", "group_urlname": "g", "group_city": "-", "group_country": "us",
                   "group_lat": 0, "group_lon": 0,
                   "group_topics": [{"urlkey": "hiking", "topic_name": "Hiking"},
                                    {"urlkey": "outdoors", "topic_name": "Outdoors"}]},
-        "venue": {"venue_id": 9, "venue_name": "v", "lat": 1.0, "lon": 1.0},
+        "venue": {"venue_id": 9, "venue_name": "v", "lat": 0.01, "lon": 0.01},
     }  # fmt: skip
 
 

@@ -72,7 +72,7 @@ def system(stack, spark, tmp_path_factory):
     labelled = X.rsvp_features(messages(spark, *entries)).withColumn(
         "label", (F.col("first_response") == "yes").cast("double")
     )
-    Registry(settings).save(M.build_pipeline(M.classifier("logistic_regression")).fit(labelled), model_record())
+    Registry(settings).save(M.fit("logistic_regression", labelled), model_record())
     logs = tmp_path_factory.mktemp("system")
     env = process_env(settings)
     stream_port, app_port = free_port(), free_port()

@@ -14,6 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT
+from ml import calibration as C
 from ml import features as X
 from ml import model as M
 from ml.categories import train_categories
@@ -22,7 +23,8 @@ from ml.score import evaluate, score_capture
 from ml.train import labelled_examples, time_split, train
 from pipelines.bronze.schemas import BRONZE_SCHEMA
 from pipelines.gold.job import rebuild_snapshots
-from pipelines.score.job import ScoreBatch
+from pipelines.layout import Layout
+from pipelines.score.job import SCORE_CALIBRATION, SCORED_RSVPS, ScoreBatch, ensure_scoring_tables
 from tests.conftest import new_name
 from tests.helpers import CAPTURES, capture_frames, consume_with_coordinates, produce
 from tests.integration.lakehouse import gold_table, isolated, run_available_now
@@ -87,6 +89,11 @@ def test_batch_scoring_of_any_capture_gives_one_prediction_per_rsvp(spark, train
     assert scores["model"]["log_loss"] < scores["majority"]["log_loss"]
 
 
+def shifted(p: float, shift: float) -> float:
+    """p moved by `shift` in log-odds."""
+    return 1 / (1 + math.exp(-(math.log(p / (1 - p)) + shift)))
+
+
 def test_the_scoring_cli_writes_one_prediction_per_rsvp(trained, tmp_path):
     settings, _, metadata = trained
     out = tmp_path / "predictions.jsonl"
@@ -98,13 +105,26 @@ def test_the_scoring_cli_writes_one_prediction_per_rsvp(trained, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == len({json.loads(line)["rsvp_id"] for line in CAPTURE_2021.read_bytes().splitlines()})
-    assert set(rows[0]) == {"rsvp_id", "probability_yes", "predicted", "model_version"}
+    assert set(rows[0]) == {
+        "rsvp_id", "probability_yes", "predicted", "model_version", "probability_raw", "calibration_shift"
+    }  # fmt: skip
+    shift = [r["calibration_shift"] for r in rows]
+    assert shift[:100] == [0.0] * 100 and len(set(shift[100:200])) == 1 and shift[100] != 0.0  # block by block
+    assert all(math.isclose(r["probability_yes"], shifted(r["probability_raw"], r["calibration_shift"])) for r in rows)
     assert f"scored by {metadata['version']}" in done.stderr and "majority" in done.stderr
 
 
 def test_the_training_cli_explains_itself_without_starting_spark():
     done = subprocess.run([sys.executable, "-m", "ml.train", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--test-from" in done.stdout and "random_forest" in done.stdout
+
+
+def test_the_judge_across_eras_says_what_it_needs_without_starting_spark(tmp_path):
+    (tmp_path / "only.jsonl").write_bytes(CAPTURE_2021.read_bytes()[:2000])
+    command = [sys.executable, "-m", "ml.train", "--evaluate", "leave-one-capture-out", "--captures", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"needs at least two *.jsonl captures in {tmp_path}, found 1" in done.stderr
 
 
 def bronze_rows(spark, frames: list[bytes], first_offset: int):
@@ -137,10 +157,25 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
     assert {i: r.answer for i, r in scored.items()} == {i: answer for i, (_, answer) in newest.items()}
     assert {r.model_version for r in scored.values()} == {"v1"}
 
-    # the two runs' scores equal one pass over the whole log, as training computes features
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
-    one_pass = {r.rsvp_id: r.p_yes for r in M.predict(model, X.rsvp_features(X.valid_messages(bronze))).collect()}
-    assert all(math.isclose(scored[i].probability_yes, p, abs_tol=1e-12) for i, p in one_pass.items())
+    # the two runs' scores equal one pass over the whole log, as training computes features and meetup-score
+    # calibrates: the same ordinals, the same raw probabilities, the same shifts block by block
+    bronze = X.valid_messages(spark.read.format("delta").load(layout.table("bronze", "rsvps")))
+    raw = C.ordinals(M.predict(model, X.rsvp_features(bronze))).select(
+        "rsvp_id", "ordinal", *X.ARRIVAL, F.col("p_yes").alias("p_raw"), F.lit("v1").alias("model_version")
+    )
+    calibrated, shifts = C.calibrate(raw.withColumn("logit", C.logit(F.col("p_raw"))), bronze)
+    one_pass = {r.rsvp_id: r for r in calibrated.collect()}
+    assert {i: scored[i].ordinal for i in one_pass} == {i: r.ordinal for i, r in one_pass.items()}
+    assert all(math.isclose(scored[i].probability_raw, r.p_raw, abs_tol=1e-12) for i, r in one_pass.items())
+    assert all(math.isclose(scored[i].calibration_shift, r.shift, abs_tol=1e-9) for i, r in one_pass.items())
+    assert all(math.isclose(scored[i].probability_yes, r.p_calibrated, abs_tol=1e-9) for i, r in one_pass.items())
+    assert all(scored[i].predicted == ("yes" if scored[i].probability_yes >= 0.5 else "no") for i in one_pass)
+    kept = {(r.block, r.model_version): r for r in gold_table(spark, layout, "score_calibration").collect()}
+    assert set(kept) == set(shifts) and len(kept) == max(r.ordinal for r in one_pass.values()) // C.BLOCK
+    assert all(math.isclose(kept[k].shift, fit["shift"], abs_tol=1e-9) for k, fit in shifts.items())
+    assert all(kept[k].answers == fit["answers"] for k, fit in shifts.items())
+    mean_shift = sum(fit["shift"] for fit in shifts.values()) / len(shifts)
+    assert mean_shift > 0.1, "trained on 2015 (72 % yes), scoring 2021 (87 % yes): the shifts raise p(yes)"
 
     # a new version is picked up by the next batch of the same running query; a re-run batch changes nothing
     batch = ScoreBatch(spark, settings, layout)
@@ -160,6 +195,22 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
     first_ids = {json.loads(f)["rsvp_id"] for f in old[:30]}
     assert {by_version[i] for i in first_ids} == {"v1"}
     assert {v for i, v in by_version.items() if i not in first_ids} == {"v2"}
+
+
+def test_a_scored_table_an_older_chain_created_gets_the_calibration_columns_and_keeps_its_rows(spark, stack):
+    layout = Layout(stack.path(new_name()), "g1")
+    path = layout.table("gold", "scored_rsvps")
+    old_fields = [f for f in SCORED_RSVPS.fields if f.name not in ("ordinal", "probability_raw", "calibration_shift")]
+    old = spark.createDataFrame([(1, "v1", 0.8)], "rsvp_id long, model_version string, probability_yes double")
+    old.select(*(F.col(f.name).cast(f.dataType) if f.name in old.columns else F.lit(None).cast(f.dataType).alias(f.name)
+                 for f in old_fields)).write.format("delta").save(path)  # fmt: skip
+    ensure_scoring_tables(spark, layout)
+    ensure_scoring_tables(spark, layout)  # and again: nothing left to add
+    after = spark.read.format("delta").load(path)
+    assert after.columns == SCORED_RSVPS.fieldNames()
+    (row,) = after.collect()
+    assert (row.rsvp_id, row.probability_yes, row.ordinal, row.probability_raw) == (1, 0.8, None, None)
+    assert gold_table(spark, layout, "score_calibration").columns == SCORE_CALIBRATION.fieldNames()
 
 
 def test_categories_cluster_every_group_and_rank_category_popularity(spark, real_run):
