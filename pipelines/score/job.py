@@ -107,6 +107,10 @@ class ModelPoller:
         return self.version, self.model
 
 
+# what a scored RSVP carries from its features: who, which group and event, where
+WHO_WHERE = ("member_id", "group_id", "event_id", "group_name", "event_name", "country")
+
+
 def raw_scores(features_df: DataFrame, model: PipelineModel, version: str, first_ordinal: int) -> DataFrame:
     """Feature rows of new RSVPs -> the model's own scores, each RSVP numbered from first_ordinal in the order
     of first arrivals (the scorer's state counts the RSVPs before them)."""
@@ -118,12 +122,7 @@ def raw_scores(features_df: DataFrame, model: PipelineModel, version: str, first
         F.col("p_yes").alias("probability_raw"),
         (F.row_number().over(in_batch) - 1 + first_ordinal).cast("long").alias("ordinal"),
         F.timestamp_millis("mtime").alias("rsvp_time"),
-        "member_id",
-        "group_id",
-        "event_id",
-        "group_name",
-        "event_name",
-        "country",
+        *WHO_WHERE,
         *X.ARRIVAL,
     )
 
@@ -139,12 +138,7 @@ def scored_rows(raw_df: DataFrame, shifts: dict[tuple[int, str], dict[str, float
         F.when(calibrated >= 0.5, "yes").otherwise("no").alias("predicted"),
         F.current_timestamp().alias("scored_at"),
         "rsvp_time",
-        "member_id",
-        "group_id",
-        "event_id",
-        "group_name",
-        "event_name",
-        "country",
+        *WHO_WHERE,
         "ordinal",
         "probability_raw",
         shift.alias("calibration_shift"),
