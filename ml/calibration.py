@@ -37,7 +37,9 @@ EPS = 1e-6
 
 
 @dataclass(frozen=True)
-class Settings:
+class Blocks:
+    """How the RSVPs are cut into blocks and how hard the prior holds each block's shift (the module's docstring)."""
+
     block: int = BLOCK
     window_blocks: int = WINDOW_BLOCKS
     prior_precision: float = PRIOR_PRECISION
@@ -46,7 +48,7 @@ class Settings:
         return {"block": self.block, "window_blocks": self.window_blocks, "prior_precision": self.prior_precision}
 
 
-DEFAULT = Settings()
+DEFAULT = Blocks()
 
 
 def fit_shift(logits: Iterable[float], labels: Iterable[float], prior_precision: float = PRIOR_PRECISION) -> float:
@@ -85,7 +87,7 @@ def ordinals(firsts_df: DataFrame) -> DataFrame:
     return firsts_df.withColumn("ordinal", (F.row_number().over(everything) - 1).cast("long"))
 
 
-def block_starts(scored_df: DataFrame, settings: Settings = DEFAULT) -> DataFrame:
+def block_starts(scored_df: DataFrame, settings: Blocks = DEFAULT) -> DataFrame:
     """(block, block_start): the arrival (a struct of ARRIVAL) of each block's first RSVP, among these rows
     (rsvp_id, ordinal, *ARRIVAL of the first message). Block 0 is left out: nothing is known before it."""
     firsts = scored_df.filter((F.col("ordinal") % settings.block == 0) & (F.col("ordinal") > 0))
@@ -118,7 +120,7 @@ def _version() -> Column:
 
 
 def block_answers(
-    scored_df: DataFrame, starts_df: DataFrame, versions_df: DataFrame, settings: Settings = DEFAULT
+    scored_df: DataFrame, starts_df: DataFrame, versions_df: DataFrame, settings: Blocks = DEFAULT
 ) -> DataFrame:
     """The answers each block's shift is fitted on: (block, rsvp_id, model_version, logit, label).
 
@@ -140,7 +142,7 @@ def block_answers(
     )
 
 
-def fit_blocks(answers_df: DataFrame, settings: Settings = DEFAULT) -> dict[tuple[int, str], dict[str, float]]:
+def fit_blocks(answers_df: DataFrame, settings: Blocks = DEFAULT) -> dict[tuple[int, str], dict[str, float]]:
     """(block, model_version) -> {"shift", "answers", "yes_rate"}, from block_answers' rows (collected:
     at most WINDOW_BLOCKS * BLOCK rows a block)."""
     grouped: dict[tuple[int, str], tuple[list[float], list[float]]] = {}
@@ -158,7 +160,7 @@ def fit_blocks(answers_df: DataFrame, settings: Settings = DEFAULT) -> dict[tupl
     }
 
 
-def shifts_column(shifts: Mapping[tuple[int, str], Mapping[str, float]], settings: Settings = DEFAULT) -> Column:
+def shifts_column(shifts: Mapping[tuple[int, str], Mapping[str, float]], settings: Blocks = DEFAULT) -> Column:
     """The shift of each row's (block of `ordinal`, `model_version`), 0 where none was fitted."""
     if not shifts:
         return F.lit(0.0)
@@ -170,7 +172,7 @@ def shifts_column(shifts: Mapping[tuple[int, str], Mapping[str, float]], setting
 
 
 def calibrate(
-    scored_df: DataFrame, messages_df: DataFrame, settings: Settings = DEFAULT
+    scored_df: DataFrame, messages_df: DataFrame, settings: Blocks = DEFAULT
 ) -> tuple[DataFrame, dict[tuple[int, str], dict[str, float]]]:
     """A pass over a whole log: scored_df (rsvp_id, ordinal, model_version, logit, *ARRIVAL) -> the same rows
     with `shift` and `p_calibrated`, and the fitted shifts."""

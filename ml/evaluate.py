@@ -56,7 +56,7 @@ def capture_examples(spark: SparkSession, path: str) -> tuple[DataFrame, DataFra
 
 
 def judged(
-    model: Any, examples_df: DataFrame, messages_df: DataFrame, version: str, settings: C.Settings = C.DEFAULT
+    model: Any, examples_df: DataFrame, messages_df: DataFrame, version: str, settings: C.Blocks = C.DEFAULT
 ) -> tuple[DataFrame, dict[tuple[int, str], dict[str, float]]]:
     """The examples scored by `model` as (label, p_raw, p_yes = calibrated, shift), and the shifts fitted."""
     predicted = M.predict(model, examples_df).select(
@@ -88,7 +88,7 @@ def leave_one_capture_out(
     captures: list[Path],
     *,
     classifier: str = "auto",
-    settings: C.Settings = C.DEFAULT,
+    settings: C.Blocks = C.DEFAULT,
     features: dict[str, Any] | None = None,
     held_out: list[str] | None = None,
 ) -> list[dict[str, Any]]:

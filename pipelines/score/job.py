@@ -249,7 +249,7 @@ class StreamCalibration:
     batch id (Delta's transaction ids).
     """
 
-    def __init__(self, spark: SparkSession, layout: Layout, app_id: str, settings: C.Settings = C.DEFAULT):
+    def __init__(self, spark: SparkSession, layout: Layout, app_id: str, settings: C.Blocks = C.DEFAULT):
         self.spark = spark
         self.layout = layout
         self.app_id = f"{app_id}-calibration"

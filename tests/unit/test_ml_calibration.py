@@ -11,7 +11,7 @@ from ml import calibration as C
 from ml import features as X
 from tests.unit.test_ml_features import T0, rsvp
 
-SMALL = C.Settings(block=2, window_blocks=2, prior_precision=1.0)
+SMALL = C.Blocks(block=2, window_blocks=2, prior_precision=1.0)
 
 
 def logit(p: float) -> float:
