@@ -19,7 +19,6 @@ The same log always gives the same blocks, the same labels and the same shifts: 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -27,8 +26,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from ml.features import ARRIVAL, history_rows
-from pipelines.silver.schemas import VERSION_COLUMNS
+from ml.features import ARRIVAL, history_rows, standing_version
 
 BLOCK = 100  # RSVPs a shift is used for
 WINDOW_BLOCKS = 5  # the shift is fitted on the answers of the 5 blocks (500 RSVPs) before
@@ -99,24 +97,19 @@ def block_starts(scored_df: DataFrame, settings: Blocks = DEFAULT) -> DataFrame:
 
 def message_versions(messages_df: DataFrame) -> DataFrame:
     """(rsvp_id, arrived, version): every valid message as a version of its RSVP, with when it arrived."""
-    return history_rows(messages_df).select("rsvp_id", arrival().alias("arrived"), _version().alias("version"))
+    return history_rows(messages_df).select("rsvp_id", arrival().alias("arrived"), standing_version().alias("version"))
 
 
 def state_versions(state_df: DataFrame) -> DataFrame:
     """(rsvp_id, arrived, version) of a scorer's state (ml/features.STATE): each RSVP's newest version before
     a batch, placed before every message of it."""
     before_all = F.struct(*(F.lit(-1).cast("long").alias(c) for c in ARRIVAL))
-    return state_df.select("rsvp_id", before_all.alias("arrived"), _version().alias("version"))
+    return state_df.select("rsvp_id", before_all.alias("arrived"), standing_version().alias("version"))
 
 
 def arrival() -> Column:
     """A row's place in the order of arrival, as one comparable struct."""
     return F.struct(*(F.col(c).cast("long").alias(c) for c in ARRIVAL))
-
-
-def _version() -> Column:
-    """An RSVP's version (silver's newest-wins order) with its answer: the greatest is the standing one."""
-    return F.struct(*(F.col(c) for c in VERSION_COLUMNS), F.col("yes"))
 
 
 def block_answers(
@@ -187,5 +180,4 @@ def describe(shifts: Mapping[tuple[int, str], Mapping[str, float]]) -> list[dict
     return [
         {"block": block, "model_version": version, **{k: round(v, 6) for k, v in fit.items()}}
         for (block, version), fit in sorted(shifts.items())
-        if not math.isnan(fit["shift"])
     ]

@@ -35,9 +35,9 @@ MIN_RSVPS_TO_JUDGE = 100  # a held-out capture smaller than this is scored, but 
 
 def capture_messages(spark: SparkSession, path: str) -> tuple[DataFrame, DataFrame]:
     """(valid messages, every line with its quarantine `reason` or null) of a JSONL capture; line order is
-    the order of arrival. The checked lines are persisted: the caller unpersists them."""
+    the order of arrival."""
     raw = X.lines_as_messages(spark.read.text(path))
-    checked = validation.with_reason(validation.with_parsed(raw, RSVP_MESSAGE), validation.rsvp_rules()).persist()
+    checked = validation.with_reason(validation.with_parsed(raw, RSVP_MESSAGE), validation.rsvp_rules())
     return validation.filter_valid(checked).select("msg", *X.ARRIVAL), checked
 
 
@@ -62,7 +62,7 @@ def judged(
     predicted = M.predict(model, examples_df).select(
         "rsvp_id", "label", "ordinal", *X.ARRIVAL, F.col("p_yes").alias("p_raw"), F.lit(version).alias("model_version")
     )
-    with_logit = predicted.withColumn("logit", C.logit(F.col("p_raw"))).persist()
+    with_logit = predicted.withColumn("logit", C.logit(F.col("p_raw")))
     calibrated, shifts = C.calibrate(with_logit, messages_df, settings)
     return calibrated.withColumn("p_yes", F.col("p_calibrated")), shifts
 
@@ -96,8 +96,6 @@ def leave_one_capture_out(
 
     features: build_pipeline's `numeric` and `bags`, to judge a subset; held_out: only these captures' turns.
     """
-    from ml.train import choose_classifier  # ml.train's command imports this module
-
     if len(captures) < 2:
         raise ValueError(f"leave-one-capture-out needs at least two captures, got {len(captures)}")
     data = {path.name: capture_examples(spark, str(path)) for path in captures}
@@ -113,7 +111,7 @@ def leave_one_capture_out(
             for df in others[1:]:
                 train_df = train_df.unionByName(df)
             train_df = train_df.persist()
-            chosen, _ = choose_classifier(train_df, classifier, features=features)
+            chosen, _ = M.choose_classifier(train_df, classifier, features=features)
             model = M.fit(chosen, train_df, **(features or {}))
             training_yes_rate = train_df.agg(F.avg("label")).first()[0]  # type: ignore[index]
             scored, shifts = judged(model, examples[held.name], data[held.name][1], "held-out", settings)
@@ -142,7 +140,7 @@ def leave_one_capture_out(
             train_df.unpersist()
             log.info("held out %s: done in %.0f s", held.name, results[-1]["seconds"])
     finally:
-        for df in examples.values():
+        for df in [*examples.values(), *(messages for _, messages in data.values())]:
             df.unpersist()
     return results
 

@@ -18,6 +18,8 @@ RSVP it has seen (`prior_state`) so that a micro-batch sees the same history as 
 
 from __future__ import annotations
 
+import math
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -141,7 +143,7 @@ def history_counts(rows_df: DataFrame, prior_state_df: DataFrame | None = None) 
         rows = rows.unionByName(relevant.select(*STATE.fieldNames(), *before_all).withColumn("_prior", F.lit(True)))
     arrival = [F.col(c) for c in ARRIVAL]
     per_rsvp = Window.partitionBy("rsvp_id").orderBy(*arrival)
-    version = F.struct(*(F.col(c) for c in VERSION_COLUMNS), F.col("yes"))
+    version = standing_version()
     # the RSVP's standing answer after this row: its newest version so far (a stale resend changes nothing)
     rows = rows.withColumn("_after", F.max(version).over(per_rsvp.rowsBetween(Window.unboundedPreceding, 0)))
     rows = rows.withColumn("_before", F.lag("_after").over(per_rsvp))
@@ -168,16 +170,12 @@ def attribute_columns() -> list[Column]:
     """The message's own features (no history), as columns over a valid parsed message `msg`."""
     msg = F.col("msg")
     lead_hours = (msg["event"]["time"] - msg["mtime"]) / HOUR_MS
-    local_ms = msg["mtime"] + F.round(msg["group"]["group_lon"] / 15).cast("long") * HOUR_MS
-    local_hour = F.floor((local_ms % DAY_MS) / HOUR_MS)
-    weekday = (F.floor(local_ms / DAY_MS) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    local_hour, weekday = local_clock(msg["mtime"], msg)
     venue = msg["venue"]
     online = (
         venue.isNull() | F.lower(venue["venue_name"]).contains("online") | ((venue["lat"] == 0) & (venue["lon"] == 0))
     )
-    event_local_ms = msg["event"]["time"] + F.round(msg["group"]["group_lon"] / 15).cast("long") * HOUR_MS
-    event_hour = F.floor((event_local_ms % DAY_MS) / HOUR_MS)
-    event_weekday = (F.floor(event_local_ms / DAY_MS) + 3) % 7
+    event_hour, event_weekday = local_clock(msg["event"]["time"], msg)
     km = venue_km(msg)
     services = F.coalesce(
         F.greatest(*(msg["member"]["other_services"][s].isNotNull().cast("int") for s in SERVICES)), F.lit(0)
@@ -193,8 +191,8 @@ def attribute_columns() -> list[Column]:
         F.coalesce(F.signum(lead_hours) * F.log1p(F.abs(lead_hours)), F.lit(0.0)).alias("lead_log_hours"),
         as_double(msg["event"]["time"].isNull()).alias("lead_unknown"),
         as_double(F.coalesce(lead_hours < 0, F.lit(False))).alias("lead_past"),
-        F.sin(local_hour * (2 * 3.141592653589793 / 24)).alias("local_hour_sin"),
-        F.cos(local_hour * (2 * 3.141592653589793 / 24)).alias("local_hour_cos"),
+        F.sin(hour_angle(local_hour)).alias("local_hour_sin"),
+        F.cos(hour_angle(local_hour)).alias("local_hour_cos"),
         as_double(weekday >= 5).alias("local_weekend"),
         as_double(online).alias("online"),
         as_double(F.size(msg["group"]["group_topics"])).alias("topic_count"),
@@ -202,8 +200,8 @@ def attribute_columns() -> list[Column]:
         as_double(services).alias("member_services"),
         # when the event is, in the group's local time (unknown time: neither weekend nor an hour)
         as_double(F.coalesce(event_weekday >= 5, F.lit(False))).alias("event_weekend"),
-        F.coalesce(F.sin(event_hour * (2 * 3.141592653589793 / 24)), F.lit(0.0)).alias("event_hour_sin"),
-        F.coalesce(F.cos(event_hour * (2 * 3.141592653589793 / 24)), F.lit(0.0)).alias("event_hour_cos"),
+        F.coalesce(F.sin(hour_angle(event_hour)), F.lit(0.0)).alias("event_hour_sin"),
+        F.coalesce(F.cos(hour_angle(event_hour)), F.lit(0.0)).alias("event_hour_cos"),
         # how far the venue is from the group's centre (online and venue-less events: unknown)
         F.coalesce(F.log1p(km), F.lit(0.0)).alias("venue_log_km"),
         as_double(km.isNull()).alias("venue_km_unknown"),
@@ -211,6 +209,23 @@ def attribute_columns() -> list[Column]:
         F.transform(msg["group"]["group_topics"], lambda t: t["urlkey"]).alias("topics"),
         name_words(msg).alias("name_words"),
     ]
+
+
+def local_clock(epoch_ms: Column, msg: Column) -> tuple[Column, Column]:
+    """(hour 0-23, weekday with Monday = 0) of a moment in the group's local time (longitude / 15 hours)."""
+    local_ms = epoch_ms + F.round(msg["group"]["group_lon"] / 15).cast("long") * HOUR_MS
+    return F.floor((local_ms % DAY_MS) / HOUR_MS), (F.floor(local_ms / DAY_MS) + 3) % 7  # 1970-01-01: Thursday
+
+
+def hour_angle(hour: Column) -> Column:
+    """An hour of the day on the circle, so that 23 h and 0 h are neighbours."""
+    return hour * (2 * math.pi / 24)
+
+
+def standing_version() -> Column:
+    """An RSVP's version (silver's newest-wins order) with its answer: the greatest of its rows is the answer
+    that stands."""
+    return F.struct(*(F.col(c) for c in VERSION_COLUMNS), F.col("yes"))
 
 
 def venue_km(msg: Column) -> Column:

@@ -8,7 +8,9 @@ The label is the RSVP's final answer (1.0 = yes); the features are those of its 
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,8 @@ from pyspark.sql import functions as F
 
 from common.spark import one_row
 from ml.features import NUMERIC_FEATURES, TOKEN_FEATURES
+
+log = logging.getLogger(__name__)
 
 EPS = 1e-6  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
 CALIBRATION_BINS = 10
@@ -111,6 +115,36 @@ def predict(model: PipelineModel, features_df: DataFrame) -> DataFrame:
     return scored.withColumn("p_yes", probability_yes(scored)).withColumn(
         "predicted", F.when(F.col("p_yes") >= 0.5, "yes").otherwise("no")
     )
+
+
+def time_split(df: DataFrame, *, test_from_ms: int | None, test_fraction: float) -> tuple[DataFrame, DataFrame, int]:
+    """(earlier, later, cut): later = the RSVPs whose first message has mtime >= cut."""
+    cut = test_from_ms
+    if cut is None:
+        cut = int(df.approxQuantile("mtime", [1 - test_fraction], 0.0005)[0])
+    return df.filter(F.col("mtime") < cut), df.filter(F.col("mtime") >= cut), cut
+
+
+def choose_classifier(
+    train_df: DataFrame,
+    classifier: str = "auto",
+    validation_fraction: float = 0.2,
+    features: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(the classifier to fit, the candidates' validation scores). "auto": each candidate is fitted on the
+    training period's earlier part and the lowest log loss on its latest `validation_fraction` wins."""
+    if classifier != "auto":
+        return classifier, {}
+    comparison: dict[str, dict[str, Any]] = {}
+    fit_df, validation_df, _ = time_split(train_df, test_from_ms=None, test_fraction=validation_fraction)
+    for name in CLASSIFIERS:
+        t0 = time.perf_counter()
+        fitted = fit(name, fit_df, **(features or {}))
+        scores = metrics(predict(fitted, validation_df))
+        comparison[name] = {k: scores[k] for k in ("roc_auc", "pr_auc_no", "log_loss", "brier")}
+        comparison[name]["fit_seconds"] = round(time.perf_counter() - t0, 1)
+        log.info(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
+    return min(comparison, key=lambda n: comparison[n]["log_loss"]), comparison
 
 
 # ---- metrics ---------------------------------------------------------------------------------------

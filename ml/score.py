@@ -27,7 +27,7 @@ from common.spark import build_spark
 from ml import calibration as C
 from ml import features as X
 from ml import model as M
-from ml.evaluate import capture_messages
+from ml.evaluate import capture_messages, final_answers
 from ml.registry import NoModelError, Registry
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,11 @@ def score_capture(
     """
     version, model = registry.load(version)
     messages, checked = capture_messages(spark, path)
-    messages = messages.persist()
+    messages, checked = messages.persist(), checked.persist()  # counted for the summary and scored
     reasons = {
         r["reason"]: r["count"] for r in checked.filter(F.col("reason").isNotNull()).groupBy("reason").count().collect()
     }
-    answers = X.newest_states(messages).select("rsvp_id", F.when(F.col("yes"), "yes").otherwise("no").alias("answer"))
+    answers = final_answers(messages).withColumnRenamed("response", "answer")
     raw = C.ordinals(M.predict(model, X.rsvp_features(messages))).select(
         "rsvp_id", "ordinal", *X.ARRIVAL, F.col("p_yes").alias("probability_raw"), F.lit(version).alias("model_version")
     )

@@ -30,7 +30,10 @@ from common.cli import CommandError
 from common.settings import PROJECT_ROOT, Settings
 from common.spark import build_spark, one_row
 from ml import model as M
+from ml.evaluate import leave_one_capture_out
+from ml.evaluate import report as evaluation_report
 from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TOKEN_FEATURES, rsvp_features, valid_messages
+from ml.model import choose_classifier, time_split
 from ml.registry import Registry
 from pipelines import generations
 from pipelines.layout import Layout
@@ -54,14 +57,6 @@ def labelled_examples(spark: SparkSession, layout: Layout) -> tuple[DataFrame, d
     return M.with_label(rsvp_features(valid_messages(bronze)), silver), versions
 
 
-def time_split(df: DataFrame, *, test_from_ms: int | None, test_fraction: float) -> tuple[DataFrame, DataFrame, int]:
-    """(earlier, later, cut): later = the RSVPs whose first message has mtime >= cut."""
-    cut = test_from_ms
-    if cut is None:
-        cut = int(df.approxQuantile("mtime", [1 - test_fraction], 0.0005)[0])
-    return df.filter(F.col("mtime") < cut), df.filter(F.col("mtime") >= cut), cut
-
-
 def window(df: DataFrame) -> dict[str, Any]:
     row = one_row(df.agg(F.count("*").alias("rsvps"), F.min("mtime").alias("lo"), F.max("mtime").alias("hi")))
 
@@ -69,28 +64,6 @@ def window(df: DataFrame) -> dict[str, Any]:
         return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds") if ms else None
 
     return {"rsvps": row["rsvps"], "from": iso(row["lo"]), "to": iso(row["hi"])}
-
-
-def choose_classifier(
-    train_df: DataFrame,
-    classifier: str = "auto",
-    validation_fraction: float = 0.2,
-    features: dict[str, Any] | None = None,
-) -> tuple[str, dict[str, dict[str, Any]]]:
-    """(the classifier to fit, the candidates' validation scores). "auto": each candidate is fitted on the
-    training period's earlier part and the lowest log loss on its latest `validation_fraction` wins."""
-    if classifier != "auto":
-        return classifier, {}
-    comparison: dict[str, dict[str, Any]] = {}
-    fit_df, validation_df, _ = time_split(train_df, test_from_ms=None, test_fraction=validation_fraction)
-    for name in M.CLASSIFIERS:
-        t0 = time.perf_counter()
-        fitted = M.fit(name, fit_df, **(features or {}))
-        scores = M.metrics(M.predict(fitted, validation_df))
-        comparison[name] = {k: scores[k] for k in ("roc_auc", "pr_auc_no", "log_loss", "brier")}
-        comparison[name]["fit_seconds"] = round(time.perf_counter() - t0, 1)
-        log.info(f"validation {name}: ROC AUC {scores['roc_auc']:.3f}, log loss {scores['log_loss']:.3f}")
-    return min(comparison, key=lambda n: comparison[n]["log_loss"]), comparison
 
 
 def train(
@@ -176,8 +149,6 @@ def report(metadata: dict[str, Any]) -> str:
 
 def evaluate_captures(folder: Path, classifier: str) -> int:
     """meetup-train --evaluate leave-one-capture-out: prints the judge's table; writes nothing."""
-    from ml.evaluate import leave_one_capture_out, report
-
     captures = sorted(folder.glob("*.jsonl"))
     if len(captures) < 2:
         raise CommandError(
@@ -188,7 +159,7 @@ def evaluate_captures(folder: Path, classifier: str) -> int:
     spark = build_spark(settings, "meetup-train-evaluate")
     spark.sparkContext.setLogLevel("WARN")
     log.info("leave one capture out: %s", ", ".join(p.name for p in captures))
-    print(report(leave_one_capture_out(spark, captures, classifier=classifier)))
+    print(evaluation_report(leave_one_capture_out(spark, captures, classifier=classifier)))
     spark.stop()
     return 0
 
