@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-chain-backlog bench bench-system bench-soak bench-floor bench-delta-ops bench-mirror-batch bench-decide-state bench-parse-checks bench-ml bench-ml-features bench-app bench-cluster chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-chain-backlog bench bench-system bench-soak bench-floor bench-delta-ops bench-mirror-batch bench-decide-state bench-parse-checks bench-ml bench-ml-features bench-score-stage bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ bench-cluster: stack-up ## the chain on a Spark standalone cluster beside local 
 
 bench-ml: stack-up ## model training time on the captures, batch and streaming scoring rates (bench/results/ml.md)
 	$(BIN)/python -m bench.ml --size 100000
+
+bench-score-stage: stack-up ## the scoring stage's live batch, phase by phase, after a state of 100,000 RSVPs (bench/results/score_stage.md)
+	$(BIN)/python -m bench.score_stage --state 100000 --batches 6
 
 bench-ml-features: jars ## what each group of features adds, leave one capture out, raw and calibrated (bench/results/ml_features.md)
 	$(BIN)/python -m bench.ml_features

@@ -1,0 +1,151 @@
+"""Benchmark: where the scoring stage's live batch goes, phase by phase, once its state is large.
+
+    make bench-score-stage          # or: .venv/bin/python -m bench.score_stage --state 100000 --batches 6
+
+A live scoring batch takes the RSVPs that arrived in the last couple of minutes (about 1,500 in the demo),
+against a state that holds every RSVP seen so far and grows by the hour. The phases that read the state
+(features, calibration, the MERGEs) are the ones that grow with it, and only a large state shows them.
+
+1. N generated RSVPs (--state) go to bronze and through the scoring stage in one batch: the state.
+2. Then --batches live batches of --batch-size RSVPs each: produced, taken into bronze, scored. The
+   scoring stage's own phase clock (pipelines/phases.py) gives each batch's phases.
+3. The table: each phase's median over the live batches, and Spark's `from_json` over the state's bronze
+   table beside them (the reference that moves with the machine).
+
+The model is the current one of the local registry (the demo's, or `make train`'s); with none, it is trained
+on the real captures first. Writes bench/results/score_stage.json and .md (or --name). Needs the local stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+from bench.common import from_json_seconds, isolated, write_results
+from common.settings import load_settings
+from common.spark import build_spark
+from ingest import generator
+from ml.registry import Registry
+from pipelines.bronze.job import read_bronze_stream, start_bronze
+from pipelines.layout import Layout
+from pipelines.metrics import ensure_metrics_tables
+from pipelines.phases import BATCH_PHASES, RECORDER
+from pipelines.score.job import QUERY, ScoreBatch, ensure_scoring_tables
+from stack import kafka as kafka_service
+from tests.helpers import produce
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def model_for(spark, base, settings) -> None:
+    """The local registry's current model, copied into this run's registry (trained on the captures if none)."""
+    local = Registry(base)
+    if local.current() is None:
+        from bench.ml import TEST_FROM_MS
+        from ml.train import train
+        from pipelines.chain import run_chain
+        from tests.helpers import capture_frames
+
+        log("no model in the local registry: training one on the real captures")
+        capture_settings = isolated(base, f"{settings.kafka.topic_prefix}cap")
+        kafka_service.ensure_topics(capture_settings, ("rsvps",))
+        produce(capture_settings.kafka.bootstrap_servers, capture_settings.kafka.topic("rsvps"), capture_frames())
+        capture_layout = Layout.from_settings(capture_settings)
+        run_chain(spark, capture_settings, layout=capture_layout, stages=("bronze", "silver"), streams=("rsvps",),
+                  available_now=True, mirror_to_postgres=False, progress_every=3600)  # fmt: skip
+        train(spark, capture_settings, capture_layout, test_from_ms=TEST_FROM_MS)
+        local = Registry(capture_settings)
+    version, model = local.load()
+    Registry(settings).save(model, local.metadata(version))
+    log(f"model {version} of {local.root}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state", type=int, default=100_000, help="RSVP messages in the state before the batches")
+    parser.add_argument("--batches", type=int, default=6, help="live batches timed")
+    parser.add_argument("--batch-size", type=int, default=1_500, help="messages per live batch")
+    parser.add_argument("--name", default="score_stage", help="results file name (bench/results/<name>.*)")
+    args = parser.parse_args(argv)
+    base = load_settings()
+    spark = build_spark(base, "bench-score-stage", extra_conf={"spark.ui.enabled": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
+    settings = isolated(base, f"benchscore{int(time.time())}")
+    kafka_service.ensure_topics(settings, ("rsvps",))
+    layout = Layout.from_settings(settings)
+    model_for(spark, base, settings)
+    ensure_metrics_tables(spark, layout)
+    ensure_scoring_tables(spark, layout)
+    score = ScoreBatch(spark, settings, layout)
+    bronze = layout.table("bronze", "rsvps")
+    frames = generator.rsvps(seed=7, count=args.state + args.batches * args.batch_size)
+
+    def take(count: int) -> float:
+        """Produce `count` messages, take them into bronze, score them as the stream does: the scoring's seconds."""
+        produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), [next(frames) for _ in range(count)])
+        start_bronze(spark, settings, layout, "rsvps", trigger={"availableNow": True}).awaitTermination()
+        seconds = []
+
+        def timed(df, batch_id):
+            started = time.perf_counter()
+            score(df, batch_id)
+            seconds.append(time.perf_counter() - started)
+
+        (
+            read_bronze_stream(spark, layout, "rsvps")
+            .writeStream.foreachBatch(timed)
+            .option("checkpointLocation", layout.checkpoint("bench-score-stage"))
+            .trigger(availableNow=True)
+            .start()
+            .awaitTermination()
+        )  # fmt: skip
+        return sum(seconds)
+
+    log(f"state: {args.state:,} messages through the scoring stage in one batch")
+    state_s = take(args.state)
+    log(f"state built in {state_s:.0f}s")
+    RECORDER.drain()
+    phases: dict[str, list[float]] = defaultdict(list)
+    totals = []
+    for n in range(args.batches):
+        totals.append(take(args.batch_size))
+        for row in RECORDER.drain():  # phase rows (BATCH_PHASES) and freshness rows
+            if len(row) == len(BATCH_PHASES.fields) and row[0] == QUERY and isinstance(row[3], str):
+                phases[row[3]].append(row[5])
+        log(f"live batch {n + 1}/{args.batches}: {totals[-1]:.1f}s")
+    parse_s = from_json_seconds(spark, bronze)
+    medians = {phase: round(statistics.median(seconds), 2) for phase, seconds in phases.items()}
+    result = {
+        "state_messages": args.state,
+        "batch_messages": args.batch_size,
+        "batches": args.batches,
+        "state_batch_seconds": round(state_s, 1),
+        "batch_seconds_median": round(statistics.median(totals), 2),
+        "batch_seconds": [round(t, 2) for t in totals],
+        "phase_seconds_median": medians,
+        "phase_seconds": {p: [round(s, 2) for s in v] for p, v in phases.items()},
+        "from_json_seconds_all_bronze": round(parse_s, 2),
+    }
+    log(str(result))
+    lines = [
+        f"Scoring stage, live batches of {args.batch_size:,} messages after a state of {args.state:,} "
+        f"(median of {args.batches}; `from_json` over all {args.state + args.batches * args.batch_size:,} "
+        f"bronze messages: {parse_s:.2f} s)",
+        "",
+        "| phase | median seconds |",
+        "|---|---:|",
+        *(f"| {phase} | {seconds:.2f} |" for phase, seconds in medians.items()),
+        f"| **batch** | **{result['batch_seconds_median']:.2f}** |",
+    ]
+    write_results(args.name, result, lines)
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
