@@ -300,6 +300,24 @@ def calibration_history(lake: Lakehouse) -> pd.DataFrame:
     return df.sort_values(["block_start", "model_version"]).reset_index(drop=True)
 
 
+CHART_GAP = pd.Timedelta(minutes=10)  # blocks further apart than this (the chain was stopped) are not joined
+
+
+def with_breaks(history: pd.DataFrame, gap: pd.Timedelta = CHART_GAP) -> pd.DataFrame:
+    """calibration_history's rows for a line chart: a row with no shift between two blocks of a model version
+    that began more than `gap` apart, so that the line stops where the stream did instead of drawing a slope
+    over the hours nothing was scored."""
+    parts = []
+    for _, rows in history.groupby("model_version", sort=False):
+        rows = rows.sort_values("block_start")
+        far = rows["block_start"].diff() > gap
+        breaks = rows[far].assign(shift=float("nan"), block_start=rows["block_start"][far] - gap / 2)
+        parts.append(pd.concat([rows, breaks]).sort_values("block_start"))
+    if not parts:
+        return history
+    return pd.concat(parts).reset_index(drop=True)
+
+
 def calibration_in_use(history: pd.DataFrame, version: str | None) -> str:
     """One sentence: the newest block's shift for `version` and what decided it."""
     rows = history[history["model_version"] == version] if version is not None else history.iloc[0:0]

@@ -64,7 +64,7 @@ history = load(lambda: data.calibration_history(lake()))
 if history is not None:
     st.write("In use: " + data.calibration_in_use(history, record["version"] if record else None))
     fig = px.line(
-        history, x="block_start", y="shift", color="model_version", markers=True,
+        data.with_breaks(history), x="block_start", y="shift", color="model_version", markers=True,
         title="Shift of the log-odds per block", labels={"block_start": "block began", "shift": "shift (log-odds)",
                                                           "model_version": "model"},
         hover_data=["block", "answers", "yes_rate"],

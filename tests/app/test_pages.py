@@ -156,10 +156,12 @@ def test_a_scored_feed_not_yet_written_says_whether_to_train_or_to_wait(lake):
 
 
 def test_the_model_page_shows_the_online_calibration_in_use_and_its_history(lake):
-    began = pd.to_datetime(["2021-09-02 12:30:00", "2021-09-02 12:31:00", "2021-09-02 12:32:00"], utc=True)
+    began = pd.to_datetime(
+        ["2021-09-02 09:00:00", "2021-09-02 12:30:00", "2021-09-02 12:31:00", "2021-09-02 12:32:00"], utc=True
+    )  # v1's first block, then the chain stopped for three and a half hours
     calibration = pd.DataFrame(
-        {"block": [1, 2, 2], "model_version": ["v1", "v1", "v0"], "shift": [0.61, 0.85, -0.2],
-         "answers": [100, 200, 200], "yes_rate": [0.86, 0.87, 0.87], "block_start": began}
+        {"block": [0, 1, 2, 2], "model_version": ["v1", "v1", "v1", "v0"], "shift": [0.3, 0.61, 0.85, -0.2],
+         "answers": [0, 100, 200, 200], "yes_rate": [None, 0.86, 0.87, 0.87], "block_start": began}
     )  # fmt: skip
     write(lake, "gold", "score_calibration", calibration)
     at = run("model")
@@ -173,6 +175,9 @@ def test_the_model_page_shows_the_online_calibration_in_use_and_its_history(lake
     )
     history = figures(at)[-1]
     assert sorted(trace["name"] for trace in history["data"]) == ["v0", "v1"]
+    # the line of v1 stops over the hours the chain was stopped: a gap between block 0 and block 1
+    (v1,) = [trace for trace in history["data"] if trace["name"] == "v1"]
+    assert [None if y is None or y != y else round(y, 2) for y in values(v1["y"])] == [0.3, None, 0.61, 0.85]
 
 
 def test_the_model_page_says_to_train_before_there_is_a_model(empty_lake):
