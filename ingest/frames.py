@@ -17,6 +17,8 @@ from ingest.protocol import extract_mtime
 
 _TIME_FIELDS = re.compile(rb'"(mtime|time|ctime)"(\s*:\s*)(-?\d+)')
 _RSVP_ID = re.compile(rb'"rsvp_id"(\s*:\s*)(\d+)')
+_MEMBER_ID = re.compile(rb'"member_id"(\s*:\s*)(\d+)')
+_EVENT_ID = re.compile(rb'"event_id"(\s*:\s*)"([^"]*)"')
 ID_STRIDE = 10**10  # real rsvp_ids are below 2 * 10**9: pass k's ids never meet another pass's
 
 
@@ -83,6 +85,23 @@ def new_rsvp_ids(frame: bytes, offset: int) -> bytes:
     return _RSVP_ID.sub(lambda m: b'"rsvp_id"%s%d' % (m.group(1), int(m.group(2)) + offset), frame, count=1)
 
 
+def new_pass_ids(frame: bytes, pass_number: int) -> bytes:
+    """The frame as pass `pass_number` of a loop sends it: its RSVP, its member and its event are new ones
+    (rsvp_id and member_id moved by pass x ID_STRIDE, event_id suffixed "~pass"); its group is the same group.
+
+    A pass that brought the same people to the same events with the same answers would let the model's history
+    features (each member's and each event's earlier answers) recall the previous pass: a model trained on a
+    long demo would score perfectly, which no stream allows. Groups stay: a group's yes rate carrying over
+    from one pass to the next is what a real group's does.
+    """
+    if pass_number == 0:
+        return frame
+    offset = pass_number * ID_STRIDE
+    frame = new_rsvp_ids(frame, offset)
+    frame = _MEMBER_ID.sub(lambda m: b'"member_id"%s%d' % (m.group(1), int(m.group(2)) + offset), frame, count=1)
+    return _EVENT_ID.sub(lambda m: b'"event_id"%s"%s~%d"' % (m.group(1), m.group(2), pass_number), frame, count=1)
+
+
 def replay(
     captures: list[list[bytes]],
     *,
@@ -96,9 +115,10 @@ def replay(
     capture's first mtime becomes `rebase_to_ms`.
 
     Each loop pass is shifted by the timeline's span plus a second, so time keeps moving forward and a
-    looped RSVP reappears as a newer version of itself; with `new_ids_each_loop`, as a new RSVP instead
-    (its rsvp_id moved by pass x ID_STRIDE), so a demo keeps seeing new RSVPs to score. Passes are numbered
-    from `first_pass`, so that a later run (a second demo over the same lakehouse) streams new RSVPs too.
+    looped RSVP reappears as a newer version of itself; with `new_ids_each_loop`, as a new RSVP of a new
+    member to a new event of the same group instead (new_pass_ids), so a demo keeps seeing new RSVPs to
+    score. Passes are numbered from `first_pass`, so that a later run (a second demo over the same lakehouse)
+    streams new RSVPs too.
     """
     frames, shifts = timeline(captures, max_gap_ms)
     clocked = [(extract_mtime(f), s) for f, s in zip(frames, shifts, strict=True)]
@@ -109,9 +129,9 @@ def replay(
     passes = 0
     while True:
         extra = offset + passes * period
-        ids = (first_pass + (passes if new_ids_each_loop else 0)) * ID_STRIDE
+        pass_number = first_pass + (passes if new_ids_each_loop else 0)
         for frame, shift in zip(frames, shifts, strict=True):
-            yield new_rsvp_ids(shift_times(frame, shift + extra), ids)
+            yield new_pass_ids(shift_times(frame, shift + extra), pass_number)
         passes += 1
         if not loop:
             return

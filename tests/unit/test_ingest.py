@@ -117,9 +117,19 @@ def test_each_loop_pass_can_bring_new_rsvps_instead_of_newer_versions():
     frames = REAL[:20]
     looped = fr.replay([frames], rebase_to_ms=2_000_000_000_000, loop=True, new_ids_each_loop=True)
     passes = [[json.loads(next(looped)) for _ in frames] for _ in range(3)]
+    originals = [json.loads(f) for f in frames]
     for k, messages in enumerate(passes):
-        assert [m["rsvp_id"] for m in messages] == [json.loads(f)["rsvp_id"] + k * fr.ID_STRIDE for f in frames]
-        assert [m["member"] for m in messages] == [json.loads(f)["member"] for f in frames]  # the same people
+        assert [m["rsvp_id"] for m in messages] == [o["rsvp_id"] + k * fr.ID_STRIDE for o in originals]
+        # new people at new events of the same groups: the model's member and event history cannot recall a pass
+        assert [m["member"]["member_id"] for m in messages] == [
+            o["member"]["member_id"] + k * fr.ID_STRIDE for o in originals
+        ]
+        assert [m["event"]["event_id"] for m in messages] == [
+            o["event"]["event_id"] + (f"~{k}" if k else "") for o in originals
+        ]
+        assert [m["group"] for m in messages] == [o["group"] for o in originals]
+        assert [m["member"]["member_name"] for m in messages] == [o["member"]["member_name"] for o in originals]
+        assert [m["response"] for m in messages] == [o["response"] for o in originals]
     first = fr.replay([frames], rebase_to_ms=2_000_000_000_000, new_ids_each_loop=True)
     assert list(first) == [fr.shift_times(f, 2_000_000_000_000 - extract_mtime(frames[0])) for f in frames]
 
