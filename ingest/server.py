@@ -396,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--loop", action="store_true", help="replay captures forever (times keep moving on)")
     source.add_argument(
         "--new-ids-each-loop", action="store_true",
-        help="with --loop: each pass's RSVPs are new ones, by new members to new events of the same groups "
-        "(rsvp_id and member_id + pass x 10^10, event_id + '~pass'), not newer versions",
+        help="with --loop: each pass's RSVPs are new ones, by new members to new events of new groups "
+        "(rsvp_id, member_id, group_id + pass x 10^10, event_id + '~pass'), not newer versions",
     )  # fmt: skip
     source.add_argument(
         "--first-pass", type=int, default=0, metavar="N",
