@@ -12,7 +12,9 @@ The sets add one group at a time to the features the model had before 2026-12-06
 - + venue distance: the venue's distance from the group's centre (log km, or unknown);
 - + name words: a bag of the words of the event's and the group's names (those 20 RSVPs share);
 - now: the model's features since 2026-12-06 (event time and venue distance; the name words did not help);
-- + all three.
+- + all three;
+- now + each service: a flag for each service the member linked (facebook, twitter, linkedin, tumblr,
+  flickr) beside the one that says any.
 Writes bench/results/ml_features.json and .md. Needs no service.
 """
 
@@ -23,7 +25,7 @@ import time
 from typing import Any
 
 from bench.common import write_results
-from ml.features import NUMERIC_FEATURES
+from ml.features import NUMERIC_FEATURES, SERVICE_FLAGS
 
 EVENT_TIME = ("event_weekend", "event_hour_sin", "event_hour_cos")
 VENUE = ("venue_log_km", "venue_km_unknown")
@@ -39,13 +41,17 @@ def feature_sets() -> dict[str, dict[str, Any]]:
         "+ name words": {"numeric": BEFORE, "bags": ("topics", "name_words")},
         "now: + event time + venue distance": {"numeric": NUMERIC_FEATURES, "bags": ("topics",)},
         "+ all three": {"numeric": NUMERIC_FEATURES, "bags": ("topics", "name_words")},
+        "now + each service": {"numeric": (*NUMERIC_FEATURES, *SERVICE_FLAGS), "bags": ("topics",)},
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classifier", default="logistic_regression", help="auto compares the three candidates")
+    parser.add_argument("--sets", nargs="*", metavar="NAME", help="only these feature sets (default: all)")
+    parser.add_argument("--name", default="ml_features", help="results file name (bench/results/<name>.*)")
     args = parser.parse_args()
+    sets = {k: v for k, v in feature_sets().items() if not args.sets or k in args.sets}
     from common.settings import PROJECT_ROOT, load_settings
     from common.spark import build_spark
     from ml.evaluate import leave_one_capture_out
@@ -59,7 +65,7 @@ def main() -> int:
         "calibrated ÷ own rate |",
         "|---|---|---:|---:|---:|",
     ]
-    for name, features in feature_sets().items():
+    for name, features in sets.items():
         started = time.perf_counter()
         results[name] = leave_one_capture_out(
             spark, captures, classifier=args.classifier, features=features, held_out=JUDGED
@@ -74,7 +80,7 @@ def main() -> int:
                 f"{calibrated['log_loss'] / own['log_loss']:.3f} |"
             )
     spark.stop()
-    write_results("ml_features", {"classifier": args.classifier, "results": results}, table)
+    write_results(args.name, {"classifier": args.classifier, "results": results}, table)
     return 0
 
 

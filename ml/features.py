@@ -57,6 +57,8 @@ NUMERIC_FEATURES = (
     "venue_km_unknown",
     *(f"{entity}_{stat}" for entity in ENTITIES for stat in ("log_answers", "yes_rate", "no_seen")),
 )
+# candidates computed with the others and left out of the model, each measured by bench/ml_features.py
+SERVICE_FLAGS = tuple(f"member_{service}" for service in SERVICES)  # each service the member linked
 CATEGORICAL_FEATURES = ("country",)
 TOKEN_FEATURES = ("topics",)  # bags of words; `name_words` is computed too, a candidate the model leaves out
 MIN_WORD_LENGTH = 3  # words of the event's and the group's names shorter than this are left out
@@ -198,6 +200,7 @@ def attribute_columns() -> list[Column]:
         as_double(F.size(msg["group"]["group_topics"])).alias("topic_count"),
         as_double(msg["member"]["photo"].isNotNull()).alias("member_photo"),
         as_double(services).alias("member_services"),
+        *(as_double(msg["member"]["other_services"][s].isNotNull()).alias(f"member_{s}") for s in SERVICES),
         # when the event is, in the group's local time (unknown time: neither weekend nor an hour)
         as_double(F.coalesce(event_weekday >= 5, F.lit(False))).alias("event_weekend"),
         F.coalesce(F.sin(hour_angle(event_hour)), F.lit(0.0)).alias("event_hour_sin"),
