@@ -196,6 +196,19 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
     assert {by_version[i] for i in first_ids} == {"v1"}
     assert {v for i, v in by_version.items() if i not in first_ids} == {"v2"}
 
+    # more batches of the same running scorer: a block that began in the batch before is scored with the shift
+    # fitted then, read back from score_calibration; every RSVP's shift is the kept shift of its block and
+    # version, or 0 where none was fitted (block 0, a block begun under another version)
+    more = capture_frames()[60:300]
+    batch(bronze_rows(spark, more[:120], 10_000_060), 902)
+    batch(bronze_rows(spark, more[120:], 10_000_180), 903)
+    kept = {(r.block, r.model_version): r.shift for r in gold_table(spark, layout, "score_calibration").collect()}
+    final = spark.read.format("delta").load(layout.table("gold", "scored_rsvps")).collect()
+    assert {r.model_version for r in final if r.ordinal is not None and r.ordinal >= 1500} == {"v2"}
+    for r in final:
+        expected = kept.get((r.ordinal // C.BLOCK, r.model_version), 0.0)
+        assert math.isclose(r.calibration_shift, expected, abs_tol=1e-12), (r.rsvp_id, r.ordinal, r.model_version)
+
 
 def test_a_scored_table_an_older_chain_created_gets_the_calibration_columns_and_keeps_its_rows(spark, stack):
     layout = Layout(stack.path(new_name()), "g1")
