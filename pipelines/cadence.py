@@ -15,6 +15,9 @@ behind instead of 2; the runs, and what bronze's and the snapshots' cadence chan
 
 from __future__ import annotations
 
+# the freshness stages (gold/freshness) of each path: the app draws them apart, as their scales differ ~20x
+HOT_STAGES = ("postgres", "gold")
+SLOW_STAGES = ("silver", "score")
 SLOW_INTERVAL = "2 minutes"
 BRONZE_INTERVAL = "60 seconds"
 SNAPSHOT_EVERY_S = 300.0

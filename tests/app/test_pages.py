@@ -94,12 +94,15 @@ def test_the_model_page_shows_metrics_curves_and_live_accuracy(lake):
 
 def test_pipeline_health_shows_freshness_rates_lag_phases_and_quarantine(lake):
     at = run("health")
-    assert not at.exception and charts(at) == 5
+    assert not at.exception and charts(at) == 6
     assert list(at.dataframe[0].value["reason"]) == ["bad_json"]
-    freshness, _, durations, *_ = figures(at)
-    # seconds, as a person reads a lag: the fixture's p95 of 4,000 and 7,000 ms
-    assert freshness["layout"]["yaxis"]["title"]["text"] == "seconds behind Kafka (p95)"
-    assert sorted(y for trace in freshness["data"] for y in values(trace["y"])) == [4.0, 7.0]
+    hot, slow, _, durations, *_ = figures(at)
+    # each path on its own chart, in seconds, as a person reads a lag: the fixture's p95 of 7,000 ms (gold) and
+    # 4,000 ms (silver)
+    for chart, stage, seconds in ((hot, "gold", 7.0), (slow, "silver", 4.0)):
+        assert chart["layout"]["yaxis"]["title"]["text"] == "seconds behind Kafka (p95)"
+        assert [(trace["name"], values(trace["y"])) for trace in chart["data"]] == [(stage, [seconds])]
+    assert "hot path" in hot["layout"]["title"]["text"] and "slow path" in slow["layout"]["title"]["text"]
     assert durations["layout"]["yaxis"]["title"]["text"] == "seconds"
     lag = next(f for f in figures(at) if f["layout"]["title"]["text"] == "Kafka offsets behind latest")
     assert lag["layout"]["yaxis"]["rangemode"] == "tozero"  # no axis below zero when nothing lags
@@ -124,6 +127,40 @@ def test_a_few_catch_up_batches_do_not_flatten_the_freshness_chart(lake, monkeyp
     monkeypatch.setattr(data, "freshness", lambda lake, span=None: steady)
     axis = figures(run("health"))[0]["layout"]["yaxis"]
     assert "range" not in axis and axis["rangemode"] == "tozero", "nothing cut when nothing stands out"
+
+
+def test_the_slow_path_is_drawn_on_its_own_chart_not_cut_off_as_a_catch_up(lake, monkeypatch):
+    from app import data
+
+    start = pd.Timestamp("2026-12-06 18:00", tz="UTC")
+    # a steady hour of the demo: gold every 10 s at 5-8 s behind, silver every 2 minutes at 150-210 s behind
+    gold = [("gold", start + pd.Timedelta(seconds=10 * i), 5_000 + 100 * (i % 30)) for i in range(360)]
+    silver = [("silver", start + pd.Timedelta(minutes=2 * i), 150_000 + 2_000 * i) for i in range(30)]
+    rows = pd.DataFrame(gold + silver, columns=["stage", "visible_at", "p95_ms"]).assign(
+        query=lambda df: df["stage"] + "-rsvps", batch_id=0, rows=10, p50_ms=1_000, max_ms=lambda df: df["p95_ms"]
+    )
+    monkeypatch.setattr(data, "freshness", lambda lake, span=None: rows)
+    at = run("health")
+    assert not at.exception
+    hot, slow = figures(at)[:2]
+    assert [trace["name"] for trace in hot["data"]] == ["gold"] and [t["name"] for t in slow["data"]] == ["silver"]
+    # every silver batch is on the chart, none called a catch-up; the hot path's axis is its own seconds
+    assert "range" not in slow["layout"]["yaxis"] and max(values(slow["data"][0]["y"])) == 208.0
+    assert "range" not in hot["layout"]["yaxis"] and max(values(hot["data"][0]["y"])) == 7.9
+    assert not any("off the top" in c.value for c in at.caption)
+
+    # the chain's start: silver's and scoring's first batches catch up on hours (3 of 18 slow batches here)
+    started = rows[rows["visible_at"] >= start + pd.Timedelta(minutes=30)]
+    first = start + pd.Timedelta(minutes=29)
+    catch_up = pd.DataFrame({"stage": ["silver", "score", "silver"], "visible_at": [first] * 3,
+                             "p95_ms": [8_000_000, 8_050_000, 7_900_000]})  # fmt: skip
+    catch_up = catch_up.assign(query="x", batch_id=0, rows=10, p50_ms=1_000, max_ms=catch_up["p95_ms"])
+    rows = pd.concat([catch_up, started])
+    monkeypatch.setattr(data, "freshness", lambda lake, span=None: rows)
+    at = run("health")
+    slow = figures(at)[1]
+    assert slow["layout"]["yaxis"]["range"][1] < 500, "the steady 3-4 minutes fill the slow path's chart"
+    assert any("3 of 18 batches are above" in c.value and "up to 8050 s" in c.value for c in at.caption)
 
 
 @pytest.mark.parametrize("page", ["live", "regions", "categories", "health"])
