@@ -401,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     source.add_argument(
         "--first-pass", type=int, default=0, metavar="N",
-        help="number passes from N: every rsvp_id moves by N x 10^10 (the generator's too), so a later run over "
-        "the same tables streams new RSVPs rather than the last run's again (meetup-demo counts its runs)",
+        help="number passes from N: the captures' RSVPs, members and groups move by N x 10^10 and their events "
+        "take '~N' (the generator's rsvp_ids move too), so a later run over the same tables streams new RSVPs "
+        "rather than the last run's again (meetup-demo counts its runs)",
     )  # fmt: skip
     pace = parser.add_argument_group("pace")
     pace.add_argument(
