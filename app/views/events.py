@@ -46,6 +46,9 @@ def show_event(event_id: str) -> None:
         chart = px.line(over_time, x="minute", y=["yes", "no"], markers=len(over_time) < 30,
                         title="RSVPs over time, cumulative (each RSVP by its newest answer's minute)",
                         labels={"value": "RSVPs", "variable": "answer", "minute": ""})  # fmt: skip
+        if over_time["minute"].nunique() == 1:  # one minute: Plotly's own range would be a millisecond wide
+            minute = pd.Timestamp(over_time["minute"].iloc[0])
+            chart.update_xaxes(range=[minute - pd.Timedelta(minutes=30), minute + pd.Timedelta(minutes=30)])
         st.plotly_chart(chart, key="event_chart")
     scored = view["scored"]
     st.subheader("The model's view of its RSVPs")

@@ -302,6 +302,16 @@ def test_an_event_opened_by_its_deep_link_shows_its_counts_group_venue_and_score
     assert list(scored["probability_yes"]) == [0.81] and list(scored["answer"]) == ["yes"]
 
 
+def test_an_event_with_rsvps_in_one_minute_gets_an_hour_wide_chart_not_a_millisecond(lake):
+    at = events_page(event_id="e2")  # one yes, in one minute
+    assert not at.exception
+    (chart,) = figures(at)
+    low, high = (pd.Timestamp(t).tz_localize(None) for t in chart["layout"]["xaxis"]["range"])
+    assert high - low == pd.Timedelta(hours=1)
+    (minute,) = {pd.Timestamp(x).tz_localize(None) for trace in chart["data"] for x in trace["x"]}
+    assert low < minute < high, "the minute is in the middle of the axis"
+
+
 def test_a_group_page_lists_its_events_with_counts_and_the_members_who_come_back(lake):
     at = events_page(group_id="1")
     assert not at.exception
