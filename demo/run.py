@@ -127,7 +127,7 @@ def parts(args: argparse.Namespace, first_pass: int = 0, start_at_ms: int | None
         described += ", after the stream time the tables have reached"
     if first_pass:
         source += ["--first-pass", str(first_pass)]
-        described += f" (run {first_pass // PASSES_PER_RUN + 1} on these tables: RSVP ids from pass {first_pass})"
+        described += f" (run {first_pass // PASSES_PER_RUN + 1} on these tables: ids from pass {first_pass})"
     stream, state = f"ws://127.0.0.1:{args.stream_port}", args.state_dir
     return [
         Part("server", [bin_("meetup-replay-server"), "--port", str(args.stream_port), *source],
