@@ -20,10 +20,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from bench.common import isolated, write_results
-from common.settings import load_settings
+from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
 from ml.categories import train_categories
@@ -46,6 +47,17 @@ def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
+def captures_in_silver(spark: SparkSession, settings: Settings) -> Layout:
+    """The real captures through bronze and silver (available-now), in the settings' own topic and lakehouse:
+    what `meetup-train` reads."""
+    kafka_service.ensure_topics(settings, ("rsvps",))
+    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), capture_frames())
+    layout = Layout.from_settings(settings)
+    run_chain(spark, settings, layout=layout, stages=("bronze", "silver"), streams=("rsvps",), available_now=True,
+              mirror_to_postgres=False, progress_every=3600)  # fmt: skip
+    return layout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=100_000, help="generated RSVPs to score")
@@ -55,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
 
     settings = isolated(base, f"benchml{int(time.time())}")
-    kafka_service.ensure_topics(settings, ("rsvps",))
-    produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), capture_frames())
-    layout = Layout.from_settings(settings)
-    run_chain(spark, settings, layout=layout, stages=("bronze", "silver"), streams=("rsvps",), available_now=True,
-              mirror_to_postgres=False, progress_every=3600)  # fmt: skip
+    layout = captures_in_silver(spark, settings)
     started = time.perf_counter()
     metadata = train(spark, settings, layout, test_from_ms=TEST_FROM_MS)
     train_s = time.perf_counter() - started

@@ -4,7 +4,7 @@
 
 A live scoring batch takes the RSVPs that arrived in the last couple of minutes (about 1,500 in the demo),
 against a state that holds every RSVP seen so far and grows by the hour. The phases that read the state
-(features, calibration, the MERGEs) are the ones that grow with it, and only a large state shows them.
+(features, calibration, the MERGEs) may grow with it, and only a large state shows whether they do.
 
 1. N generated RSVPs (--state) go to bronze and through the scoring stage in one batch: the state.
 2. Then --batches live batches of --batch-size RSVPs each: produced, taken into bronze, scored. The
@@ -39,7 +39,7 @@ from ml.registry import Registry
 from pipelines.bronze.job import read_bronze_stream, start_bronze
 from pipelines.layout import Layout
 from pipelines.metrics import ensure_metrics_tables
-from pipelines.phases import BATCH_PHASES, RECORDER
+from pipelines.phases import RECORDER
 from pipelines.score.job import QUERY, ScoreBatch, ensure_scoring_tables
 from stack import kafka as kafka_service
 from tests.helpers import produce
@@ -53,19 +53,12 @@ def model_for(spark, base, settings) -> None:
     """The local registry's current model, copied into this run's registry (trained on the captures if none)."""
     local = Registry(base)
     if local.current() is None:
-        from bench.ml import TEST_FROM_MS
+        from bench.ml import TEST_FROM_MS, captures_in_silver
         from ml.train import train
-        from pipelines.chain import run_chain
-        from tests.helpers import capture_frames
 
         log("no model in the local registry: training one on the real captures")
         capture_settings = isolated(base, f"{settings.kafka.topic_prefix}cap")
-        kafka_service.ensure_topics(capture_settings, ("rsvps",))
-        produce(capture_settings.kafka.bootstrap_servers, capture_settings.kafka.topic("rsvps"), capture_frames())
-        capture_layout = Layout.from_settings(capture_settings)
-        run_chain(spark, capture_settings, layout=capture_layout, stages=("bronze", "silver"), streams=("rsvps",),
-                  available_now=True, mirror_to_postgres=False, progress_every=3600)  # fmt: skip
-        train(spark, capture_settings, capture_layout, test_from_ms=TEST_FROM_MS)
+        train(spark, capture_settings, captures_in_silver(spark, capture_settings), test_from_ms=TEST_FROM_MS)
         local = Registry(capture_settings)
     version, model = local.load()
     Registry(settings).save(model, local.metadata(version))
@@ -131,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     totals = []
     for n in range(args.batches):
         totals.append(take(args.batch_size))
-        for row in RECORDER.drain():  # phase rows (BATCH_PHASES) and freshness rows
-            if len(row) == len(BATCH_PHASES.fields) and row[0] == QUERY and isinstance(row[3], str):
-                phases[row[3]].append(row[5])
+        for query, _, _, phase, _, seconds, _ in RECORDER.drain():  # BATCH_PHASES rows, the hot path's too
+            if query == QUERY:
+                phases[phase].append(seconds)
         log(f"live batch {n + 1}/{args.batches}: {totals[-1]:.1f}s")
     if hot:
         hot.stop()
