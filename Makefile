@@ -117,7 +117,7 @@ bench-app: stack-up ## the app's time to first render and per refresh at 10k, 10
 	$(BIN)/python -m bench.app
 
 # The same stack commands with three Kafka brokers (replication 3, min.insync.replicas 2) and a Spark
-# standalone master with two workers: `make cluster-up`, then `make cluster-chain`. See README "Scaling out".
+# standalone master with two workers: `make cluster-up`, then `make cluster-chain`. See docs/scaling-out.md.
 # The three brokers hold topics of their own, so their tables and mirror live apart from the single broker's.
 CLUSTER := KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096 SPARK_MASTER=spark://127.0.0.1:7077 \
 	LAKEHOUSE_ROOT=s3a://meetup-lakehouse/cluster POSTGRES_SCHEMA=meetup_cluster
@@ -156,8 +156,8 @@ score: stack-up ## score a capture with the current model: make score CAPTURE=da
 app: venv ## the Streamlit app on http://127.0.0.1:8501 (ARGS="--port 8600")
 	$(BIN)/meetup-app $(ARGS)
 
-lint: venv ## ruff (style) and mypy --strict on common, pipelines and ml (types): seconds
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
+lint: venv ## ruff (style), mypy --strict (types) and every link and path in README.md and docs/: seconds
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/python tools/check_docs.py
 
 clean: stack-down ## stop the stack and delete its state (jars are kept)
 	rm -rf .stack/kafka .stack/s3 .stack/postgres .stack/spark .stack/build .stack/env

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         except auth.AuthError as error:
             print(
                 f"meetup-app: refusing to serve {args.address} without a login: {error} "
-                f'({" or ".join(str(f) for f in files)}); see README, "Sharing the app", or pass --no-auth',
+                f'({" or ".join(str(f) for f in files)}); see docs/app.md, "Sharing the app", or pass --no-auth',
                 file=sys.stderr,
             )
             return 2

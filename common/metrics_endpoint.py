@@ -4,7 +4,8 @@
 to change, 0 turns it off). Each process registers its own metrics in prometheus_client's default
 registry, which also carries the process's own (`process_resident_memory_bytes`,
 `process_cpu_seconds_total`...). Spark's metrics are served by Spark itself, on its UI port (see
-`pipelines.exporter.SPARK_CONF`). README, "Operations", lists the names and a scrape configuration.
+`pipelines.exporter.SPARK_CONF`). docs/operations.md, "Metrics for Prometheus", lists the names and a scrape
+configuration.
 """
 
 from __future__ import annotations

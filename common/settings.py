@@ -1,6 +1,6 @@
 """The one settings object: built once at an entry point from environment variables, then passed down.
 
-Every variable the project reads is a field here (README, "Settings", lists them). Every value has a
+Every variable the project reads is a field here (docs/operations.md, "Settings", lists them). Every value has a
 local default that matches the stack `make stack-up` starts. Secrets (S3 keys, database passwords) never
 have a default in code: the local stack generates them on its first start and writes them to
 `.stack/env`, which `load_settings()` reads *under* the real environment, so an exported variable always

@@ -8,7 +8,7 @@ Options before the script go to spark-submit and win over ours: `--jars` (the ja
 `--py-files` (this project's packages, zipped), `--master`, `--driver-memory` and `--executor-memory` from
 the settings. spark-submit runs with an environment built from the settings (`Settings.child_env`: the
 environment over the local stack's `.stack/env`), so the driver it starts loads the same settings and hands
-the S3 keys to S3A itself; on a real cluster, see README "Deploying on a managed cluster".
+the S3 keys to S3A itself; on a real cluster, see docs/scaling-out.md, "Deploying on a managed cluster".
 """
 
 from __future__ import annotations

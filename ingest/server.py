@@ -4,7 +4,7 @@
     meetup-replay-server --generate --count 1000000 --pace max
 
 Speaks the retired Meetup stream protocol on one port, for `/2/rsvps`, `/2/event_comments` and `/2/photos`,
-over the three transports Meetup served (see README, "The stream protocol"):
+over the three transports Meetup served (see docs/ingest.md, "The stream protocol"):
 - HTTP streaming: `GET` answers with a response that never ends (chunked transfer encoding), one message
   per chunk, each a JSON object and a newline;  `curl -sN http://127.0.0.1:8765/2/rsvps`
 - websockets: the same paths, one JSON text frame per message;

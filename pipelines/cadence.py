@@ -9,8 +9,8 @@ hot path waits for (the chain uses ~1.8 of the 2 cores whatever the cadence):
   round ended, the first round FIRST_SNAPSHOT_AFTER_S after the start.
 At 20 RSVPs/s on two cores, the slow path every 2 minutes instead of 60 s halved the hot path's typical
 freshness (PostgreSQL ~18 -> ~9 s, gold ~43 -> ~27 s) for silver and the scored feed about 3.5 minutes
-behind instead of 2; the runs, and what bronze's and the snapshots' cadence changed, are in README
-("Benchmarks", "The slow path less often").
+behind instead of 2; the runs, and what bronze's and the snapshots' cadence changed, are in
+docs/benchmarks-history.md ("The slow path less often").
 """
 
 from __future__ import annotations

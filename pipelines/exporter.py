@@ -1,4 +1,4 @@
-"""The chain's own metrics for Prometheus, beside Spark's (README, "Operations: metrics").
+"""The chain's own metrics for Prometheus, beside Spark's (docs/operations.md, "Metrics for Prometheus").
 
 `meetup-chain` serves these on http://127.0.0.1:9102/metrics (`--metrics-port`; 0: off), from the same
 events that fill `gold/pipeline_metrics` and `gold/freshness`:

@@ -1,6 +1,6 @@
 """The gold tables computed independently: plain Python over the raw frames and their Kafka coordinates.
 
-Follows the contract in README ("Gold") and shares no code with pipelines/:
+Follows the contract in docs/architecture.md ("Gold") and shares no code with pipelines/:
 - a message is late when its mtime is more than `lateness_ms` below the greatest mtime of the earlier
   offsets of its partition; late messages are listed, never counted;
 - each RSVP counts once, as its newest on-time message (greatest mtime, then partition, then offset),

@@ -7,7 +7,7 @@ one aggregate, with the key columns that aggregate does not use left null.
 A row is a change, not a total: each gold batch appends its net change per key (one blind append, the
 cheapest commit there is), and a key's count is the sum of its rows. The slow path folds the rows of past
 batches into one row per key now and then (gold/fold.py), so a reader sums a few rows, not thousands. See
-README, "The hot path and the slow path", for the measurements that led here (six MERGEs, then one).
+docs/benchmarks-history.md for the measurements that led here (six MERGEs, then one).
 
 Each aggregate reads as a table of its own, its keys and net measures only:
 

@@ -3,7 +3,7 @@
 Gold reads the Kafka topic itself (bronze's row shape, bronze.transforms.to_bronze), not the bronze table:
 it does not wait for bronze's commit, nor share the bronze query's cadence, and it runs beside silver. It
 parses and validates with silver's own code, so both see the same valid messages. It is the chain's hot
-path, with the PostgreSQL mirror's query beside it (silver/mirror_job.py; README, "The hot path and the
+path, with the PostgreSQL mirror's query beside it (silver/mirror_job.py; docs/architecture.md, "The hot path and the
 slow path"). The query's plan:
 1. facts from the valid messages, grouped by Kafka partition into the state store (state.py), which decides
    per fact: late (the log-defined watermark), counted (the RSVP's newest version), or ignored, and which

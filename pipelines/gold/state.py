@@ -1,7 +1,7 @@
 """Gold's state in Spark's state store: what each RSVP counts now, and how far each Kafka partition has gone.
 
 Gold once kept this state in two Delta tables (`rsvp_state`, `watermarks`), read whole, joined and MERGEd
-in every batch: 4-8 s of a 10 s batch under load (README, "The hot path and the slow path"). Here it lives
+in every batch: 4-8 s of a 10 s batch under load (docs/benchmarks-history.md). Here it lives
 in the query's own state store (RocksDB, in the checkpoint), keyed by Kafka partition:
 
 - `max_mtime` (a value): the greatest mtime seen so far in the partition, which defines lateness;
@@ -10,7 +10,7 @@ in the query's own state store (RocksDB, in the checkpoint), keyed by Kafka part
 
 Why buckets: the state server is a round trip from Python to the JVM per call, and with one map entry per
 RSVP gold paid two (a `getValue`, an `updateValue`) per RSVP: 0.47 ms a fact above a stateless query's floor,
-alone on this machine, 0.15 ms with buckets (README, "Gold's state in buckets"). Meetup's RSVP ids grow
+alone on this machine, 0.15 ms with buckets (docs/benchmarks.md, `make bench-decide-state`). Meetup's RSVP ids grow
 with time, so a batch's RSVPs are mostly recent ids that share a few buckets, plus a few older RSVPs changed
 again: one `getValue` and one `updateValue` per bucket touched (`bench/decide_state.py` measures both).
 A generation written before the buckets has its per-RSVP map (`counted`) moved into buckets by its first

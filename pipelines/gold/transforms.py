@@ -1,6 +1,6 @@
 """Gold's pure transforms: RSVP facts, the event-time watermark, and signed contributions to counts.
 
-How gold counts (see README, "Gold"):
+How gold counts (see docs/architecture.md, "Gold"):
 - Every valid RSVP message becomes a *fact*: its version (mtime, Kafka partition, offset), answer,
   guests, and the keys it is counted under (region, group, event, topics, minute, hour of its mtime).
 - The watermark is defined on the Kafka log, not on micro-batches: a message is *late* when its mtime
@@ -108,7 +108,7 @@ def all_count_deltas(new_states: DataFrame, old_states: DataFrame, batch_id: int
     summed per (aggregate, keys) in one shuffle. The result is each aggregate's count_deltas
     (tests/unit/test_gold_transforms.py checks it). A union of the twelve (aggregate, sign) selects gave the
     same rows with twelve scans of the batch: 2.0-2.4 s against 0.5-0.75 s for a 290-state batch alone on
-    the machine (README, "Benchmarks")."""
+    the machine (docs/benchmarks-history.md)."""
     state_columns = ("version_mtime", "country", "state", "city", "group_id", "event_id", "topics")
     signed = new_states.select(*state_columns, *_signed_measures(+1)).unionByName(
         old_states.select(*state_columns, *_signed_measures(-1))

@@ -1,6 +1,6 @@
 """The PostgreSQL mirror on the hot path: Kafka -> silver's 3NF rows -> PostgreSQL, a query of its own.
 
-meetup-chain starts it beside gold (see README, "The hot path and the slow path"): it reads the RSVP
+meetup-chain starts it beside gold (see docs/architecture.md, "The hot path and the slow path"): it reads the RSVP
 topic itself, parses and validates with silver's code, and writes each batch's newest rows per key of
 every 3NF table in one ledger-guarded transaction (mirror.py), exactly once. It does not wait on silver's
 Delta MERGEs, nor on gold's writes: the three run side by side. When gold does not run, silver mirrors
@@ -48,10 +48,10 @@ class MirrorBatch:
             with clock.phase("mirror collect"):
                 # parsed once for the rows and the freshness; a checkpoint, not a cache, so the plans built on
                 # it below are small: each is analysed on its own, and over the parse and the checks they cost
-                # the driver more than the rows did (README, "Benchmarks")
+                # the driver more than the rows did (docs/benchmarks-history.md)
                 valid = validation.filter_valid(checked).localCheckpoint()
                 # every message's rows: PostgreSQL keeps the newest per key (mirror.upsert_statement), which
-                # saves eight shuffles (6 s of a 9.5 s batch at 20 RSVPs/s, README "Benchmarks")
+                # saves eight shuffles (6 s of a 9.5 s batch at 20 RSVPs/s, docs/benchmarks-history.md)
                 rows = mirror.collect_rows(transforms.rsvp_tables(valid, newest=False))
             clock.rows = len(rows.get("rsvps", []))
             if not any(rows.values()):

@@ -170,7 +170,7 @@ class Checks:
 
     A stage builds its Checks once and applies them to every micro-batch. Building the rules' Columns
     costs hundreds of calls into the JVM, and a nested CASE per rule made a plan whose analysis and task
-    serialization cost the PostgreSQL mirror more than its rows did (README, "Benchmarks"); one flat CASE
+    serialization cost the PostgreSQL mirror more than its rows did (docs/benchmarks-history.md); one flat CASE
     whose branches carry (reason, detail) together checks each rule once per row.
     """
 

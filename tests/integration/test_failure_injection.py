@@ -82,7 +82,7 @@ def mirrored_rows(spark, settings, layout: Layout) -> int:
         return 0
 
 
-PROMISED = {"kafka": "waits", "postgres": "waits", "s3": "stops"}  # README, "Troubleshooting"
+PROMISED = {"kafka": "waits", "postgres": "waits", "s3": "stops"}  # docs/operations.md, "Troubleshooting"
 MOVES_ON = {"kafka": bronze_rows, "postgres": mirrored_rows}
 
 
@@ -98,13 +98,13 @@ def restart(stack, service: str, outage_s: float) -> None:
 
 KAFKA_RESTART_BUG = (
     "known bug (2026-12-05): after a broker restart the chain runs on but its Kafka queries take in nothing "
-    "more; README, Troubleshooting. strict: this fails as soon as the chain does wait it out"
+    "more; docs/operations.md, Troubleshooting. strict: this fails as soon as the chain does wait it out"
 )
 
 
 POSTGRES_RESTART_BUG = (
     "known bug (2026-12-05): a 20 s PostgreSQL restart ended the chain with status 1 instead of being waited out; "
-    "README, Troubleshooting. strict: this fails as soon as the chain does wait it out"
+    "docs/operations.md, Troubleshooting. strict: this fails as soon as the chain does wait it out"
 )
 
 
@@ -132,8 +132,8 @@ def test_a_service_restart_while_the_chain_streams_loses_and_doubles_nothing(sta
         assert rows_in(spark, layout) < len(frames), "the outage must land while the backlog is being processed"
         restart(stack, service, outage_s=20)
         if PROMISED[service] == "waits":
-            # README: the chain waits out a Kafka or PostgreSQL restart. So, with the service back, the chain is
-            # still running and the part that uses the service moves on: bronze takes in more of Kafka, the
+            # docs/operations.md: the chain waits out a Kafka or PostgreSQL restart. So, with the service back, the
+            # chain is still running and the part that uses the service moves on: bronze takes in more of Kafka, the
             # mirror writes more rows to PostgreSQL.
             moved, after = MOVES_ON[service], MOVES_ON[service](spark, settings, layout)
             progressed = wait_until(
@@ -142,7 +142,7 @@ def test_a_service_restart_while_the_chain_streams_loses_and_doubles_nothing(sta
             assert chain.poll() is None, f"the chain exited ({chain.returncode}) instead of waiting out {service}"
             assert progressed, f"the chain is running but made no progress in 5 minutes after {service} came back"
         else:
-            # README: a lost object store stops the chain with an error (a supervisor restarts it).
+            # docs/operations.md: a lost object store stops the chain with an error (a supervisor restarts it).
             wait_until(lambda: chain.poll() is not None, timeout=300, every=2)
             assert chain.poll() is not None, "the chain went on as if the lakehouse had not gone away"
             assert chain.returncode != 0, "a chain that lost its lakehouse never exits as if it were done"
