@@ -156,8 +156,9 @@ score: stack-up ## score a capture with the current model: make score CAPTURE=da
 app: venv ## the Streamlit app on http://127.0.0.1:8501 (ARGS="--port 8600")
 	$(BIN)/meetup-app $(ARGS)
 
-lint: venv ## ruff (style), mypy --strict (types) and every link and path in README.md and docs/: seconds
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/python tools/check_docs.py
+lint: venv ## ruff (style), mypy --strict (types), the packages' layers (import-linter), every link and path in the docs
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports --no-cache \
+		&& $(BIN)/python tools/check_docs.py
 
 clean: stack-down ## stop the stack and delete its state (jars are kept)
 	rm -rf .stack/kafka .stack/s3 .stack/postgres .stack/spark .stack/build .stack/env

@@ -10,9 +10,8 @@ nothing of the data until the identity provider says who it is (app/main.py).
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from common.settings import Settings
 

@@ -25,24 +25,28 @@ from deltalake import DeltaTable
 
 from common.settings import Settings
 from common.store import Store
+from lakehouse import catalogue, generations
+from lakehouse.aggregates import MEASURES, aggregate, net
+from lakehouse.catalogue import Table
+from lakehouse.layout import Layout
 from ml.registry import CATEGORY_MODEL, RESPONSE_MODEL, NoModelError, Registry
-from pipelines import catalogue, generations, heartbeat
+from pipelines import heartbeat
 from pipelines.cadence import FIRST_SNAPSHOT_WORDS, SLOW_INTERVAL_WORDS, SNAPSHOT_EVERY_WORDS
-from pipelines.gold.aggregates import COUNTS_TABLE, MEASURES, aggregate, net
+from pipelines.stages import HOT_QUERY  # the query whose heartbeat says the hot path runs
 
 CHAIN = "make demo (or meetup-chain)"
-SNAPSHOTS = {t.name for t in catalogue.TABLES if t.layer == "gold" and t.what.startswith("snapshot")}
 
 
-def missing_table(layer: str, name: str, generation: str) -> str:
+def missing_table(entry: Table, generation: str) -> str:
     """What to tell a reader about a table that is not there yet: a snapshot table comes with the running
     chain's first snapshot round, not with its start."""
-    if layer == "gold" and name in SNAPSHOTS:
+    if entry.snapshot:
         return (
-            f"no gold snapshot `{name}` yet in generation {generation}: the running chain writes it at its first "
-            f"snapshot round, {FIRST_SNAPSHOT_WORDS} and then {SNAPSHOT_EVERY_WORDS} (start it with {CHAIN})"
+            f"no {entry.layer} snapshot `{entry.name}` yet in generation {generation}: the running chain writes it "
+            f"at its first snapshot round, {FIRST_SNAPSHOT_WORDS} and then {SNAPSHOT_EVERY_WORDS} (start it with "
+            f"{CHAIN})"
         )
-    return f"no {layer} table `{name}` yet in generation {generation}: run {CHAIN}"
+    return f"no {entry.layer} table `{entry.name}` yet in generation {generation}: run {CHAIN}"
 
 
 HOUR = pd.Timedelta(hours=1)
@@ -82,8 +86,8 @@ class Lakehouse:
         except Exception as error:  # boto3 raises many kinds for an endpoint that is down
             raise ServiceDown(f"the object store at {self.settings.s3.endpoint} does not answer ({error})") from error
 
-    def uri(self, layer: str, name: str) -> str:
-        return delta_rs_uri(f"{self.settings.lakehouse_root.rstrip('/')}/{self.generation}/{layer}/{name}")
+    def uri(self, entry: Table) -> str:
+        return delta_rs_uri(Layout.from_settings(self.settings, self.generation).table(entry))
 
     @cached_property
     def options(self) -> dict[str, str]:
@@ -113,11 +117,11 @@ class Lakehouse:
         return options
 
     @contextmanager
-    def delta(self, layer: str, name: str) -> Iterator[DeltaTable]:
+    def delta(self, entry: Table) -> Iterator[DeltaTable]:
         """The table at its newest version, held for this reader alone while the block runs."""
         from deltalake.exceptions import TableNotFoundError
 
-        uri = self.uri(layer, name)
+        uri = self.uri(entry)
         key = (uri, tuple(sorted(self.options.items())))
         with _OPEN_LOCK:
             table, lock = _OPEN.get(key, (None, threading.Lock()))
@@ -131,7 +135,7 @@ class Lakehouse:
                     except Exception:  # dropped and re-created under the same name, or vacuumed: start over
                         table = DeltaTable(uri, storage_options=self.options)
             except TableNotFoundError as error:
-                raise NoData(missing_table(layer, name, self.generation)) from error
+                raise NoData(missing_table(entry, self.generation)) from error
             except OSError as error:
                 raise ServiceDown(f"cannot read {uri}: {error}") from error
             with _OPEN_LOCK:
@@ -143,40 +147,38 @@ class Lakehouse:
             except OSError as error:
                 raise ServiceDown(f"cannot read {uri}: {error}") from error
 
-    def table(
-        self, layer: str, name: str, columns: list[str] | None = None, filters: list | None = None
-    ) -> pd.DataFrame:
+    def table(self, entry: Table, columns: list[str] | None = None, filters: list | None = None) -> pd.DataFrame:
         """A table (or the rows that pass `filters`, whose files are pruned by their statistics) as pandas;
         NoData when it does not exist or is empty."""
-        with self.delta(layer, name) as table:
+        with self.delta(entry) as table:
             df = table.to_pandas(columns=columns, filters=filters or None)
         if df.empty and not filters:
-            raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
+            raise NoData(f"the {entry.layer} table `{entry.name}` is still empty: the chain has not written to it yet")
         return df
 
-    def newest(self, layer: str, name: str, column: str, limit: int, columns: list[str] | None = None) -> pd.DataFrame:
+    def newest(self, entry: Table, column: str, limit: int, columns: list[str] | None = None) -> pd.DataFrame:
         """At least the `limit` rows with the largest `column` (all rows tied with them too), reading only the
         files that can hold them: files are taken newest-first by their max statistic until they hold `limit`
         rows, and no row below the smallest min among them can be in the top `limit`."""
-        with self.delta(layer, name) as table:
+        with self.delta(entry) as table:
             threshold = _threshold(pa.table(table.get_add_actions(flatten=True)), column, limit)
             filters = [(column, ">=", threshold)] if threshold is not None else None
             df = table.to_pandas(columns=columns, filters=filters)
             if len(df) < limit and filters:  # deletion vectors make num_records an overcount: read it all
                 df = table.to_pandas(columns=columns)
         if df.empty:
-            raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
+            raise NoData(f"the {entry.layer} table `{entry.name}` is still empty: the chain has not written to it yet")
         return df
 
-    def since_newest(self, layer: str, name: str, column: str, span: pd.Timedelta, columns: list[str] | None = None):
+    def since_newest(self, entry: Table, column: str, span: pd.Timedelta, columns: list[str] | None = None):
         """Rows whose `column` is within `span` of the table's largest value (found from file statistics)."""
-        with self.delta(layer, name) as table:
+        with self.delta(entry) as table:
             actions = pa.table(table.get_add_actions(flatten=True))
             newest = _stat(actions, f"max.{column}", max)
             filters = [(column, ">=", newest - span.to_pytimedelta())] if newest is not None else None
             df = table.to_pandas(columns=columns, filters=filters)
         if df.empty:
-            raise NoData(f"the {layer} table `{name}` is still empty: the chain has not written to it yet")
+            raise NoData(f"the {entry.layer} table `{entry.name}` is still empty: the chain has not written to it yet")
         return df
 
     def counts(
@@ -194,7 +196,7 @@ class Lakehouse:
         keep = keys + MEASURES
         wanted = [c for c in (columns or keep) if c in keep]
         filters = [("aggregate", "=", name), *(where or [])]
-        with self.delta("gold", COUNTS_TABLE) as table:
+        with self.delta(catalogue.GOLD_COUNTS) as table:
             if since_newest is not None:
                 column, span = since_newest
                 actions = pa.table(table.get_add_actions(flatten=True))
@@ -247,9 +249,9 @@ def rate_per_minute(lake: Lakehouse, minutes: int = 120) -> pd.DataFrame:
 
 
 def top_groups(lake: Lakehouse) -> pd.DataFrame:
-    groups = lake.table("gold", "top_groups_5min")
+    groups = lake.table(catalogue.GOLD_TOP_GROUPS)
     try:
-        names = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"],
+        names = lake.table(catalogue.SILVER_GROUPS, ["group_id", "group_name", "group_city", "group_country"],
                            filters=[("group_id", "in", [int(g) for g in groups["group_id"]])])  # fmt: skip
         groups = groups.merge(names, on="group_id", how="left")
         # silver (the slow path) may not have a group the hot path counted yet: name it by its id, as such
@@ -261,7 +263,7 @@ def top_groups(lake: Lakehouse) -> pd.DataFrame:
 
 def scored_feed(lake: Lakehouse, limit: int = 50) -> pd.DataFrame:
     try:
-        df = lake.newest("gold", "scored_rsvps", "scored_at", limit)
+        df = lake.newest(catalogue.GOLD_SCORED_RSVPS, "scored_at", limit)
     except NoData as error:
         raise NoData(not_scored_yet(lake.settings, str(error))) from error
     return df.sort_values(["scored_at", "rsvp_time"], ascending=False).head(limit)
@@ -282,7 +284,7 @@ def not_scored_yet(settings: Settings, missing: str) -> str:
 
 def live_accuracy(lake: Lakehouse) -> pd.DataFrame:
     """Per model version: RSVPs scored, share predicted right against the newest answer, mean p(yes)."""
-    df = lake.table("gold", "scored_rsvps", ["model_version", "predicted", "answer", "probability_yes"])
+    df = lake.table(catalogue.GOLD_SCORED_RSVPS, ["model_version", "predicted", "answer", "probability_yes"])
     df = df.assign(correct=(df["predicted"] == df["answer"]).astype(float), yes=(df["answer"] == "yes").astype(float))
     return df.groupby("model_version", as_index=False).agg(
         scored=("correct", "size"), accuracy=("correct", "mean"), mean_p_yes=("probability_yes", "mean"),
@@ -295,7 +297,7 @@ def calibration_history(lake: Lakehouse) -> pd.DataFrame:
     began, the model version, the shift of its log-odds, and the earlier answers (how many, their yes rate)
     that decided it; newest last."""
     df = lake.table(
-        "gold", "score_calibration", ["block", "model_version", "shift", "answers", "yes_rate", "block_start"]
+        catalogue.GOLD_SCORE_CALIBRATION, ["block", "model_version", "shift", "answers", "yes_rate", "block_start"]
     )
     return df.sort_values(["block_start", "model_version"]).reset_index(drop=True)
 
@@ -345,7 +347,7 @@ def city_points(lake: Lakehouse) -> pd.DataFrame:
     """yes / no / guests per city (as `regions(lake, "city")`) with a place on the map: the mean lat/lon of the
     city's groups (silver `groups`); cities whose groups have no coordinates are left out."""
     cities = regions(lake, "city")
-    groups = lake.table("silver", "groups", ["group_country", "group_city", "group_lat", "group_lon"])
+    groups = lake.table(catalogue.SILVER_GROUPS, ["group_country", "group_city", "group_lat", "group_lon"])
     places = (
         groups.dropna(subset=["group_lat", "group_lon"])
         .groupby(["group_country", "group_city"], as_index=False)[["group_lat", "group_lon"]]
@@ -364,9 +366,9 @@ def iso3(alpha_2: str | None) -> str | None:
 
 
 def topic_trends(lake: Lakehouse) -> pd.DataFrame:
-    trends = lake.table("gold", "topic_trends")
+    trends = lake.table(catalogue.GOLD_TOPIC_TRENDS)
     try:
-        names = lake.table("silver", "topics", ["urlkey", "topic_name"])
+        names = lake.table(catalogue.SILVER_TOPICS, ["urlkey", "topic_name"])
         trends = trends.merge(names, on="urlkey", how="left")
         # a topic the chain counted before silver (on its slower cadence) has its name: shown by its urlkey
         trends["topic_name"] = trends["topic_name"].fillna(trends["urlkey"])
@@ -377,7 +379,7 @@ def topic_trends(lake: Lakehouse) -> pd.DataFrame:
 
 def category_trends(lake: Lakehouse) -> pd.DataFrame:
     try:
-        return lake.table("gold", "category_trends")
+        return lake.table(catalogue.GOLD_CATEGORY_TRENDS)
     except NoData as error:
         raise NoData(
             "category trends appear once `make train` has fitted the categories (meetup-categories) and the "
@@ -387,14 +389,14 @@ def category_trends(lake: Lakehouse) -> pd.DataFrame:
 
 def pipeline_metrics(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
     """Per query and batch, the last `span` of batches before the newest."""
-    return lake.since_newest("gold", "pipeline_metrics", "batch_started", span).sort_values("batch_started")
+    return lake.since_newest(catalogue.GOLD_PIPELINE_METRICS, "batch_started", span).sort_values("batch_started")
 
 
 def batch_phases(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
     """Mean seconds per batch in each phase, per query (query, phase, seq, seconds, batches), over the last
     `span` of batches: where a batch's time goes. Spark's own parts are `spark: ...`; `spark: addBatch`
     holds the stage's phases, so it is left out where the stage timed its own."""
-    phases = lake.since_newest("gold", "batch_phases", "started_at", span)
+    phases = lake.since_newest(catalogue.GOLD_BATCH_PHASES, "started_at", span)
     timed = set(phases.loc[~phases["phase"].str.startswith("spark: "), "query"])
     phases = phases[~((phases["phase"] == "spark: addBatch") & phases["query"].isin(timed))]
     batches = phases.groupby("query")["batch_id"].nunique().rename("batches")
@@ -405,7 +407,7 @@ def batch_phases(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
 
 
 def freshness(lake: Lakehouse, span: pd.Timedelta = HOUR) -> pd.DataFrame:
-    return lake.since_newest("gold", "freshness", "visible_at", span).sort_values("visible_at")
+    return lake.since_newest(catalogue.GOLD_FRESHNESS, "visible_at", span).sort_values("visible_at")
 
 
 # ---- one event, one group ------------------------------------------------------------------------------
@@ -416,8 +418,8 @@ def search(lake: Lakehouse, text: str, limit: int = 20) -> pd.DataFrame:
     text = text.strip()
     if not text:
         return pd.DataFrame(columns=["kind", "id", "name", "where"])
-    events = lake.table("silver", "events", ["event_id", "event_name", "time"])
-    groups = lake.table("silver", "groups", ["group_id", "group_name", "group_city", "group_country"])
+    events = lake.table(catalogue.SILVER_EVENTS, ["event_id", "event_name", "time"])
+    groups = lake.table(catalogue.SILVER_GROUPS, ["group_id", "group_name", "group_city", "group_country"])
     wanted = text.lower()
     hit_events = events[events["event_name"].str.lower().str.contains(wanted, regex=False, na=False)
                         | (events["event_id"] == text)]  # fmt: skip
@@ -444,13 +446,13 @@ def event_counts(lake: Lakehouse, event_ids: list[str]) -> pd.DataFrame:
 def event_view(lake: Lakehouse, event_id: str) -> dict:
     """One event: its row (name, time, url), its group and venue, yes/no over time (cumulative, by the minute
     of each RSVP's newest answer) and its scored RSVPs. NoData when the event is unknown."""
-    events = lake.table("silver", "events", filters=[("event_id", "=", event_id)])
+    events = lake.table(catalogue.SILVER_EVENTS, filters=[("event_id", "=", event_id)])
     if events.empty:
         raise NoData(f"no event {event_id} in silver (yet): search by name, or wait for silver's next batch")
     event = events.iloc[0].to_dict()
-    group = lake.table("silver", "groups", filters=[("group_id", "=", int(event["group_id"]))])
+    group = lake.table(catalogue.SILVER_GROUPS, filters=[("group_id", "=", int(event["group_id"]))])
     venue = (
-        lake.table("silver", "venues", filters=[("venue_id", "=", int(event["venue_id"]))])
+        lake.table(catalogue.SILVER_VENUES, filters=[("venue_id", "=", int(event["venue_id"]))])
         if pd.notna(event.get("venue_id"))
         else pd.DataFrame()
     )
@@ -458,7 +460,7 @@ def event_view(lake: Lakehouse, event_id: str) -> dict:
     over_time = minutes.groupby("minute", as_index=False)[["yes", "no"]].sum().sort_values("minute")
     over_time[["yes", "no"]] = over_time[["yes", "no"]].cumsum()
     try:
-        scored = lake.table("gold", "scored_rsvps", filters=[("event_id", "=", event_id)])
+        scored = lake.table(catalogue.GOLD_SCORED_RSVPS, filters=[("event_id", "=", event_id)])
     except NoData:
         scored = pd.DataFrame()
     return {
@@ -474,17 +476,19 @@ def event_view(lake: Lakehouse, event_id: str) -> dict:
 def group_view(lake: Lakehouse, group_id: int) -> dict:
     """One group: its row, topics, events (with yes/no) and the members who come back (RSVPs to two or more
     of its events, by their newest answers). NoData when the group is unknown."""
-    groups = lake.table("silver", "groups", filters=[("group_id", "=", group_id)])
+    groups = lake.table(catalogue.SILVER_GROUPS, filters=[("group_id", "=", group_id)])
     if groups.empty:
         raise NoData(f"no group {group_id} in silver (yet): search by name, or wait for silver's next batch")
-    events = lake.table("silver", "events", ["event_id", "event_name", "time"], filters=[("group_id", "=", group_id)])
+    events = lake.table(
+        catalogue.SILVER_EVENTS, ["event_id", "event_name", "time"], filters=[("group_id", "=", group_id)]
+    )
     if len(events):
         events = events.merge(event_counts(lake, list(events["event_id"])), on="event_id", how="left")
         events[["yes", "no"]] = events[["yes", "no"]].fillna(0).astype(int)
     try:  # 3NF: the pairs in group_topics, the names in topics
-        topics = lake.table("silver", "group_topics", ["urlkey"], filters=[("group_id", "=", group_id)])
+        topics = lake.table(catalogue.SILVER_GROUP_TOPICS, ["urlkey"], filters=[("group_id", "=", group_id)])
         if len(topics):
-            names = lake.table("silver", "topics", ["urlkey", "topic_name"],
+            names = lake.table(catalogue.SILVER_TOPICS, ["urlkey", "topic_name"],
                                filters=[("urlkey", "in", list(topics["urlkey"]))])  # fmt: skip
             topics = topics.merge(names, on="urlkey", how="left")
         else:
@@ -493,14 +497,14 @@ def group_view(lake: Lakehouse, group_id: int) -> dict:
         topics = pd.DataFrame(columns=["urlkey", "topic_name"])
     returning = pd.DataFrame(columns=["member_id", "member_name", "events", "yes"])
     if len(events):
-        rsvps = lake.table("silver", "rsvps", ["event_id", "member_id", "response"],
+        rsvps = lake.table(catalogue.SILVER_RSVPS, ["event_id", "member_id", "response"],
                            filters=[("event_id", "in", list(events["event_id"]))])  # fmt: skip
         per_member = rsvps.groupby("member_id", as_index=False).agg(
             events=("event_id", "nunique"), yes=("response", lambda r: int((r == "yes").sum()))
         )
         returning = per_member[per_member["events"] >= 2].sort_values(["events", "yes"], ascending=False)
         if len(returning):
-            names = lake.table("silver", "members", ["member_id", "member_name"],
+            names = lake.table(catalogue.SILVER_MEMBERS, ["member_id", "member_name"],
                                filters=[("member_id", "in", [int(m) for m in returning["member_id"]])])  # fmt: skip
             returning = returning.merge(names, on="member_id", how="left")
     return {
@@ -574,7 +578,6 @@ def feature_label(name: str) -> str:
 # How the Live page says how far behind Kafka it is (as_of): gold's newest batch's lag, and whether gold runs.
 BEHIND_S = 30.0  # a newest gold batch whose RSVPs waited longer than this (p95) is "behind"
 STALLED_S = 180.0  # no gold batch at all (rows or not) for this long: the chain is stopped or stuck
-HOT_QUERY = "gold-rsvps"
 
 
 @dataclass(frozen=True)
@@ -628,7 +631,7 @@ def as_of_now(lake: Lakehouse, now: pd.Timestamp | None = None) -> AsOf:
     a generation written before heartbeats falls back on gold's newest batch in pipeline_metrics."""
     now = _utc(now if now is not None else pd.Timestamp.now(tz="UTC"))
     try:
-        rows = lake.newest("gold", "freshness", "visible_at", 20)
+        rows = lake.newest(catalogue.GOLD_FRESHNESS, "visible_at", 20)
         rows = rows[rows["stage"] == "gold"].sort_values("visible_at")
         newest_batch = rows.iloc[-1].to_dict() if len(rows) else None
     except NoData:
@@ -641,7 +644,7 @@ def as_of_now(lake: Lakehouse, now: pd.Timestamp | None = None) -> AsOf:
         at, running = beat
         return as_of(newest_batch, pd.Timestamp(at) if HOT_QUERY in running else None, now)
     try:
-        runs = lake.newest("gold", "pipeline_metrics", "batch_started", 50, ["query", "batch_started"])
+        runs = lake.newest(catalogue.GOLD_PIPELINE_METRICS, "batch_started", 50, ["query", "batch_started"])
         runs = runs[runs["query"] == HOT_QUERY]
         last_run = runs["batch_started"].max() if len(runs) else None
     except NoData:
@@ -651,7 +654,7 @@ def as_of_now(lake: Lakehouse, now: pd.Timestamp | None = None) -> AsOf:
 
 def quarantine(lake: Lakehouse, limit: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(counts per reason, the most recent rows) of silver's quarantine."""
-    df = lake.table("silver", "quarantine", ["topic", "partition", "offset", "reason", "detail", "quarantined_at"])
+    df = lake.table(catalogue.SILVER_QUARANTINE, ["topic", "partition", "offset", "reason", "detail", "quarantined_at"])
     counts = df.groupby("reason", as_index=False).size().rename(columns={"size": "rows"})
     return counts.sort_values("rows", ascending=False), df.sort_values("quarantined_at", ascending=False).head(limit)
 

@@ -24,23 +24,21 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
-from bench.common import isolated, write_results
+from bench.common import isolated, log, write_results
 from common.settings import PROJECT_ROOT, load_settings
 from common.store import Store
+from lakehouse import catalogue
+from pipelines.stages import ChainOptions, query_names
 
 PAGES = ["live", "regions", "categories", "model", "health"]
 COMMITS = 10
 RATE = 20  # RSVPs per second of stream time
 CITIES = 3000
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def chunks(df: pd.DataFrame, n: int = COMMITS):
@@ -84,7 +82,7 @@ def tables(n: int, now: datetime) -> dict[tuple[str, str], pd.DataFrame]:
         "version_partition": 0, "version_offset": np.arange(n, dtype="int64"),
     })  # fmt: skip
     batches = int(seconds // 3) + 1
-    queries = ["bronze-rsvps", "silver-rsvps", "mirror-rsvps", "gold-rsvps", "score-rsvps"]
+    queries = query_names(ChainOptions(streams=("rsvps",)))
     batch_started = pd.to_datetime(start) + pd.to_timedelta(np.repeat(np.arange(batches) * 3, 5), unit="s")
     metrics = pd.DataFrame({
         "query": queries * batches, "run_id": "r", "batch_id": np.repeat(np.arange(batches), 5),
@@ -136,21 +134,21 @@ def write_lakehouse(settings, n: int) -> dict[str, int]:
     from deltalake import write_deltalake
 
     from app.data import Lakehouse
-    from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE, long_table
+    from lakehouse.aggregates import BY_NAME, long_table
 
     lake = Lakehouse(settings)
     options = lake.options
     sizes = {}
-    frames = tables(n, datetime.now(timezone.utc))
+    frames = tables(n, datetime.now(UTC))
     counted = {name: frames.pop(("gold", name)) for (layer, name) in list(frames) if name in BY_NAME}
     for (layer, name), df in frames.items():
         for part in chunks(df) if len(df) >= COMMITS else [df]:
-            write_deltalake(lake.uri(layer, name), part, mode="append", storage_options=options)
+            write_deltalake(lake.uri(catalogue.table(layer, name)), part, mode="append", storage_options=options)
         sizes[f"{layer}.{name}"] = len(df)
     # the count aggregates are partitions of one long table, as the chain writes them
     for name, df in counted.items():
         for part in chunks(df) if len(df) >= COMMITS else [df]:
-            write_deltalake(lake.uri("gold", COUNTS_TABLE), long_table({name: part}), mode="append",
+            write_deltalake(lake.uri(catalogue.GOLD_COUNTS), long_table({name: part}), mode="append",
                             partition_by=["aggregate"], storage_options=options)  # fmt: skip
         sizes[f"gold.{name}"] = len(df)
     from tests.app.conftest import model_record

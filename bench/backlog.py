@@ -23,11 +23,12 @@ from bench.common import from_json_seconds, isolated, write_results
 from common.settings import load_settings
 from common.spark import build_spark
 from ingest import generator
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines.bronze.job import start_bronze
 from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER
 from pipelines.gold.fold import fold_counts
 from pipelines.gold.job import rebuild_snapshots, start_gold
-from pipelines.layout import Layout
 from pipelines.silver import mirror
 from pipelines.silver.job import SilverBatch
 from stack import kafka as kafka_service
@@ -52,7 +53,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
     query.awaitTermination()
     bronze_s = time.perf_counter() - started
 
-    parse_s = from_json_seconds(spark, layout.table("bronze", "rsvps"))
+    parse_s = from_json_seconds(spark, layout.table(catalogue.BRONZE_RSVPS))
 
     mirror.apply_ddl(settings)
     silver_batch = SilverBatch(spark, settings, layout, "rsvps", mirror_to_postgres=True)
@@ -67,7 +68,7 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
     (
         spark.readStream.format("delta")
         .option("maxBytesPerTrigger", str(MAX_BYTES_PER_TRIGGER))
-        .load(layout.table("bronze", "rsvps"))
+        .load(layout.table(catalogue.BRONZE_RSVPS))
         .writeStream.foreachBatch(timed_batch)
         .option("checkpointLocation", layout.checkpoint("bench-silver"))
         .trigger(availableNow=True)

@@ -26,21 +26,21 @@ import time
 
 from prometheus_client import REGISTRY
 
-from bench.common import from_json_seconds, isolated, write_results
+from bench.common import from_json_seconds, isolated, log, write_results
 from bench.system import tree_rss
 from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
-from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER, STAGES, run_chain
-from pipelines.layout import Layout
+from lakehouse import catalogue
+from lakehouse.layout import Layout
+from pipelines.cadence import HOT_INTERVAL
+from pipelines.chain import MAX_BYTES_PER_TRIGGER, MAX_OFFSETS_PER_TRIGGER, run_chain
+from pipelines.stages import STAGE_NAMES as STAGES
+from pipelines.stages import ChainOptions, query_names
 from stack import kafka as kafka_service
 from tests.helpers import produce
 
-QUERIES = ("bronze-rsvps", "silver-rsvps", "gold-rsvps", "mirror-rsvps", "score-rsvps")
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+QUERIES = tuple(query_names(ChainOptions(streams=("rsvps",))))
 
 
 def taken_in(query: str) -> float:
@@ -64,9 +64,20 @@ def run_size(spark, base: Settings, size: int, interval: str) -> dict:
 
     def chain() -> None:
         try:
-            run_chain(spark, settings, layout=layout, stages=STAGES, streams=("rsvps",), interval=interval,
-                      max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER, max_bytes_per_trigger=MAX_BYTES_PER_TRIGGER,
-                      stop_event=stop, progress_every=60)  # fmt: skip
+            run_chain(
+                spark,
+                settings,
+                layout=layout,
+                stop_event=stop,
+                options=ChainOptions(
+                    stages=STAGES,
+                    streams=("rsvps",),
+                    interval=interval,
+                    max_offsets_per_trigger=MAX_OFFSETS_PER_TRIGGER,
+                    max_bytes_per_trigger=MAX_BYTES_PER_TRIGGER,
+                    progress_every=60,
+                ),
+            )
         except BaseException as error:  # reported below
             failure.append(error)
 
@@ -93,14 +104,14 @@ def run_size(spark, base: Settings, size: int, interval: str) -> dict:
     if failure:
         raise failure[0]
 
-    silver = spark.read.format("delta").load(layout.table("silver", "rsvps")).count()
+    silver = spark.read.format("delta").load(layout.table(catalogue.SILVER_RSVPS)).count()
     import psycopg2
 
     with psycopg2.connect(settings.postgres.dsn(), password=settings.postgres.password_for()) as conn:
         with conn.cursor() as cur:
             cur.execute(f'SELECT count(*) FROM "{settings.postgres.schema}".rsvps')  # a name of ours
             mirrored = cur.fetchone()[0]
-    parse_s = from_json_seconds(spark, layout.table("bronze", "rsvps"))
+    parse_s = from_json_seconds(spark, layout.table(catalogue.BRONZE_RSVPS))
     return {
         "rsvps": size,
         "distinct": distinct,
@@ -120,7 +131,7 @@ def run_size(spark, base: Settings, size: int, interval: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--interval", default="2 seconds", help="the hot path's trigger, as meetup-chain's")
+    parser.add_argument("--interval", default=HOT_INTERVAL, help="the hot path's trigger, as meetup-chain's")
     args = parser.parse_args(argv)
     base = load_settings()
     spark = build_spark(base, "bench-chain-backlog", extra_conf={"spark.ui.enabled": "false"})

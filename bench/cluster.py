@@ -27,22 +27,19 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from bench.common import isolated, write_results
+from bench.common import isolated, log, write_results
 from bench.system import tree_rss
 from common.settings import PROJECT_ROOT, Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
-from pipelines.layout import Layout
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from stack import kafka as kafka_service
 from stack import procs, spark_standalone
 from tests.helpers import produce
 from tests.integration.lakehouse import process_env
 
 STAGES = ("bronze", "silver", "gold")
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 class PeakRss:
@@ -94,7 +91,7 @@ def run(settings: Settings, command: list[str], master: str, cluster: Settings |
 
 
 def stage_seconds(spark, settings: Settings) -> dict[str, float]:
-    metrics = spark.read.format("delta").load(Layout.from_settings(settings).table("gold", "pipeline_metrics"))
+    metrics = spark.read.format("delta").load(Layout.from_settings(settings).table(catalogue.GOLD_PIPELINE_METRICS))
     rows = metrics.groupBy("query").agg((F.sum("batch_ms") / 1000).alias("s"), F.count("*").alias("batches"))
     return {row.query.removesuffix("-rsvps"): round(row.s, 1) for row in rows.collect()}
 

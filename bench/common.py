@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import replace
 
 from common.settings import PROJECT_ROOT, Settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
+
+
+def log(message: str) -> None:
+    """A benchmark's progress line, on stderr (stdout carries its results table)."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def isolated(base: Settings, name: str) -> Settings:
@@ -34,7 +40,7 @@ def from_json_seconds(spark, bronze_path: str) -> float:
     set beside, since it moves with the machine as the chain does."""
     from pyspark.sql import functions as F
 
-    from pipelines.silver.schemas import RSVP_MESSAGE
+    from lakehouse.schemas import RSVP_MESSAGE
 
     bronze_df = spark.read.format("delta").load(bronze_path)
     started = time.perf_counter()

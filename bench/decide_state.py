@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -54,7 +54,7 @@ def fact_batches(rows: int, batches: int, seed: int = 7) -> Iterator[list[tuple[
                 seen.append(rsvp_id)
             partition = rsvp_id % PARTITIONS  # the producer keys by rsvp_id: one RSVP, one partition
             response = rng.choice(("yes", "yes", "yes", "no"))
-            kafka_at = datetime.now(timezone.utc)
+            kafka_at = datetime.now(UTC)
             batch.append(
                 (rsvp_id, T0 + offset * 50, partition, offset, response, 0, "us", "ca", "SF", 5, "e1", ["a"], kafka_at)
             )
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     floor = results["layouts"][LAYOUTS[2]]["median_s"]
     table = [
         f"# gold's state store decide, {args.rows:,} facts a batch, {args.batches} batches "
-        f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)",
+        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)",
         "",
         "| layout | median batch | ms per fact | above the floor, ms per fact |",
         "|---|---:|---:|---:|",

@@ -43,7 +43,7 @@ def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
 
     from common.settings import load_settings
     from common.spark import build_spark
-    from pipelines.delta_io import BatchAppender
+    from lakehouse.delta_io import BatchAppender
 
     spark = build_spark(load_settings(), "bench-delta-ops", extra_conf={"spark.ui.enabled": "false"})
     spark.sparkContext.setLogLevel("ERROR")

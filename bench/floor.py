@@ -28,14 +28,10 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import isolated, write_results
+from bench.common import isolated, log, write_results
 from common.settings import PROJECT_ROOT, Settings, load_settings
 
 POLL_S = 0.25
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def query_main(topic: str, table: str, checkpoint: str, interval: str) -> int:

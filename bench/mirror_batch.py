@@ -53,8 +53,9 @@ def kafka_batch(spark, count: int):
 
 
 def one_batch(batch, way: str, checks) -> tuple[dict[str, float], dict[str, list[tuple]]]:
-    from pipelines.silver import mirror, transforms, validation
-    from pipelines.silver.schemas import RSVP_MESSAGE
+    from lakehouse import validation
+    from lakehouse.schemas import RSVP_MESSAGE
+    from pipelines.silver import mirror, transforms
 
     took: dict[str, float] = {}
     started = time.perf_counter()
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from common.settings import load_settings
     from common.spark import build_spark
-    from pipelines.silver import validation
+    from lakehouse import validation
 
     spark = build_spark(load_settings(), "bench-mirror-batch")
     batch = kafka_batch(spark, args.messages)

@@ -17,34 +17,32 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from bench.common import isolated, write_results
+from bench.common import isolated, log, write_results
 from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
+from lakehouse import catalogue
+from lakehouse.layout import Layout
+from lakehouse.schemas import RSVP_MESSAGE
 from ml.categories import train_categories
 from ml.registry import Registry
 from ml.score import score_capture
 from ml.train import train
 from pipelines.bronze.job import start_bronze
 from pipelines.chain import run_chain
-from pipelines.layout import Layout
 from pipelines.metrics import ensure_metrics_tables
 from pipelines.score.job import ScoreBatch, ensure_scoring_tables
-from pipelines.silver.schemas import RSVP_MESSAGE
+from pipelines.stages import ChainOptions
 from stack import kafka as kafka_service
 from tests.helpers import capture_frames, produce
 
-TEST_FROM_MS = int(datetime(2021, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
+TEST_FROM_MS = int(datetime(2021, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 
 def captures_in_silver(spark: SparkSession, settings: Settings) -> Layout:
@@ -53,8 +51,18 @@ def captures_in_silver(spark: SparkSession, settings: Settings) -> Layout:
     kafka_service.ensure_topics(settings, ("rsvps",))
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), capture_frames())
     layout = Layout.from_settings(settings)
-    run_chain(spark, settings, layout=layout, stages=("bronze", "silver"), streams=("rsvps",), available_now=True,
-              mirror_to_postgres=False, progress_every=3600)  # fmt: skip
+    run_chain(
+        spark,
+        settings,
+        layout=layout,
+        options=ChainOptions(
+            stages=("bronze", "silver"),
+            streams=("rsvps",),
+            available_now=True,
+            mirror_to_postgres=False,
+            progress_every=3600,
+        ),
+    )
     return layout
 
 
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     (
-        spark.readStream.format("delta").load(stream_layout.table("bronze", "rsvps"))
+        spark.readStream.format("delta").load(stream_layout.table(catalogue.BRONZE_RSVPS))
         .writeStream.foreachBatch(timed)
         .option("checkpointLocation", stream_layout.checkpoint("bench-score"))
         .trigger(availableNow=True)

@@ -27,8 +27,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from bench.common import write_results
-from pipelines.silver import validation
-from pipelines.silver.schemas import RSVP_MESSAGE
+from lakehouse import validation
+from lakehouse.schemas import RSVP_MESSAGE
 from tests.helpers import capture_frames
 
 

@@ -26,27 +26,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from collections import defaultdict
 
-from bench.common import from_json_seconds, isolated, write_results
+from bench.common import from_json_seconds, isolated, log, write_results
 from common.settings import load_settings
 from common.spark import build_spark
 from ingest import generator
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from ml.registry import Registry
 from pipelines.bronze.job import read_bronze_stream, start_bronze
-from pipelines.layout import Layout
 from pipelines.metrics import ensure_metrics_tables
 from pipelines.phases import RECORDER
 from pipelines.score.job import QUERY, ScoreBatch, ensure_scoring_tables
 from stack import kafka as kafka_service
 from tests.helpers import produce
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def model_for(spark, base, settings) -> None:
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_metrics_tables(spark, layout)
     ensure_scoring_tables(spark, layout)
     score = ScoreBatch(spark, settings, layout)
-    bronze = layout.table("bronze", "rsvps")
+    bronze = layout.table(catalogue.BRONZE_RSVPS)
     frames = generator.rsvps(seed=7, count=args.state + args.batches * args.batch_size)
 
     def take(count: int) -> float:
@@ -210,11 +206,19 @@ class HotPath:
 
     def _run(self) -> None:
         from pipelines.chain import run_chain
+        from pipelines.stages import ChainOptions
 
         layout = Layout.from_settings(self.settings)
         # no metrics flush while the batches are timed: it would take the scoring phases the bench reads
-        run_chain(self.spark, self.settings, layout=layout, stages=("gold",), streams=("rsvps",),
-                  interval="5 seconds", stop_event=self.stopping, progress_every=3600, metrics_every=1e9)  # fmt: skip
+        run_chain(
+            self.spark,
+            self.settings,
+            layout=layout,
+            stop_event=self.stopping,
+            options=ChainOptions(
+                stages=("gold",), streams=("rsvps",), interval="5 seconds", progress_every=3600, metrics_every=1e9
+            ),
+        )
 
 
 if __name__ == "__main__":

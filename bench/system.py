@@ -41,21 +41,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC
 from pathlib import Path
 
 import psutil
 
 from bench import floor
-from bench.common import RESULTS, isolated, write_results
+from bench.common import RESULTS, isolated, log, write_results
 from common.settings import PROJECT_ROOT, Settings, load_settings
+from lakehouse import catalogue
 from stack import kafka as kafka_service
 from stack.procs import read_pid
 
 STAGES = ("silver", "postgres", "gold")
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def weighted_quantile(pairs: list[tuple[float, int]], q: float) -> float | None:
@@ -210,12 +208,12 @@ def run_rate(
 
 def over_time(settings: Settings, started: float, after: float) -> dict:
     """Per stage: (minute of the run, batch p95 s) for every batch after warm-up, its slope and boundedness."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from app.data import Lakehouse
 
-    table = Lakehouse(settings).table("gold", "freshness")
-    table = table[table["visible_at"] > datetime.fromtimestamp(after, timezone.utc)]
+    table = Lakehouse(settings).table(catalogue.GOLD_FRESHNESS)
+    table = table[table["visible_at"] > datetime.fromtimestamp(after, UTC)]
     found = {}
     for stage in (*STAGES, "score"):
         rows = table[table["stage"] == stage].sort_values("visible_at")
@@ -267,16 +265,16 @@ def thirds(minutes: list[float], p95: list[float]) -> dict:
 
 def phases(settings: Settings, after: float) -> dict:
     """Mean seconds per batch, per query and phase (gold/batch_phases), for batches after warm-up."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from app.data import Lakehouse
 
     lake = Lakehouse(settings)
     try:
-        table = lake.table("gold", "batch_phases")
+        table = lake.table(catalogue.GOLD_BATCH_PHASES)
     except Exception:  # noqa: BLE001 - a chain that never flushed has no phases to report
         return {}
-    table = table[table["started_at"] > datetime.fromtimestamp(after, timezone.utc)]
+    table = table[table["started_at"] > datetime.fromtimestamp(after, UTC)]
     found: dict[str, dict[str, float]] = {}
     for query, rows in table.groupby("query"):
         batches = rows["batch_id"].nunique()
@@ -310,13 +308,13 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def freshness(settings: Settings, after: float) -> dict:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from app.data import Lakehouse
 
     lake = Lakehouse(settings)
-    table = lake.table("gold", "freshness")
-    table = table[table["visible_at"] > datetime.fromtimestamp(after, timezone.utc)]
+    table = lake.table(catalogue.GOLD_FRESHNESS)
+    table = table[table["visible_at"] > datetime.fromtimestamp(after, UTC)]
     found = {}
     for stage in STAGES:
         rows = table[table["stage"] == stage]

@@ -16,7 +16,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common import logs
 from common.settings import LOG_LEVELS, SettingsError
@@ -115,7 +115,7 @@ def time_ms(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a time: {text!r} ({TIME_HELP})") from None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return int(stamp.timestamp() * 1000)
 
 

@@ -161,7 +161,7 @@ def lakehouse_conf(settings: Settings) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": str(settings.spark.shuffle_partitions),
         # Streams write small files every batch: each writer compacts them once a table has 50
         # (see pipelines/maintenance.py). Every new table gets the table property that turns it on, and a
-        # table whose writers must not compact (gold's counts) says so in pipelines/catalogue.py: the
+        # table whose writers must not compact (gold's counts) says so in lakehouse/catalogue.py: the
         # session-wide `autoCompact.enabled` would override every table's property.
         "spark.databricks.delta.properties.defaults.autoOptimize.autoCompact": "true",
         "spark.databricks.delta.autoCompact.minNumFiles": "50",

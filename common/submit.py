@@ -25,7 +25,7 @@ from common import cli, health
 from common.settings import PROJECT_ROOT, Settings
 from common.spark import DRIVER_JAVA_OPTIONS, spark_jars
 
-PACKAGES = ("common", "pipelines", "ml", "ingest")  # what executors may import from this project
+PACKAGES = ("common", "lakehouse", "pipelines", "ml", "ingest")  # what executors may import from this project
 RESOURCES = ("sql",)  # files the jobs read beside their code: the mirror's DDL
 
 

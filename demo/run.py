@@ -30,6 +30,7 @@ from pathlib import Path
 
 from common import cli, health
 from common.settings import PROJECT_ROOT, Settings, find_stack_dir
+from lakehouse import catalogue
 from ml.registry import Registry
 from pipelines.chain import CHAIN_STOP_BUDGET_S
 from stack import kafka as kafka_service
@@ -108,7 +109,7 @@ def newest_stream_time(settings: Settings) -> int | None:
     from app.data import Lakehouse, NoData, ServiceDown
 
     try:
-        marks = Lakehouse(settings).table("gold", "watermarks", ["max_mtime"])
+        marks = Lakehouse(settings).table(catalogue.GOLD_WATERMARKS, ["max_mtime"])
     except (NoData, ServiceDown):
         return None
     return None if marks.empty else int(marks["max_mtime"].max())
@@ -188,7 +189,7 @@ def silver_rsvps(settings: Settings, lake=None) -> int:
     from app.data import Lakehouse, NoData, ServiceDown
 
     try:
-        return len((lake or Lakehouse(settings)).table("silver", "rsvps", ["rsvp_id"]))
+        return len((lake or Lakehouse(settings)).table(catalogue.SILVER_RSVPS, ["rsvp_id"]))
     except (NoData, ServiceDown):
         return 0
 
@@ -201,8 +202,8 @@ def status(settings: Settings) -> str:
     for label, read in (
         ("totals", lambda: "yes {yes:,} no {no:,}".format(**data.totals(lake))),
         ("silver", lambda: f"{silver_rsvps(settings, lake):,} RSVPs"),
-        ("scored", lambda: f"{len(lake.table('gold', 'scored_rsvps', ['rsvp_id'])):,}"),
-        ("quarantined", lambda: f"{len(lake.table('silver', 'quarantine', ['offset'])):,}"),
+        ("scored", lambda: f"{len(lake.table(catalogue.GOLD_SCORED_RSVPS, ['rsvp_id'])):,}"),
+        ("quarantined", lambda: f"{len(lake.table(catalogue.SILVER_QUARANTINE, ['offset'])):,}"),
     ):
         try:
             found.append(f"{label} {read()}")

@@ -19,7 +19,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -35,10 +35,10 @@ from common import cli, health
 from common.cli import CommandError
 from common.settings import Settings
 from common.spark import build_spark
+from lakehouse import catalogue, generations
+from lakehouse.layout import Layout
 from ml.registry import CATEGORY_MODEL, NoModelError, Registry
 from ml.train import table_version
-from pipelines import generations
-from pipelines.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def train_categories(
     spark: SparkSession, settings: Settings, layout: Layout, ks: tuple[int, ...] = DEFAULT_K
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    paths = {name: layout.table("silver", name) for name in ("group_topics", "topics")}
+    paths = {name: layout.table(catalogue.table("silver", name)) for name in ("group_topics", "topics")}
     for path in paths.values():
         if not DeltaTable.isDeltaTable(spark, path):
             raise CommandError(f"no table at {path}: run the chain first")
@@ -145,7 +145,7 @@ def train_categories(
     )
     sizes = {r["category_id"]: r["count"] for r in clustered.groupBy("category_id").count().collect()}
     metadata = {
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **summary,
         "metric": "silhouette with cosine distance (-1..1; higher: groups closer to their own category)",
         "names": {str(k): v for k, v in sorted(names.items())},

@@ -22,11 +22,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import validation
+from lakehouse.schemas import RSVP_MESSAGE
 from ml import calibration as C
 from ml import features as X
 from ml import model as M
-from pipelines.silver import validation
-from pipelines.silver.schemas import RSVP_MESSAGE
 
 log = logging.getLogger(__name__)
 

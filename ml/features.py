@@ -24,8 +24,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from pipelines.silver import validation
-from pipelines.silver.schemas import RSVP_MESSAGE, SERVICES, VERSION_COLUMNS
+from lakehouse import validation
+from lakehouse.schemas import RSVP_MESSAGE, SERVICES, VERSION_COLUMNS
 
 ARRIVAL = ("arrival_ms", "partition", "offset")
 ENTITIES = ("member", "group", "event")

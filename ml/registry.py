@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.ml import PipelineModel
 
 from common.settings import Settings
 from common.store import Store
-from pipelines.generations import MODELS
+from lakehouse.generations import MODELS
 
 RESPONSE_MODEL = "rsvp_response"
 CATEGORY_MODEL = "group_categories"
@@ -84,7 +84,7 @@ class Registry:
             raise NoModelError(
                 f"{self.name} has no version {version!r}; it has: {', '.join(self.versions()) or 'none'}"
             )
-        pointer = {"version": version, "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        pointer = {"version": version, "promoted_at": datetime.now(UTC).isoformat(timespec="seconds")}
         self.store.write(f"{self.folder}/{POINTER}", json.dumps(pointer).encode())
 
     def load(self, version: str | None = None) -> tuple[str, PipelineModel]:

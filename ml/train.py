@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,14 @@ from common import cli, health
 from common.cli import CommandError
 from common.settings import PROJECT_ROOT, Settings
 from common.spark import build_spark, one_row
+from lakehouse import catalogue, generations
+from lakehouse.layout import Layout
 from ml import model as M
 from ml.evaluate import leave_one_capture_out
 from ml.evaluate import report as evaluation_report
 from ml.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TOKEN_FEATURES, rsvp_features, valid_messages
 from ml.model import choose_classifier, time_split
 from ml.registry import Registry
-from pipelines import generations
-from pipelines.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def table_version(spark: SparkSession, path: str) -> int:
 
 def labelled_examples(spark: SparkSession, layout: Layout) -> tuple[DataFrame, dict[str, Any]]:
     """One row per RSVP with features and label, and the table versions they were read at."""
-    bronze_path, silver_path = layout.table("bronze", "rsvps"), layout.table("silver", "rsvps")
+    bronze_path, silver_path = layout.table(catalogue.BRONZE_RSVPS), layout.table(catalogue.SILVER_RSVPS)
     for path in (bronze_path, silver_path):
         if not DeltaTable.isDeltaTable(spark, path):
             raise CommandError(f"no table at {path}: run the chain first (make demo or meetup-chain)")
@@ -61,7 +61,7 @@ def window(df: DataFrame) -> dict[str, Any]:
     row = one_row(df.agg(F.count("*").alias("rsvps"), F.min("mtime").alias("lo"), F.max("mtime").alias("hi")))
 
     def iso(ms: int | None) -> str | None:
-        return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds") if ms else None
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds") if ms else None
 
     return {"rsvps": row["rsvps"], "from": iso(row["lo"]), "to": iso(row["hi"])}
 
@@ -97,7 +97,7 @@ def train(
         baselines = M.fit_baselines(train_df)
         baseline_metrics = {b.name: {**b.describe(), **M.metrics(b.apply(test_df))} for b in baselines}
         metadata = {
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "classifier": chosen,
             "chosen_by": "lowest log loss on the validation period" if comparison else "named on the command line",
             "validation": comparison,

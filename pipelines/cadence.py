@@ -18,6 +18,7 @@ from __future__ import annotations
 # the freshness stages (gold/freshness) of each path: the app draws them apart, as their scales differ ~20x
 HOT_STAGES = ("postgres", "gold")
 SLOW_STAGES = ("silver", "score")
+HOT_INTERVAL = "2 seconds"  # meetup-chain --interval: gold and the PostgreSQL mirror
 SLOW_INTERVAL = "2 minutes"
 BRONZE_INTERVAL = "60 seconds"
 SNAPSHOT_EVERY_S = 300.0

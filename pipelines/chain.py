@@ -24,26 +24,20 @@ from pyspark.sql.streaming.query import StreamingQuery
 from common import cli, health, metrics_endpoint
 from common.settings import STREAMS, Settings
 from common.spark import SparkThread, build_spark
-from pipelines import checkpoints, exporter, generations, heartbeat
-from pipelines.bronze.job import ensure_bronze_table, start_bronze
-from pipelines.cadence import BRONZE_INTERVAL, SLOW_INTERVAL, SNAPSHOT_EVERY_S
+from lakehouse import generations
+from lakehouse.layout import Layout
+from pipelines import checkpoints, exporter, heartbeat
+from pipelines.cadence import BRONZE_INTERVAL, HOT_INTERVAL, SLOW_INTERVAL, SNAPSHOT_EVERY_S
 from pipelines.gold.fold import fold_counts
-from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots, start_gold
+from pipelines.gold.job import SnapshotSchedule, rebuild_snapshots
 from pipelines.gold.transforms import DEFAULT_LATENESS_MS
-from pipelines.layout import Layout
 from pipelines.maintenance import VacuumSchedule
 from pipelines.metrics import MetricsListener, ensure_metrics_tables
-from pipelines.score.job import QUERY as SCORE_QUERY
-from pipelines.score.job import start_scoring
 from pipelines.silver import mirror
-from pipelines.silver.job import start_silver
-from pipelines.silver.mirror_job import QUERY as MIRROR_QUERY
-from pipelines.silver.mirror_job import start_mirror
+from pipelines.stages import METRICS_EVERY_S, STAGE_NAMES, ChainOptions, Run, query_names, selected
 
 log = logging.getLogger("pipelines.chain")  # also when spark-submit runs this file as __main__
 
-# score: the yes/no model on every new RSVP (pipelines/score/job.py); it needs gold's freshness table and a model
-STAGES = ("bronze", "silver", "gold", "score")
 # Batch bounds for catching up a backlog (the chain's and the replay's defaults). Silver and gold read bronze
 # by bytes, not files: a silver MERGE of 300,000 rows in one batch ran out of execution memory with a 2 GB
 # driver (bench.backlog), and 32 MB of bronze Parquet holds about 60,000 RSVPs in the small files a live stream
@@ -59,7 +53,6 @@ MAX_BYTES_PER_TRIGGER = 32 * 2**20
 # "as of" line reads them), the progress rows and phases (the Health page's charts) every METRICS_EVERY_S,
 # and everything at a stop.
 FRESHNESS_EVERY_S = 10.0
-METRICS_EVERY_S = 60.0
 
 
 def run_chain(
@@ -67,126 +60,51 @@ def run_chain(
     settings: Settings,
     *,
     layout: Layout,
-    stages: tuple[str, ...] = STAGES,
-    streams: tuple[str, ...] = STREAMS,
-    available_now: bool = False,
-    interval: str = "2 seconds",
-    slow_interval: str = SLOW_INTERVAL,
-    bronze_interval: str = BRONZE_INTERVAL,
-    mirror_to_postgres: bool = True,
-    max_offsets_per_trigger: int | None = None,
-    max_files_per_trigger: int | None = None,
-    max_bytes_per_trigger: int | None = None,
+    options: ChainOptions | None = None,
     stop_event: threading.Event | StopRequest | None = None,
-    progress_every: float = 15.0,
-    metrics_every: float = METRICS_EVERY_S,
-    lateness_ms: int = DEFAULT_LATENESS_MS,
-    starting_offsets: dict[str, str] | None = None,
-    vacuum_every_s: float | None = None,
-    snapshot_every_s: float = SNAPSHOT_EVERY_S,
 ) -> None:
-    """Start the stages' queries and wait; with available_now, each stage finishes before the next starts
-    (gold's snapshots name events from silver, so silver goes first).
+    """Start the stages' queries (pipelines/stages.py) and wait; with available_now, each stage finishes
+    before the next starts (gold's snapshots name events from silver, so silver goes first).
 
     The PostgreSQL mirror of RSVPs is on the hot path: a query of its own beside gold when gold runs
     (silver/mirror_job.py), and silver writes it when silver runs without gold. Either way it is exactly
     once (mirror.py's ledger).
     """
-    trigger = {"availableNow": True} if available_now else {"processingTime": interval}
-    slow_trigger = {"availableNow": True} if available_now else {"processingTime": slow_interval}
-    bronze_trigger = {"availableNow": True} if available_now else {"processingTime": bronze_interval}
-    mirror_in = mirror_stage(stages, streams, mirror_to_postgres)
-    if mirror_in:
+    options = options or ChainOptions()
+    if options.mirror_in:
         mirror.apply_ddl(settings)
-    waves = [(stage,) for stage in STAGES] if available_now else [stages]
-    checkpoints.check(settings, layout, query_names(stages, streams, mirror=mirror_in == "gold"))
+    checkpoints.check(settings, layout, query_names(options))
     ensure_metrics_tables(spark, layout)
     listener = MetricsListener()
     spark.streams.addListener(listener)
-    vacuums = VacuumSchedule(spark, layout, vacuum_every_s) if vacuum_every_s and not available_now else None
-    if vacuums:
+    vacuums = None
+    if options.vacuum_every_s and not options.available_now:
+        vacuums = VacuumSchedule(spark, layout, options.vacuum_every_s)
         vacuums.start()
+    counts_rsvps = "gold" in options.stages and "rsvps" in options.streams
     snapshots = None
-    if "gold" in stages and "rsvps" in streams and not available_now:
-        snapshots = SnapshotSchedule(spark, layout, settings, snapshot_every_s)
+    if counts_rsvps and not options.available_now:
+        snapshots = SnapshotSchedule(spark, layout, settings, options.snapshot_every_s)
         snapshots.start()
     background: list[SparkThread] = [thread for thread in (snapshots, vacuums) if thread]
+    run = Run(spark, settings, layout, options)
+    stages = selected(options)
+    waves = [[stage] for stage in stages] if options.available_now else [stages]
     try:
         for wave in waves:
-            starters: list[Callable[[], StreamingQuery]] = []  # each starts (or restarts) one query
             for stage in wave:
-                if stage not in stages:
-                    continue
-                if stage == "score":
-                    if "rsvps" in streams:
-                        ensure_bronze_table(spark, layout.table("bronze", "rsvps"))
-                        starters.append(lambda: start_scoring(spark, settings, layout, trigger=slow_trigger))
-                    continue
-                if stage == "gold":
-                    if "rsvps" in streams:
-                        starters.append(
-                            lambda: start_gold(
-                                spark,
-                                settings,
-                                layout,
-                                trigger=trigger,
-                                lateness_ms=lateness_ms,
-                                max_offsets_per_trigger=max_offsets_per_trigger,
-                                starting_offsets=(starting_offsets or {}).get("rsvps", "earliest"),
-                            )
-                        )
-                        if mirror_in == "gold":  # the mirror's own query, beside gold on the hot path
-                            starters.append(
-                                lambda: start_mirror(
-                                    spark,
-                                    settings,
-                                    layout,
-                                    trigger=trigger,
-                                    max_offsets_per_trigger=max_offsets_per_trigger,
-                                    starting_offsets=(starting_offsets or {}).get("rsvps", "earliest"),
-                                )
-                            )
-                    continue
-                for stream in streams:
-                    if stage == "bronze":
-                        starters.append(
-                            functools.partial(
-                                start_bronze,
-                                spark,
-                                settings,
-                                layout,
-                                stream,
-                                trigger=bronze_trigger,
-                                max_offsets_per_trigger=max_offsets_per_trigger,
-                                starting_offsets=(starting_offsets or {}).get(stream, "earliest"),
-                            )
-                        )
-                    else:
-                        ensure_bronze_table(spark, layout.table("bronze", stream))
-                        starters.append(
-                            functools.partial(
-                                start_silver,
-                                spark,
-                                settings,
-                                layout,
-                                stream,
-                                trigger=slow_trigger,
-                                mirror_to_postgres=mirror_in == "silver",
-                                max_files_per_trigger=max_files_per_trigger,
-                                max_bytes_per_trigger=max_bytes_per_trigger,
-                            )
-                        )
+                stage.ensure(run)
             queries = _wait(
-                starters,
+                [query.start for stage in wave for query in stage.queries(run)],
                 stop_event or threading.Event(),
-                progress_every,
+                options.progress_every,
                 functools.partial(flush_and_beat, spark, settings, layout, listener),
                 lambda name: checkpoints.mark(settings, layout, name),
-                metrics_every=metrics_every,
+                metrics_every=options.metrics_every,
                 on_stop=functools.partial(request_stops, background),
             )
             listener.backfill(queries)  # batches whose progress event is still on its way
-            if wave == ("gold",) and "gold" in stages and "rsvps" in streams:
+            if options.available_now and wave[0].name == "gold" and counts_rsvps:
                 fold_counts(spark, layout)  # the run's count changes, one row per key
                 rebuild_snapshots(spark, layout, settings)
     finally:
@@ -218,27 +136,6 @@ def _beat(settings: Settings, layout: Layout, running: list[str]) -> None:
         heartbeat.beat(settings, layout.generation, running)
     except Exception as error:  # noqa: BLE001 - a missed beat only makes the app say "stalled" sooner
         log.warning("heartbeat not written: %s", error)
-
-
-def mirror_stage(stages: tuple[str, ...], streams: tuple[str, ...], mirror_to_postgres: bool = True) -> str | None:
-    """The stage that mirrors RSVPs into PostgreSQL: gold (the hot path) when it runs, else silver, else none."""
-    if not mirror_to_postgres or "rsvps" not in streams:
-        return None
-    return next((stage for stage in ("gold", "silver") if stage in stages), None)
-
-
-def query_names(stages: tuple[str, ...], streams: tuple[str, ...], *, mirror: bool = True) -> list[str]:
-    """The streaming queries `run_chain` starts for these stages and streams (with gold, the PostgreSQL
-    mirror's own query unless the mirror is off)."""
-    names = []
-    for stage in stages:
-        if stage in ("bronze", "silver"):
-            names += [f"{stage}-{stream}" for stream in streams]
-        elif "rsvps" in streams:
-            names.append(SCORE_QUERY if stage == "score" else f"{stage}-rsvps")
-            if stage == "gold" and mirror:
-                names.append(MIRROR_QUERY)
-    return names
 
 
 class StopRequest:
@@ -390,11 +287,11 @@ QUIET_LOGGERS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser("meetup-chain", __doc__)
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), help="the stages to run")
+    parser.add_argument("--stages", nargs="+", choices=STAGE_NAMES, default=list(STAGE_NAMES), help="the stages to run")
     parser.add_argument("--streams", nargs="+", choices=STREAMS, default=list(STREAMS), help="the streams to read")
     parser.add_argument("--available-now", action="store_true", help="process everything available, then exit")
     parser.add_argument(
-        "--interval", default="2 seconds", help="the hot path's trigger: gold and the PostgreSQL mirror, from Kafka"
+        "--interval", default=HOT_INTERVAL, help="the hot path's trigger: gold and the PostgreSQL mirror, from Kafka"
     )
     parser.add_argument("--slow-interval", default=SLOW_INTERVAL, help="silver's Delta tables' and scoring's trigger")
     parser.add_argument("--bronze-interval", default=BRONZE_INTERVAL, help="bronze's trigger (it feeds the slow path)")
@@ -455,13 +352,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_from_args(args: argparse.Namespace) -> ChainOptions:
+    """meetup-chain's command line as the chain's options."""
+    return ChainOptions(
+        stages=tuple(args.stages),
+        streams=tuple(args.streams),
+        available_now=args.available_now,
+        interval=args.interval,
+        slow_interval=args.slow_interval,
+        bronze_interval=args.bronze_interval,
+        mirror_to_postgres=not args.no_postgres,
+        max_offsets_per_trigger=args.max_offsets_per_trigger,
+        max_files_per_trigger=args.max_files_per_trigger,
+        max_bytes_per_trigger=args.max_bytes_per_trigger,
+        lateness_ms=int(args.lateness_minutes * 60_000),
+        vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,
+        metrics_every=args.metrics_every,
+        snapshot_every_s=args.snapshot_every,
+    )
+
+
 @cli.command("meetup-chain", checkpoints.LostCheckpoint, generations.GenerationError)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = health.settings_for(["kafka", "s3"] + ([] if args.no_postgres else ["postgres"]))
     layout = generations.layout(settings, args.generation)
-    mirror_in = mirror_stage(tuple(args.stages), tuple(args.streams), not args.no_postgres)
-    queries = query_names(tuple(args.stages), tuple(args.streams), mirror=mirror_in == "gold")
+    options = options_from_args(args)
+    queries = query_names(options)
     checkpoints.check(settings, layout, queries)
     # before Spark starts: a port given and taken fails in a second
     metrics_endpoint.serve(args.metrics_port, metrics_endpoint.CHAIN_PORT, "meetup-chain")
@@ -478,26 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop_event.set)
     log.info("%s for %s under %s/%s", ", ".join(args.stages), ", ".join(args.streams), layout.root, layout.generation)
-    run_chain(
-        spark,
-        settings,
-        layout=layout,
-        stages=tuple(args.stages),
-        streams=tuple(args.streams),
-        available_now=args.available_now,
-        interval=args.interval,
-        slow_interval=args.slow_interval,
-        bronze_interval=args.bronze_interval,
-        mirror_to_postgres=not args.no_postgres,
-        max_offsets_per_trigger=args.max_offsets_per_trigger,
-        max_files_per_trigger=args.max_files_per_trigger,
-        max_bytes_per_trigger=args.max_bytes_per_trigger,
-        stop_event=stop_event,
-        lateness_ms=int(args.lateness_minutes * 60_000),
-        vacuum_every_s=args.vacuum_every_minutes * 60 if args.vacuum_every_minutes > 0 else None,
-        metrics_every=args.metrics_every,
-        snapshot_every_s=args.snapshot_every,
-    )
+    run_chain(spark, settings, layout=layout, options=options, stop_event=stop_event)
     spark.stop()
     log.info("stopped cleanly" if stop_event.is_set() else "done")
     return 0

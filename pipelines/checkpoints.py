@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from common.settings import Settings
 from common.store import Store
-from pipelines.layout import Layout
+from lakehouse.layout import Layout
 
 MARKERS = "_queries"
 

@@ -10,7 +10,7 @@ through common.store, so the app reads it without Spark.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common.settings import Settings
 from common.store import Store
@@ -19,7 +19,7 @@ NAME = "_heartbeat"
 
 
 def beat(settings: Settings, generation: str, running: list[str], now: datetime | None = None) -> None:
-    at = (now or datetime.now(timezone.utc)).isoformat()
+    at = (now or datetime.now(UTC)).isoformat()
     Store(settings).write(f"{generation}/{NAME}", json.dumps({"at": at, "running": sorted(running)}).encode())
 
 

@@ -30,9 +30,9 @@ from pyspark.sql import SparkSession
 
 from common import cli
 from common.spark import SparkThread, one_row
-from pipelines import catalogue, generations
-from pipelines.delta_io import retry_on_conflict
-from pipelines.layout import Layout
+from lakehouse import catalogue, generations
+from lakehouse.delta_io import retry_on_conflict
+from lakehouse.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ DEFAULT_RETAIN_HOURS = 168.0
 
 def existing_tables(spark: SparkSession, layout: Layout) -> list[tuple[catalogue.Table, str]]:
     """Every declared table of the generation that exists, with its path."""
-    declared = [(table, layout.table(table.layer, table.name)) for table in catalogue.TABLES]
+    declared = [(table, layout.table(table)) for table in catalogue.TABLES]
     return [(table, path) for table, path in declared if DeltaTable.isDeltaTable(spark, path)]
 
 

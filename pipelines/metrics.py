@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -30,8 +30,9 @@ from pyspark.sql.streaming.listener import (
 from pyspark.sql.streaming.query import StreamingQuery
 
 from common.spark import one_row
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines import exporter
-from pipelines.layout import Layout
 from pipelines.phases import BATCH_PHASES, RECORDER, PhaseRecorder
 
 PIPELINE_METRICS = T.StructType(
@@ -76,7 +77,9 @@ def ensure_metrics_tables(spark: SparkSession, layout: Layout) -> None:
         ("freshness", FRESHNESS),
         ("batch_phases", BATCH_PHASES),
     ):
-        DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
+        DeltaTable.createIfNotExists(spark).location(layout.table(catalogue.table("gold", name))).addColumns(
+            schema
+        ).execute()
 
 
 def _number(value: Any) -> float | None:
@@ -95,7 +98,7 @@ SPARK_PHASES = ("latestOffset", "getBatch", "queryPlanning", "walCommit", "addBa
 def spark_phase_rows(progress: StreamingQueryProgress) -> list[tuple[Any, ...]]:
     """One StreamingQueryProgress -> BATCH_PHASES rows for Spark's parts of the batch (`spark: walCommit`...)."""
     durations = progress.durationMs or {}
-    started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(timezone.utc)
+    started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(UTC)
     return [
         (
             progress.name,
@@ -120,7 +123,7 @@ def progress_row(progress: StreamingQueryProgress) -> tuple[Any, ...]:
         if "maxOffsetsBehindLatest" in metrics:
             behind_max = int(float(metrics["maxOffsetsBehindLatest"]))
             behind_avg = _number(metrics.get("avgOffsetsBehindLatest"))
-    started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(timezone.utc)
+    started = datetime.fromisoformat(progress.timestamp.replace("Z", "+00:00")).astimezone(UTC)
     return (
         progress.name,
         str(progress.runId),
@@ -198,15 +201,15 @@ class MetricsListener(StreamingQueryListener):
         freshness = FRESHNESS_BUFFER.drain()
         if freshness:
             spark.createDataFrame(freshness, FRESHNESS).write.format("delta").mode("append").save(
-                layout.table("gold", "freshness")
+                layout.table(catalogue.GOLD_FRESHNESS)
             )
         if rows:
             spark.createDataFrame(rows, PIPELINE_METRICS).write.format("delta").mode("append").save(
-                layout.table("gold", "pipeline_metrics")
+                layout.table(catalogue.GOLD_PIPELINE_METRICS)
             )
         if phases:
             spark.createDataFrame(phases, BATCH_PHASES).write.format("delta").mode("append").save(
-                layout.table("gold", "batch_phases")
+                layout.table(catalogue.GOLD_BATCH_PHASES)
             )
         return len(rows)
 

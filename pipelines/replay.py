@@ -21,15 +21,15 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from common import cli, health
 from common.settings import STREAMS, Settings
-from pipelines import generations
-from pipelines.layout import Layout
+from lakehouse import generations
+from lakehouse.layout import Layout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -127,7 +127,7 @@ def starting_offsets(
 def _since(timestamp_ms: int | None) -> str:
     if timestamp_ms is None:
         return ""
-    return f" (appended from {datetime.fromtimestamp(timestamp_ms / 1000, timezone.utc):%Y-%m-%d %H:%M:%S} UTC)"
+    return f" (appended from {datetime.fromtimestamp(timestamp_ms / 1000, UTC):%Y-%m-%d %H:%M:%S} UTC)"
 
 
 def _offset_for_time(settings: Settings, topic: str, partition: int, timestamp_ms: int, high: int) -> int:
@@ -164,6 +164,7 @@ def replay(
 ) -> Layout:
     """Replay into generation `target` and (by default) switch readers to it. Returns its layout."""
     from pipelines.chain import run_chain
+    from pipelines.stages import ChainOptions
 
     generations.check_name(target)
     if target in generations.existing(settings):
@@ -179,16 +180,14 @@ def replay(
     }
     layout = Layout.from_settings(settings, target)
     log.info("replaying %s into %s/%s", ", ".join(streams), layout.root, target)
-    run_chain(
-        spark,
-        settings,
-        layout=layout,
+    options = ChainOptions(
         streams=streams,
         available_now=True,
         starting_offsets=per_stream,
         mirror_to_postgres=mirror_to_postgres,
         **chain_options,
     )
+    run_chain(spark, settings, layout=layout, options=options)
     if switch:
         previous = generations.switch(settings, target)
         log.info(

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
 
 def _floor(ms: int, unit: int) -> datetime:
-    return datetime.fromtimestamp(ms // unit * unit / 1000, tz=timezone.utc).replace(tzinfo=None)
+    return datetime.fromtimestamp(ms // unit * unit / 1000, tz=UTC).replace(tzinfo=None)
 
 
 def split_late(records: Iterable[tuple[int, int, bytes]], lateness_ms: int) -> tuple[list[dict], list[dict]]:

@@ -12,9 +12,10 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
 from common.spark import Trigger
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines.bronze.schemas import BRONZE_SCHEMA
 from pipelines.bronze.transforms import to_bronze
-from pipelines.layout import Layout
 
 
 def kafka_source_options(settings: Settings, topic: str, starting_offsets: str = "earliest") -> dict[str, str]:
@@ -52,7 +53,7 @@ def start_bronze(
     starting_offsets: str = "earliest",
 ) -> StreamingQuery:
     """starting_offsets applies only to a new checkpoint: a restarted query goes on from its own."""
-    path = layout.table("bronze", stream)
+    path = layout.table(catalogue.table("bronze", stream))
     ensure_bronze_table(spark, path)
     topic = settings.kafka.topic(stream)
     reader = spark.readStream.format("kafka").options(**kafka_source_options(settings, topic, starting_offsets))
@@ -87,4 +88,4 @@ def read_bronze_stream(
         reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
     if max_bytes_per_trigger:
         reader = reader.option("maxBytesPerTrigger", str(max_bytes_per_trigger))
-    return reader.load(layout.table("bronze", stream))
+    return reader.load(layout.table(catalogue.table("bronze", stream)))

@@ -23,10 +23,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from common.spark import one_row
-from pipelines.delta_io import retry_on_conflict
-from pipelines.gold.aggregates import COUNT_KEYS, COUNTS_TABLE
+from lakehouse import catalogue
+from lakehouse.aggregates import COUNT_KEYS
+from lakehouse.delta_io import retry_on_conflict
+from lakehouse.layout import Layout
 from pipelines.gold.transforms import net_counts
-from pipelines.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Folded:
 def fold_counts(spark: SparkSession, layout: Layout) -> Folded | None:
     """Fold the counts of every batch so far into one row per key; None when there is nothing to fold
     (all rows are of one batch, or of the last fold)."""
-    path = layout.table("gold", COUNTS_TABLE)
+    path = layout.table(catalogue.GOLD_COUNTS)
     return retry_on_conflict(lambda: _fold_once(spark, path))
 
 

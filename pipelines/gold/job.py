@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from delta.tables import DeltaTable
@@ -39,22 +39,22 @@ from pyspark.sql.streaming.query import StreamingQuery
 from common.settings import Settings
 from common.spark import HOT_POOL, SLOW_POOL, SparkThread, Trigger, in_pool, one_row, use_pool
 from common.store import Store
+from lakehouse import catalogue, validation
+from lakehouse.aggregates import AGGREGATES, COUNTS_TABLE
+from lakehouse.delta_io import BatchAppender
+from lakehouse.layout import Layout
+from lakehouse.schemas import RSVP_MESSAGE
 from ml.categories import group_topic_sets, load_assigner
-from pipelines import catalogue, checkpoints
+from pipelines import checkpoints
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
 from pipelines.cadence import FIRST_SNAPSHOT_AFTER_S
-from pipelines.delta_io import BatchAppender
 from pipelines.gold import state, transforms
-from pipelines.gold.aggregates import AGGREGATES, COUNTS_TABLE
 from pipelines.gold.fold import fold_counts
 from pipelines.gold.schemas import COUNTS, COUNTS_PARTITIONS, LATE_RSVPS, WATERMARKS
 from pipelines.gold.transforms import STATE_COLUMNS, count_view
-from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
-from pipelines.silver import validation
-from pipelines.silver.schemas import RSVP_MESSAGE
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ class GoldBatch:
         self.appender = BatchAppender(spark)  # one per query: a restarted query looks its first batch up
 
     def path(self, name: str) -> str:
-        return self.layout.table("gold", name)
+        return self.layout.table(catalogue.table("gold", name))
 
     def __call__(self, decisions_df: DataFrame, batch_id: int) -> None:
         use_pool(self.spark, HOT_POOL)
@@ -163,7 +163,7 @@ class GoldBatch:
         (so it neither waits for nor conflicts with the fold, fold.py); returns when it committed."""
         deltas = transforms.all_count_deltas(counted, replaced, batch_id)
         self.appender.append(deltas, self.path(COUNTS_TABLE), batch_id, tasks=1)
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | None = None) -> None:
@@ -173,7 +173,7 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
     """
 
     def read(name: str) -> DataFrame:
-        return spark.read.format("delta").load(layout.table("gold", name))
+        return spark.read.format("delta").load(layout.table(catalogue.table("gold", name)))
 
     counts = read(COUNTS_TABLE)
 
@@ -191,7 +191,7 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
         "topic_trends": transforms.rank_change(topic_hours),
         "top_groups_5min": transforms.top_groups(count("groups_by_minute"), now),
     }
-    silver_events = layout.table("silver", "events")
+    silver_events = layout.table(catalogue.SILVER_EVENTS)
     if DeltaTable.isDeltaTable(spark, silver_events):  # names and start times come from silver
         events = spark.read.format("delta").load(silver_events)
         snapshots["upcoming_events"] = transforms.upcoming_events(count("events_by_minute"), events, now)
@@ -201,7 +201,7 @@ def rebuild_snapshots(spark: SparkSession, layout: Layout, settings: Settings | 
             snapshots["category_trends"] = trends
     for name, df in snapshots.items():
         df.withColumn("as_of", now).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
-            layout.table("gold", name)
+            layout.table(catalogue.table("gold", name))
         )
 
 
@@ -249,7 +249,7 @@ def category_trends(
     spark: SparkSession, settings: Settings, layout: Layout, groups_by_minute: DataFrame, now: Column
 ) -> DataFrame | None:
     """Category popularity per hour with rank change, groups assigned by the current category model."""
-    group_topics = layout.table("silver", "group_topics")
+    group_topics = layout.table(catalogue.SILVER_GROUP_TOPICS)
     assigner = load_assigner(settings) if DeltaTable.isDeltaTable(spark, group_topics) else None
     if assigner is None:
         return None
@@ -267,7 +267,7 @@ class OldLayoutError(RuntimeError):
 
 
 def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
-    counts = layout.table("gold", COUNTS_TABLE)
+    counts = layout.table(catalogue.GOLD_COUNTS)
     if DeltaTable.isDeltaTable(spark, counts):
         partitioned = one_row(DeltaTable.forPath(spark, counts).detail()).partitionColumns
         if list(partitioned) != list(COUNTS_PARTITIONS):  # totals MERGEd in place: batches cannot append
@@ -277,7 +277,7 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
                 "generation, `make replay TO=<new generation>`, which rebuilds every table from Kafka"
             )
     else:
-        old = layout.table("gold", AGGREGATES[0].name)
+        old = layout.table(catalogue.table("gold", AGGREGATES[0].name))
         if DeltaTable.isDeltaTable(spark, old):  # gold's state would subtract from counts that are not there
             raise OldLayoutError(
                 f"generation {layout.generation} keeps its gold counts one table per aggregate ({old}), "
@@ -286,9 +286,11 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
             )
         DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy(
             *COUNTS_PARTITIONS
-        ).property(catalogue.AUTO_COMPACT, catalogue.table("gold", COUNTS_TABLE).auto_compact).execute()
+        ).property(catalogue.AUTO_COMPACT, catalogue.GOLD_COUNTS.auto_compact).execute()
     for name, schema in {"watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
-        DeltaTable.createIfNotExists(spark).location(layout.table("gold", name)).addColumns(schema).execute()
+        DeltaTable.createIfNotExists(spark).location(layout.table(catalogue.table("gold", name))).addColumns(
+            schema
+        ).execute()
 
 
 def start_gold(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from pipelines.gold.aggregates import COUNT_KEYS, MEASURES
+from lakehouse.aggregates import COUNT_KEYS, MEASURES
 
 _S, _I, _L, _TS = T.StringType(), T.IntegerType(), T.LongType(), T.TimestampType()
 

@@ -11,8 +11,8 @@ import sys
 from pyspark.sql import functions as F
 
 from common import cli
-from pipelines import generations
-from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE
+from lakehouse import catalogue, generations
+from lakehouse.aggregates import BY_NAME
 from pipelines.gold.transforms import count_view
 
 VIEWS = {
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = generations.layout(settings, args.generation)
     for name in args.table or list(VIEWS):
         counted = name in BY_NAME  # a count aggregate: its rows of the long counts table
-        path = layout.table("gold", COUNTS_TABLE if counted else name)
+        path = layout.table(catalogue.GOLD_COUNTS if counted else name)
         print(f"== {name} ({path})")
         if not DeltaTable.isDeltaTable(spark, path):
             print("   (not written yet: is the chain running?)")

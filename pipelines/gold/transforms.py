@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.gold.aggregates import AGGREGATES, MEASURES, Aggregate, aggregate
+from lakehouse.aggregates import AGGREGATES, MEASURES, Aggregate, aggregate
+from lakehouse.schemas import VERSION_COLUMNS
 from pipelines.gold.schemas import KEY_TYPES
-from pipelines.silver.schemas import VERSION_COLUMNS
 
-__all__ = ["AGGREGATES", "MEASURES", "Aggregate"]  # defined in pipelines.gold.aggregates, used from here too
+__all__ = ["AGGREGATES", "MEASURES", "Aggregate"]  # defined in lakehouse.aggregates, used from here too
 
 DEFAULT_LATENESS_MS = 10 * 60 * 1000
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from delta.tables import DeltaTable
 from pyspark.ml import PipelineModel
@@ -38,18 +38,17 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
 from common.spark import SLOW_POOL, Trigger, use_pool
+from lakehouse import catalogue, validation
+from lakehouse.delta_io import append_once, is_newer, merge_newest, retry_on_conflict
+from lakehouse.layout import Layout
+from lakehouse.schemas import VERSION_COLUMNS
 from ml import calibration as C
 from ml import features as X
 from ml.model import predict
 from ml.registry import Registry
 from pipelines.bronze.job import read_bronze_stream
-from pipelines.delta_io import append_once, merge_newest, retry_on_conflict
-from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
-from pipelines.silver import validation
-from pipelines.silver.schemas import VERSION_COLUMNS
-from pipelines.silver.transforms import is_newer
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +167,7 @@ class ScoreBatch:
         self.calibration = StreamCalibration(spark, layout, self.app_id)
 
     def path(self, name: str) -> str:
-        return self.layout.table("gold", name)
+        return self.layout.table(catalogue.table("gold", name))
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
         use_pool(self.spark, SLOW_POOL)
@@ -220,7 +219,7 @@ class ScoreBatch:
             )
         with clock.phase("state merge"):
             merge_newest(self.spark, self.path("score_state"), newest, ("rsvp_id",), create=False)
-        visible_at = datetime.now(timezone.utc)
+        visible_at = datetime.now(UTC)
         with clock.phase("freshness"):
             record_freshness(raw, QUERY, batch_id, {"score": visible_at})
         scored = predictions.count() if predictions is not None else 0
@@ -279,7 +278,7 @@ class StreamCalibration:
         return shifts
 
     def path(self) -> str:
-        return self.layout.table("gold", "score_calibration")
+        return self.layout.table(catalogue.GOLD_SCORE_CALIBRATION)
 
     def _stored(self, blocks: range, version: str) -> dict[tuple[int, str], dict[str, float]]:
         rows = (
@@ -302,7 +301,7 @@ class StreamCalibration:
         block, lo = self.settings.block, (starting[0] - self.settings.window_blocks) * self.settings.block
         earlier = (
             self.spark.read.format("delta")
-            .load(self.layout.table("gold", "scored_rsvps"))
+            .load(self.layout.table(catalogue.GOLD_SCORED_RSVPS))
             .filter((F.col("ordinal") >= lo) & (F.col("ordinal") < first_ordinal))
             .select("rsvp_id", "ordinal", "model_version", C.logit(F.col("probability_raw")).alias("logit"))
         )
@@ -331,7 +330,7 @@ class StreamCalibration:
             .select((F.col("ordinal") / self.settings.block).cast("long").alias("block"), "arrival_ms")
             .collect()
         }
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = [
             (
                 b,
@@ -339,7 +338,7 @@ class StreamCalibration:
                 fitted[(b, version)]["shift"],
                 int(fitted[(b, version)]["answers"]),
                 None if math.isnan(fitted[(b, version)]["yes_rate"]) else fitted[(b, version)]["yes_rate"],
-                datetime.fromtimestamp(starts[b] / 1000, timezone.utc),
+                datetime.fromtimestamp(starts[b] / 1000, UTC),
                 batch_id,
                 now,
             )
@@ -351,7 +350,7 @@ class StreamCalibration:
 def ensure_scoring_tables(spark: SparkSession, layout: Layout) -> None:
     tables = {"score_state": X.STATE, "scored_rsvps": SCORED_RSVPS, "score_calibration": SCORE_CALIBRATION}
     for name, schema in tables.items():
-        path = layout.table("gold", name)
+        path = layout.table(catalogue.table("gold", name))
         DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
         have = set(spark.read.format("delta").load(path).columns)
         missing = [f for f in schema.fields if f.name not in have]  # a table an older chain created

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -26,14 +26,10 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
 from common.spark import SLOW_POOL, Trigger, in_pool, one_row, use_pool
-from pipelines import exporter
-from pipelines.bronze.job import read_bronze_stream
-from pipelines.delta_io import BatchAppender, append_once, merge_newest
-from pipelines.layout import Layout
-from pipelines.metrics import record_freshness
-from pipelines.phases import PhaseClock
-from pipelines.silver import mirror, transforms, validation
-from pipelines.silver.schemas import (
+from lakehouse import catalogue, validation
+from lakehouse.delta_io import BatchAppender, append_once, merge_newest
+from lakehouse.layout import Layout
+from lakehouse.schemas import (
     BATCH_STATS,
     COMMENT_MESSAGE,
     COMMENT_TOP_LEVEL_KEYS,
@@ -45,6 +41,11 @@ from pipelines.silver.schemas import (
     RSVP_TOP_LEVEL_KEYS,
     TABLE_KEYS,
 )
+from pipelines import exporter
+from pipelines.bronze.job import read_bronze_stream
+from pipelines.metrics import record_freshness
+from pipelines.phases import PhaseClock
+from pipelines.silver import mirror, transforms
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class SilverBatch:
             if counts["rows_quarantined"]:
                 with clock.phase("quarantine append"):
                     quarantine_df = validation.to_quarantine(checked_df).select(*QUARANTINE.fieldNames())
-                    append_once(quarantine_df, self.layout.table("silver", "quarantine"), self.app_id, batch_id)
+                    append_once(quarantine_df, self.layout.table(catalogue.SILVER_QUARANTINE), self.app_id, batch_id)
             tables = {name: df.persist() for name, df in self.spec.tables(validation.filter_valid(checked_df)).items()}
             try:
                 with clock.phase("merge"):
@@ -143,7 +144,7 @@ class SilverBatch:
                             pool.submit(
                                 in_pool(self.spark, self.pool, merge_newest),
                                 self.spark,
-                                self.layout.table("silver", name),
+                                self.layout.table(catalogue.table("silver", name)),
                                 rows_df,
                                 TABLE_KEYS[name],
                                 create=name not in self._created,
@@ -153,7 +154,7 @@ class SilverBatch:
                         for merge in merges:
                             merge.result()
                 self._created.update(tables)
-                visible_at = {"silver": datetime.now(timezone.utc)}  # per stage, for the freshness rows
+                visible_at = {"silver": datetime.now(UTC)}  # per stage, for the freshness rows
                 if self.mirror_to_postgres:
                     with clock.phase("mirror collect"):
                         rows = mirror.collect_rows({name: tables[name] for name in RSVP_TABLES})
@@ -165,7 +166,7 @@ class SilverBatch:
                             batch_id,
                             rows,
                         )
-                    visible_at["postgres"] = datetime.now(timezone.utc)
+                    visible_at["postgres"] = datetime.now(UTC)
             finally:
                 for df in tables.values():
                     df.unpersist()
@@ -177,7 +178,7 @@ class SilverBatch:
                 stats_df = self.spark.createDataFrame([(self.query_name, batch_id, *counts)], counted).withColumn(
                     "processed_at", F.current_timestamp()
                 )
-                self.stats_appender.append(stats_df, self.layout.table("silver", "batch_stats"), batch_id)
+                self.stats_appender.append(stats_df, self.layout.table(catalogue.SILVER_BATCH_STATS), batch_id)
             self.timings = clock.seconds()
             exporter.observe_validation(self.stream, counts["rows_valid"], counts["rows_quarantined"])
             log.info(
@@ -193,7 +194,9 @@ def ensure_shared_tables(spark: SparkSession, layout: Layout) -> None:
     """Create the tables every stream's query appends to, before any query starts: two queries
     creating one Delta table at the same moment would conflict."""
     for name, schema in (("quarantine", QUARANTINE), ("batch_stats", BATCH_STATS)):
-        DeltaTable.createIfNotExists(spark).location(layout.table("silver", name)).addColumns(schema).execute()
+        DeltaTable.createIfNotExists(spark).location(layout.table(catalogue.table("silver", name))).addColumns(
+            schema
+        ).execute()
 
 
 def start_silver(

@@ -16,7 +16,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
-from pipelines.silver.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
+from lakehouse.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
 
 Connection = Any  # a psycopg2 connection (psycopg2 ships no type information)
 
@@ -135,7 +135,7 @@ def _copy_text(value: object) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, datetime):
-        stamp = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
         return stamp.isoformat()
     if isinstance(value, bool):
         return "t" if value else "f"

@@ -10,20 +10,21 @@ instead (silver/job.py), on its slower cadence.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
 from common.spark import HOT_POOL, Trigger, use_pool
+from lakehouse import validation
+from lakehouse.layout import Layout
+from lakehouse.schemas import RSVP_MESSAGE
 from pipelines.bronze.job import kafka_source_options
 from pipelines.bronze.transforms import to_bronze
-from pipelines.layout import Layout
 from pipelines.metrics import record_freshness
 from pipelines.phases import PhaseClock
-from pipelines.silver import mirror, transforms, validation
-from pipelines.silver.schemas import RSVP_MESSAGE
+from pipelines.silver import mirror, transforms
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class MirrorBatch:
                 mirror.apply_with_retry(
                     lambda: mirror.connect(self.settings), self.settings.postgres.schema, self.app_id, batch_id, rows
                 )
-                visible_at = datetime.now(timezone.utc)
+                visible_at = datetime.now(UTC)
             with clock.phase("freshness"):
                 record_freshness(valid, self.query_name, batch_id, {"postgres": visible_at})
             log.info("%s: batch %s: %s RSVPs mirrored (%s)", self.query_name, batch_id, clock.rows, clock.summary())

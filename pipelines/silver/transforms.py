@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from pipelines.silver.schemas import SERVICES, TABLE_KEYS, VERSION_COLUMNS
+from lakehouse.schemas import SERVICES, TABLE_KEYS, VERSION_COLUMNS
 
 
 def _version() -> list[Column]:
@@ -154,13 +154,6 @@ def newest_per_key(rows_df: DataFrame, keys: Sequence[str]) -> DataFrame:
     """Keep, for each key, the row of the greatest (version_mtime, version_partition, version_offset)."""
     newest_first = Window.partitionBy(*keys).orderBy(*(F.col(c).desc() for c in VERSION_COLUMNS))
     return rows_df.withColumn("_rank", F.row_number().over(newest_first)).filter(F.col("_rank") == 1).drop("_rank")
-
-
-def is_newer(source: str, target: str) -> str:
-    """SQL condition: the source row's version is greater than the target row's."""
-    s_m, s_p, s_o = (f"{source}.{c}" for c in VERSION_COLUMNS)
-    t_m, t_p, t_o = (f"{target}.{c}" for c in VERSION_COLUMNS)
-    return f"({s_m} > {t_m} OR ({s_m} = {t_m} AND ({s_p} > {t_p} OR ({s_p} = {t_p} AND {s_o} > {t_o}))))"
 
 
 def rsvp_tables(valid_df: DataFrame, *, newest: bool = True) -> dict[str, DataFrame]:

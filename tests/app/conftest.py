@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE, long_table
+from lakehouse import catalogue
+from lakehouse.aggregates import BY_NAME, long_table
+from lakehouse.layout import Layout
 
-H0 = datetime(2026, 11, 29, 10, 0, tzinfo=timezone.utc)
+H0 = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
 def write(root: Path, layer: str, name: str, df: pd.DataFrame) -> None:
     """A table as the chain leaves it; a count aggregate goes into its partition of gold's long counts table."""
     from deltalake import write_deltalake
 
+    layout = Layout(str(root))
     if layer == "gold" and name in BY_NAME:
-        write_deltalake(str(root / "g1" / "gold" / COUNTS_TABLE), long_table({name: df}), mode="overwrite",
+        write_deltalake(layout.table(catalogue.GOLD_COUNTS), long_table({name: df}), mode="overwrite",
                         partition_by=["aggregate"], predicate=f"aggregate = '{name}'")  # fmt: skip
         return
-    write_deltalake(str(root / "g1" / layer / name), df, mode="overwrite")
+    write_deltalake(layout.table(catalogue.table(layer, name)), df, mode="overwrite")
 
 
 def gold_tables() -> dict[str, pd.DataFrame]:

@@ -9,7 +9,8 @@ import pytest
 
 from app import data
 from common.settings import load_settings
-from pipelines.gold.aggregates import COUNTS_TABLE, long_table
+from lakehouse import catalogue
+from lakehouse.aggregates import COUNTS_TABLE, long_table
 from tests.app.conftest import H0
 
 
@@ -35,7 +36,7 @@ def test_newest_holds_the_true_top_rows_with_their_ties_across_files(empty_lake,
             empty_lake, "scored_rsvps", feed(range(batch * 10, batch * 10 + 10), H0 + timedelta(minutes=min(batch, 3)))
         )
     whole = pd.concat([feed(range(b * 10, b * 10 + 10), H0 + timedelta(minutes=min(b, 3))) for b in range(5)])
-    got = lh.newest("gold", "scored_rsvps", "scored_at", 15)
+    got = lh.newest(catalogue.GOLD_SCORED_RSVPS, "scored_at", 15)
     expected = whole[whole["scored_at"] >= whole["scored_at"].nlargest(15).min()]
     assert sorted(got["rsvp_id"]) == sorted(expected["rsvp_id"])  # all 20 rows of the tied batch time
     assert len(got) == 20  # and not the older files
@@ -43,23 +44,23 @@ def test_newest_holds_the_true_top_rows_with_their_ties_across_files(empty_lake,
 
 def test_newest_reads_everything_when_fewer_rows_than_asked(empty_lake, lh):
     append(empty_lake, "scored_rsvps", feed(range(3), H0))
-    assert sorted(lh.newest("gold", "scored_rsvps", "scored_at", 20)["rsvp_id"]) == [0, 1, 2]
+    assert sorted(lh.newest(catalogue.GOLD_SCORED_RSVPS, "scored_at", 20)["rsvp_id"]) == [0, 1, 2]
 
 
 def test_since_newest_keeps_the_span_before_the_largest_value(empty_lake, lh):
     for minute in range(6):
         append(empty_lake, "scored_rsvps", feed(range(minute, minute + 1), H0 + timedelta(minutes=minute)))
-    got = lh.since_newest("gold", "scored_rsvps", "scored_at", pd.Timedelta(minutes=2))
+    got = lh.since_newest(catalogue.GOLD_SCORED_RSVPS, "scored_at", pd.Timedelta(minutes=2))
     assert sorted(got["rsvp_id"]) == [3, 4, 5]
 
 
 def test_a_kept_table_sees_new_commits_and_a_recreated_table(empty_lake, lh):
     append(empty_lake, "scored_rsvps", feed(range(2), H0))
-    assert len(lh.table("gold", "scored_rsvps")) == 2
+    assert len(lh.table(catalogue.GOLD_SCORED_RSVPS)) == 2
     append(empty_lake, "scored_rsvps", feed(range(2, 5), H0))
-    assert len(data.Lakehouse(load_settings()).table("gold", "scored_rsvps")) == 5  # the next page run
+    assert len(data.Lakehouse(load_settings()).table(catalogue.GOLD_SCORED_RSVPS)) == 5  # the next page run
     append(empty_lake, "scored_rsvps", feed(range(1), H0), mode="overwrite")
-    assert len(data.Lakehouse(load_settings()).table("gold", "scored_rsvps")) == 1
+    assert len(data.Lakehouse(load_settings()).table(catalogue.GOLD_SCORED_RSVPS)) == 1
 
 
 def append_counts(root, name: str, df: pd.DataFrame) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.chain import STAGES
+from pipelines.stages import STAGE_NAMES as STAGES
 from tests.conftest import new_name
 from tests.helpers import capture_frames, consume_with_coordinates, produce
 from tests.integration.lakehouse import isolated, run_available_now

@@ -12,10 +12,12 @@ from psycopg2 import sql
 from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
+from lakehouse import catalogue
+from lakehouse.aggregates import BY_NAME
+from lakehouse.layout import Layout
 from pipelines.chain import run_chain
-from pipelines.gold.aggregates import BY_NAME, COUNTS_TABLE
 from pipelines.gold.transforms import count_view
-from pipelines.layout import Layout
+from pipelines.stages import ChainOptions
 from stack import kafka as kafka_service
 from tests.expected import COLUMNS, expected_tables
 
@@ -37,15 +39,19 @@ def isolated(stack: Settings, name: str) -> Settings:
 def silver_rows(spark, layout: Layout, table: str) -> set[tuple]:
     columns = [F.unix_millis(MS_COLUMNS[c]).alias(c) if c in MS_COLUMNS else F.col(c) for c in COLUMNS[table]]
     return {
-        tuple(row) for row in spark.read.format("delta").load(layout.table("silver", table)).select(*columns).collect()
+        tuple(row)
+        for row in spark.read.format("delta")
+        .load(layout.table(catalogue.table("silver", table)))
+        .select(*columns)
+        .collect()
     }
 
 
 def gold_table(spark, layout: Layout, name: str):
     """A gold table; a count aggregate (e.g. `groups_by_minute`) is its rows of the long `counts` table."""
     if name in BY_NAME:
-        return count_view(spark.read.format("delta").load(layout.table("gold", COUNTS_TABLE)), name)
-    return spark.read.format("delta").load(layout.table("gold", name))
+        return count_view(spark.read.format("delta").load(layout.table(catalogue.GOLD_COUNTS)), name)
+    return spark.read.format("delta").load(layout.table(catalogue.table("gold", name)))
 
 
 def postgres_rows(settings: Settings, table: str) -> set[tuple]:
@@ -104,7 +110,7 @@ def assert_every_table_exact(spark, settings: Settings, layout: Layout, records)
     for table in COLUMNS:
         assert silver_rows(spark, layout, table) == expected[table], table
         assert postgres_rows(settings, table) == expected[table], table
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    bronze = spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS))
     assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(records)
     assert_gold_exact(spark, layout, records)
 
@@ -117,7 +123,12 @@ def run_available_now(spark, settings: Settings, **options) -> Layout:
     only the tests of scoring need it (and the shared real-captures run, which tests every query)."""
     options.setdefault("stages", WITHOUT_SCORING)
     layout = Layout.from_settings(settings)
-    run_chain(spark, settings, layout=layout, streams=("rsvps",), available_now=True, progress_every=3600, **options)
+    run_chain(
+        spark,
+        settings,
+        layout=layout,
+        options=ChainOptions(streams=("rsvps",), available_now=True, progress_every=3600, **options),
+    )
     return layout
 
 

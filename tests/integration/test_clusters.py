@@ -23,8 +23,9 @@ from common.settings import PROJECT_ROOT, Settings
 from ingest import generator
 from ingest.producer import Backoff, Ingest, IngestOptions
 from ingest.server import Pace, ReplayServer
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines.gold.transforms import AGGREGATES
-from pipelines.layout import Layout
 from stack import kafka as kafka_service
 from stack import spark_standalone
 from tests.helpers import capture_frames, consume_messages, consume_with_coordinates, produce, serving_in_a_thread
@@ -129,7 +130,7 @@ def test_the_chain_on_the_standalone_cluster_writes_the_tables_a_local_run_write
         assert postgres_rows(cluster_settings, table) == postgres_rows(local_settings, table), table
     for table in GOLD:
         assert gold_rows(spark, cluster_layout, table) == gold_rows(spark, local_layout, table), table
-    bronze = spark.read.format("delta").load(cluster_layout.table("bronze", "rsvps"))
+    bronze = spark.read.format("delta").load(cluster_layout.table(catalogue.BRONZE_RSVPS))
     assert bronze.count() == bronze.select("partition", "offset").distinct().count() == len(records)
     # the local run's tables equal the independent computation: test_silver.py and test_gold.py
 

@@ -15,7 +15,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from ingest import generator
-from pipelines.layout import Layout
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from tests.helpers import capture_frames, consume_with_coordinates, produce, wait_until
 from tests.integration.lakehouse import (
     assert_every_table_exact,
@@ -33,7 +34,7 @@ RSVPS = 200_000
 
 def rows_in(spark, layout: Layout) -> int:
     try:
-        stats = spark.read.format("delta").load(layout.table("silver", "batch_stats"))
+        stats = spark.read.format("delta").load(layout.table(catalogue.SILVER_BATCH_STATS))
     except Exception:  # not created yet: the chain was killed before its first silver batch
         return 0
     return stats.agg(F.sum("rows_in")).first()[0] or 0
@@ -70,7 +71,7 @@ def test_twenty_sigkills_during_a_200k_rsvp_backlog_leave_every_table_exact(stac
 
 def bronze_rows(spark, settings, layout: Layout) -> int:
     try:
-        return spark.read.format("delta").load(layout.table("bronze", "rsvps")).count()
+        return spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS)).count()
     except Exception:  # not created yet
         return 0
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 from pyspark.sql import functions as F
 
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines.gold.job import GoldBatch
 from pipelines.gold.transforms import AGGREGATES, DEFAULT_LATENESS_MS
-from pipelines.layout import Layout
 from tests.expected_gold import expected_gold
 from tests.helpers import consume_with_coordinates, produce
 from tests.integration.lakehouse import gold_table, isolated, run_available_now
@@ -55,7 +57,7 @@ def test_gold_counts_on_the_real_captures_equal_an_independent_computation(spark
 
 def test_snapshots_rank_topics_and_list_top_groups_and_upcoming_events(spark, real_run):
     _, layout, _ = real_run
-    read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
+    read = lambda name: spark.read.format("delta").load(layout.table(catalogue.table("gold", name)))  # noqa: E731
     trends = read("topic_trends")
     assert trends.count() > 0
     per_hour = trends.groupBy("hour").agg(F.min("rank"), F.max("rank"), F.count(F.lit(1))).collect()
@@ -115,7 +117,7 @@ def test_a_flip_moves_the_rsvp_from_yes_to_no_and_late_rows_are_listed_not_count
     run_available_now(spark, settings, mirror_to_postgres=False)
     m10 = spark.range(1).select(minute((t0 + 630_000) // 60_000 * 60_000)).first()[0]
     assert counts() == {(m0, "de", None, "Berlin", 1, 2, 0), (m10, "de", None, "Berlin", 1, 0, 0)}
-    late = spark.read.format("delta").load(layout.table("gold", "late_rsvps")).collect()
+    late = spark.read.format("delta").load(layout.table(catalogue.GOLD_LATE_RSVPS)).collect()
     assert [(r.rsvp_id, r.lateness_ms) for r in late] == [(5, 630_000 - 3_000 - DEFAULT_LATENESS_MS)]
     assert gold_rows(spark, layout, "rsvp_totals") == {("rsvps", 2, 2, 0)}
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), 7)
@@ -124,7 +126,7 @@ def test_a_flip_moves_the_rsvp_from_yes_to_no_and_late_rows_are_listed_not_count
 
 def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, real_run):
     _, layout, records = real_run
-    metrics = spark.read.format("delta").load(layout.table("gold", "pipeline_metrics"))
+    metrics = spark.read.format("delta").load(layout.table(catalogue.GOLD_PIPELINE_METRICS))
     per_query = {r.query: r for r in metrics.groupBy("query").agg(F.sum("input_rows").alias("rows")).collect()}
     assert {q: r.rows for q, r in per_query.items() if q.endswith("rsvps")} == {
         "bronze-rsvps": len(records),
@@ -135,7 +137,7 @@ def test_pipeline_metrics_and_freshness_cover_every_query_and_every_row(spark, r
     }
     kafka_lag = metrics.filter(F.col("query") == "bronze-rsvps").agg(F.max("kafka_offsets_behind_max")).first()[0]
     assert kafka_lag is not None and kafka_lag >= 0
-    freshness = spark.read.format("delta").load(layout.table("gold", "freshness"))
+    freshness = spark.read.format("delta").load(layout.table(catalogue.GOLD_FRESHNESS))
     rows = {r.stage: r for r in freshness.groupBy("stage").agg(F.sum("rows").alias("rows"), F.min("p50_ms")).collect()}
     assert {stage: r.rows for stage, r in rows.items()} == {
         "silver": len(records),
@@ -222,10 +224,9 @@ def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark,
     """The fold (slow path) rewrites the counts while gold batches keep appending (hot path): no append
     conflicts with it, none is lost or summed twice, and a last fold leaves one row per key."""
     import threading
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    from pipelines.delta_io import BatchAppender
-    from pipelines.gold.aggregates import COUNTS_TABLE
+    from lakehouse.delta_io import BatchAppender
     from pipelines.gold.fold import fold_counts
     from pipelines.gold.job import ensure_gold_tables
     from pipelines.gold.schemas import COUNTS
@@ -234,8 +235,8 @@ def test_folding_the_counts_while_batches_append_keeps_every_count(stack, spark,
     settings = isolated(stack, unique)
     layout = Layout.from_settings(settings)
     ensure_gold_tables(spark, layout)
-    path = layout.table("gold", COUNTS_TABLE)
-    m0 = datetime(2023, 11, 14, 22, 13, tzinfo=timezone.utc)
+    path = layout.table(catalogue.GOLD_COUNTS)
+    m0 = datetime(2023, 11, 14, 22, 13, tzinfo=UTC)
     columns = COUNTS.fieldNames()
 
     def changes(batch: int) -> list[tuple]:  # group g gains batch+g yeses in its minute; group 0 flips to no
@@ -287,11 +288,11 @@ def test_a_batch_is_appended_once_whether_it_runs_again_after_a_restart_or_after
     appender wrote is appended without asking the table."""
     from pyspark.errors import AnalysisException
 
-    from pipelines.delta_io import BatchAppender
+    from lakehouse.delta_io import BatchAppender
     from pipelines.gold.schemas import WATERMARKS
 
     layout = Layout.from_settings(isolated(stack, unique))
-    path = layout.table("gold", "appender_test")
+    path = f"{layout.root}/{layout.generation}/scratch/appender_test"  # not a table of the catalogue
     spark.createDataFrame([], WATERMARKS).write.format("delta").save(path)
 
     def rows(batch: int):
@@ -328,7 +329,7 @@ def test_a_generation_whose_counts_are_totals_merged_in_place_is_refused_with_th
 
     settings = isolated(stack, unique)
     layout = Layout(settings.lakehouse_root, "g1")
-    old = layout.table("gold", "counts")
+    old = layout.table(catalogue.GOLD_COUNTS)
     DeltaTable.createIfNotExists(spark).location(old).addColumns(COUNTS).partitionedBy("aggregate").execute()
     with pytest.raises(OldLayoutError, match=r"counts as totals.*make replay TO="):
         ensure_gold_tables(spark, layout)
@@ -344,7 +345,7 @@ def test_each_gold_append_writes_one_file_per_table_partition(spark, real_run):
 
     _, layout, _ = real_run
     for table, most in {"counts": len(AGGREGATES), "late_rsvps": 1, "watermarks": 1}.items():
-        history = DeltaTable.forPath(spark, layout.table("gold", table)).history().collect()
+        history = DeltaTable.forPath(spark, layout.table(catalogue.table("gold", table))).history().collect()
         appends = [h for h in history if h.operation == "WRITE" and h.operationParameters.get("mode") == "Append"]
         assert appends, f"gold/{table} has no appends"
         files = [int(h.operationMetrics["numFiles"]) for h in appends]

@@ -14,8 +14,9 @@ import pytest
 from common import health
 from ingest.producer import Backoff, Ingest, IngestOptions
 from ingest.server import Pace, ReplayServer
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines.bronze.job import start_bronze
-from pipelines.layout import Layout
 from stack import kafka as kafka_service
 from tests.helpers import capture_frames, serving_in_a_thread
 from tests.integration.lakehouse import own_stack_dir
@@ -68,7 +69,7 @@ def test_the_producer_and_sparks_kafka_source_log_in_with_sasl_and_a_wrong_passw
 
     layout = Layout.from_settings(settings)  # Spark's Java client, with the translated options
     start_bronze(spark, settings, layout, "rsvps", trigger={"availableNow": True}).awaitTermination()
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    bronze = spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS))
     assert sorted(bytes(row.value) for row in bronze.select("value").collect()) == sorted(FRAMES)
 
     with pytest.raises(health.ServiceUnavailable):  # the broker really checks the password

@@ -6,9 +6,11 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from pipelines import catalogue, maintenance
+from lakehouse import catalogue
+from lakehouse.layout import Layout
+from pipelines import maintenance
 from pipelines.chain import run_chain
-from pipelines.layout import Layout
+from pipelines.stages import ChainOptions
 from tests.helpers import capture_frames, produce
 from tests.integration.lakehouse import isolated, s3_keys
 
@@ -50,13 +52,11 @@ def test_a_streaming_append_compacts_its_small_files_as_it_goes(stack, spark, un
         spark,
         settings,
         layout=layout,
-        stages=("bronze",),
-        streams=("rsvps",),
-        available_now=True,
-        max_offsets_per_trigger=20,
-        progress_every=3600,
+        options=ChainOptions(
+            stages=("bronze",), streams=("rsvps",), available_now=True, max_offsets_per_trigger=20, progress_every=3600
+        ),
     )
-    bronze = layout.table("bronze", "rsvps")
+    bronze = layout.table(catalogue.BRONZE_RSVPS)
     assert spark.read.format("delta").load(bronze).count() == 300
     history = DeltaTable.forPath(spark, bronze).history().collect()
     written = sum(added_files(h) for h in history if h.operation != "OPTIMIZE")
@@ -75,7 +75,7 @@ def test_every_table_compacts_as_the_catalogue_declares_gold_counts_by_the_fold_
     # Delta's auto compaction checks the table's files after every append: ~0.45 s on each gold batch for
     # nothing, as each batch's counts partitions hold one file; the fold sums them instead (gold/fold.py)
     _, layout, _ = real_run
-    counts = layout.table("gold", "counts")
+    counts = layout.table(catalogue.GOLD_COUNTS)
     for path in maintenance.table_paths(spark, layout):
         wanted = "false" if path == counts else "true"
         assert properties(spark, path).get(catalogue.AUTO_COMPACT) == wanted, path
@@ -86,7 +86,7 @@ def test_every_table_compacts_as_the_catalogue_declares_gold_counts_by_the_fold_
 def test_a_table_an_older_chain_wrote_gets_the_compaction_the_catalogue_declares(stack, spark, unique):
     # an older chain turned auto compaction on for its whole session, so its tables carry no property
     layout = Layout.from_settings(isolated(stack, unique))
-    counts, stats = layout.table("gold", "counts"), layout.table("silver", "batch_stats")
+    counts, stats = layout.table(catalogue.GOLD_COUNTS), layout.table(catalogue.SILVER_BATCH_STATS)
     defaults = "spark.databricks.delta.properties.defaults.autoOptimize.autoCompact"
     spark.conf.unset(defaults)
     try:
@@ -116,14 +116,16 @@ def test_streaming_writes_compact_their_small_files_so_file_counts_stay_bounded(
             spark,
             settings,
             layout=layout,
-            streams=("rsvps",),
-            available_now=True,
-            mirror_to_postgres=False,
-            max_offsets_per_trigger=50,
-            max_files_per_trigger=2,
-            progress_every=3600,
+            options=ChainOptions(
+                streams=("rsvps",),
+                available_now=True,
+                mirror_to_postgres=False,
+                max_offsets_per_trigger=50,
+                max_files_per_trigger=2,
+                progress_every=3600,
+            ),
         )
-    assert spark.read.format("delta").load(layout.table("bronze", "rsvps")).count() == 400
+    assert spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS)).count() == 400
 
     for path in maintenance.table_paths(spark, layout):
         # a writer compacts once MIN_FILES small files are there (per partition); one batch adds a few more
@@ -158,7 +160,7 @@ def test_vacuum_deletes_the_files_no_version_needs(stack, spark, unique):
 def test_every_table_a_whole_chain_run_writes_is_in_the_catalogue_that_maintenance_walks(spark, real_run):
     """Maintenance reaches what the catalogue declares; the chain's own tables are found in the object store,
     so a table added without a declaration fails here instead of going unvacuumed."""
-    from pipelines import catalogue
+    from lakehouse import catalogue
 
     settings, layout, _ = real_run
     written = set()

@@ -8,12 +8,14 @@ import math
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from ml import calibration as C
 from ml import features as X
 from ml import model as M
@@ -23,7 +25,6 @@ from ml.score import evaluate, score_capture
 from ml.train import labelled_examples, time_split, train
 from pipelines.bronze.schemas import BRONZE_SCHEMA
 from pipelines.gold.job import rebuild_snapshots
-from pipelines.layout import Layout
 from pipelines.score.job import SCORE_CALIBRATION, SCORED_RSVPS, ScoreBatch, ensure_scoring_tables
 from tests.conftest import new_name
 from tests.helpers import CAPTURES, capture_frames, consume_with_coordinates, produce
@@ -31,7 +32,7 @@ from tests.integration.lakehouse import gold_table, isolated, run_available_now
 
 pytestmark = pytest.mark.integration
 
-TEST_FROM_MS = int(datetime(2021, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+TEST_FROM_MS = int(datetime(2021, 1, 1, tzinfo=UTC).timestamp() * 1000)
 CAPTURE_2015 = next(p for p in CAPTURES if p.name.startswith("2015"))
 CAPTURE_2021 = next(p for p in CAPTURES if p.name.startswith("2021"))
 
@@ -128,7 +129,7 @@ def test_the_judge_across_eras_says_what_it_needs_without_starting_spark(tmp_pat
 
 
 def bronze_rows(spark, frames: list[bytes], first_offset: int):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = [(frame, None, "t", 0, first_offset + i, now, now, now.date()) for i, frame in enumerate(frames)]
     return spark.createDataFrame(rows, BRONZE_SCHEMA)
 
@@ -146,7 +147,9 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
     run_available_now(spark, settings, stages=("bronze", "score"))  # a second run: the state carries over
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, topic, len(frames))
 
-    scored = {r.rsvp_id: r for r in spark.read.format("delta").load(layout.table("gold", "scored_rsvps")).collect()}
+    scored = {
+        r.rsvp_id: r for r in spark.read.format("delta").load(layout.table(catalogue.GOLD_SCORED_RSVPS)).collect()
+    }
     newest: dict[int, tuple] = {}
     for partition, offset, value in records:
         msg = json.loads(value)
@@ -159,7 +162,7 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
 
     # the two runs' scores equal one pass over the whole log, as training computes features and meetup-score
     # calibrates: the same ordinals, the same raw probabilities, the same shifts block by block
-    bronze = X.valid_messages(spark.read.format("delta").load(layout.table("bronze", "rsvps")))
+    bronze = X.valid_messages(spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS)))
     raw = C.ordinals(M.predict(model, X.rsvp_features(bronze))).select(
         "rsvp_id", "ordinal", *X.ARRIVAL, F.col("p_yes").alias("p_raw"), F.lit("v1").alias("model_version")
     )
@@ -184,9 +187,9 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
     Registry(settings).save(model, {**metadata, "note": "retrained"})
     second = bronze_rows(spark, old[30:], 10_000_030)
     batch(second, 901)
-    before = spark.read.format("delta").load(layout.table("gold", "scored_rsvps")).collect()
+    before = spark.read.format("delta").load(layout.table(catalogue.GOLD_SCORED_RSVPS)).collect()
     batch(second, 901)  # as after a crash before the checkpoint commit
-    after = spark.read.format("delta").load(layout.table("gold", "scored_rsvps")).collect()
+    after = spark.read.format("delta").load(layout.table(catalogue.GOLD_SCORED_RSVPS)).collect()
     assert sorted(before) == sorted(after)
     by_version = {}
     for frame in old:
@@ -203,7 +206,7 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
     batch(bronze_rows(spark, more[:120], 10_000_060), 902)
     batch(bronze_rows(spark, more[120:], 10_000_180), 903)
     kept = {(r.block, r.model_version): r.shift for r in gold_table(spark, layout, "score_calibration").collect()}
-    final = spark.read.format("delta").load(layout.table("gold", "scored_rsvps")).collect()
+    final = spark.read.format("delta").load(layout.table(catalogue.GOLD_SCORED_RSVPS)).collect()
     assert {r.model_version for r in final if r.ordinal is not None and r.ordinal >= 1500} == {"v2"}
     for r in final:
         expected = kept.get((r.ordinal // C.BLOCK, r.model_version), 0.0)
@@ -212,7 +215,7 @@ def test_the_scoring_stream_scores_each_new_rsvp_once_and_follows_its_answer(spa
 
 def test_a_scored_table_an_older_chain_created_gets_the_calibration_columns_and_keeps_its_rows(spark, stack):
     layout = Layout(stack.path(new_name()), "g1")
-    path = layout.table("gold", "scored_rsvps")
+    path = layout.table(catalogue.GOLD_SCORED_RSVPS)
     old_fields = [f for f in SCORED_RSVPS.fields if f.name not in ("ordinal", "probability_raw", "calibration_shift")]
     old = spark.createDataFrame([(1, "v1", 0.8)], "rsvp_id long, model_version string, probability_yes double")
     old.select(*(F.col(f.name).cast(f.dataType) if f.name in old.columns else F.lit(None).cast(f.dataType).alias(f.name)
@@ -237,7 +240,7 @@ def test_categories_cluster_every_group_and_rank_category_popularity(spark, real
     assert Registry(settings, CATEGORY_MODEL).current() == metadata["version"]
 
     rebuild_snapshots(spark, layout, settings)
-    read = lambda name: spark.read.format("delta").load(layout.table("gold", name))  # noqa: E731
+    read = lambda name: spark.read.format("delta").load(layout.table(catalogue.table("gold", name)))  # noqa: E731
     trends = read("category_trends")
     per_hour = trends.groupBy("hour").agg(F.min("rank"), F.max("rank"), F.count(F.lit(1)), F.sum("yes")).collect()
     assert per_hour and all(low == 1 and high == n for _, low, high, n, _ in per_hour)

@@ -8,9 +8,9 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from common import health
-from pipelines import generations
+from lakehouse import catalogue, generations
+from lakehouse.layout import Layout
 from pipelines.gold.transforms import AGGREGATES
-from pipelines.layout import Layout
 from pipelines.replay import RetentionGap, replay, starting_offsets
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, produce
@@ -121,7 +121,9 @@ def test_a_lost_checkpoint_is_refused_and_a_replay_from_a_timestamp_rebuilds_eve
     with pytest.raises(LostCheckpoint, match="bronze-rsvps, silver-rsvps, gold-rsvps") as refused:
         run_available_now(spark, settings)
     assert "meetup-replay --to" in str(refused.value)
-    assert spark.read.format("delta").load(g1.table("bronze", "rsvps")).count() == len(frames), "nothing re-appended"
+    assert spark.read.format("delta").load(g1.table(catalogue.BRONZE_RSVPS)).count() == len(frames), (
+        "nothing re-appended"
+    )
     monkeypatch.setenv("KAFKA_TOPIC_PREFIX", settings.kafka.topic_prefix)
     monkeypatch.setenv("LAKEHOUSE_ROOT", settings.lakehouse_root)
     assert chain_main(["--streams", "rsvps", "--stages", "bronze", "--no-postgres"]) == 2  # before any Spark starts

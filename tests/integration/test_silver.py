@@ -8,10 +8,12 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from pipelines import heartbeat
 from pipelines.chain import run_chain
-from pipelines.layout import Layout
 from pipelines.silver.job import SilverBatch
+from pipelines.stages import ChainOptions
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce
 from tests.integration.lakehouse import isolated, postgres_rows, run_available_now, silver_rows
@@ -24,7 +26,7 @@ REAL = capture_frames()
 
 def test_bronze_holds_every_message_once_with_its_kafka_coordinates(spark, real_run):
     _, layout, records = real_run
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    bronze = spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS))
     rows = [(r.partition, r.offset, bytes(r.value)) for r in bronze.select("partition", "offset", "value").collect()]
     assert sorted(rows) == sorted(records)
     assert len(records) == 4088
@@ -35,7 +37,7 @@ def test_real_captures_quarantine_nothing_and_every_silver_table_is_exact(spark,
     expected = expected_tables(records)
     stats = (
         spark.read.format("delta")
-        .load(layout.table("silver", "batch_stats"))
+        .load(layout.table(catalogue.SILVER_BATCH_STATS))
         .agg(F.sum("rows_in"), F.sum("rows_valid"), F.sum("rows_quarantined"))
         .first()
     )
@@ -55,9 +57,9 @@ def test_postgres_mirror_equals_the_expected_tables(real_run):
 def test_a_replayed_batch_changes_no_table(spark, real_run):
     settings, layout, records = real_run
     expected = expected_tables(records)
-    bronze_df = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    bronze_df = spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS))
     silver_batch = SilverBatch(spark, settings, layout, "rsvps", mirror_to_postgres=True)
-    stats_path = layout.table("silver", "batch_stats")
+    stats_path = layout.table(catalogue.SILVER_BATCH_STATS)
     stats_before = spark.read.format("delta").load(stats_path).count()
 
     silver_batch(bronze_df, 0)  # the very batch again, as after a crash before the checkpoint commit
@@ -77,7 +79,7 @@ def test_shuffled_input_sent_twice_in_many_small_batches_gives_the_same_silver_a
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), len(twice))
     layout = run_available_now(spark, settings, max_offsets_per_trigger=2800, max_files_per_trigger=3)
 
-    batches = spark.read.format("delta").load(layout.table("silver", "batch_stats")).count()
+    batches = spark.read.format("delta").load(layout.table(catalogue.SILVER_BATCH_STATS)).count()
     assert batches >= 3
     expected = expected_tables(records)
     for table in COLUMNS:
@@ -96,12 +98,19 @@ def test_comments_and_photos_reach_their_silver_tables(stack, spark, unique):
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("photos"), photos, id_field="photo_id")
     layout = Layout.from_settings(settings)
     run_chain(
-        spark, settings, layout=layout, streams=("event_comments", "photos"), available_now=True, progress_every=3600
+        spark,
+        settings,
+        layout=layout,
+        options=ChainOptions(streams=("event_comments", "photos"), available_now=True, progress_every=3600),
     )
 
     def table(name, *columns):
         return {
-            tuple(r) for r in spark.read.format("delta").load(layout.table("silver", name)).select(*columns).collect()
+            tuple(r)
+            for r in spark.read.format("delta")
+            .load(layout.table(catalogue.table("silver", name)))
+            .select(*columns)
+            .collect()
         }
 
     parsed = [json.loads(c) for c in comments]
@@ -130,12 +139,12 @@ def test_the_hot_path_makes_gold_and_postgres_exact_while_silver_is_still_behind
     records = consume_with_coordinates(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), 1500)
     layout = run_available_now(spark, settings, stages=("bronze", "gold"), max_offsets_per_trigger=400)
 
-    assert not DeltaTable.isDeltaTable(spark, layout.table("silver", "rsvps")), "silver has not run"
+    assert not DeltaTable.isDeltaTable(spark, layout.table(catalogue.SILVER_RSVPS)), "silver has not run"
     expected = expected_tables(records)
     for table in COLUMNS:
         assert postgres_rows(settings, table) == expected[table], table
     assert_gold_exact(spark, layout, records)
-    freshness = spark.read.format("delta").load(layout.table("gold", "freshness"))
+    freshness = spark.read.format("delta").load(layout.table(catalogue.GOLD_FRESHNESS))
     per_stage = {r.stage: r.rows for r in freshness.groupBy("stage").agg(F.sum("rows").alias("rows")).collect()}
     assert per_stage == {"gold": 1500, "postgres": 1500}, "every row's visibility in gold and PostgreSQL is recorded"
     stopped = heartbeat.last(settings, layout.generation)
@@ -146,9 +155,9 @@ def test_batch_stats_shared_by_queries_know_each_querys_batches_apart(stack, spa
     """Every stream's silver query appends its batch stats to one table, known by (query, batch id)
     (delta_io.BatchAppender with rows_of): another query's later batch does not make this query's batch look
     written, and a restarted query's first batch, already there, is not appended twice."""
-    from pipelines.delta_io import BatchAppender
+    from lakehouse.delta_io import BatchAppender
 
-    path = Layout.from_settings(isolated(stack, unique)).table("silver", "batch_stats")
+    path = Layout.from_settings(isolated(stack, unique)).table(catalogue.SILVER_BATCH_STATS)
     spark.createDataFrame([], "query string, batch_id long").write.format("delta").save(path)
 
     def stats(query: str, batch: int):

@@ -15,7 +15,8 @@ from pyspark.sql import functions as F
 
 from ingest import frames as fr
 from ingest import generator
-from pipelines.layout import Layout
+from lakehouse import catalogue
+from lakehouse.layout import Layout
 from tests.expected import COLUMNS, expected_tables
 from tests.helpers import capture_frames, consume_with_coordinates, produce, wait_until
 from tests.integration.lakehouse import (
@@ -69,14 +70,14 @@ def test_ten_thousand_mutated_frames_are_all_accounted_for(stack, spark, unique)
     layout = run_available_now(spark, settings, stages=("bronze", "silver"))
 
     invalid = sum(1 for frame in frames if not plainly_valid(frame))
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps")).count()
+    bronze = spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS)).count()
     stats = (
         spark.read.format("delta")
-        .load(layout.table("silver", "batch_stats"))
+        .load(layout.table(catalogue.SILVER_BATCH_STATS))
         .agg(F.sum("rows_in"), F.sum("rows_valid"), F.sum("rows_quarantined"), F.sum("unknown_field_rows"))
         .first()
     )
-    quarantine = spark.read.format("delta").load(layout.table("silver", "quarantine"))
+    quarantine = spark.read.format("delta").load(layout.table(catalogue.SILVER_QUARANTINE))
     reasons = {row.reason for row in quarantine.select("reason").distinct().collect()}
 
     assert len(frames) == bronze == 10_000, "every frame in bronze"
@@ -115,7 +116,7 @@ def test_a_chain_killed_with_sigkill_mid_stream_then_restarted_is_exact(stack, s
         chain.wait()
     assert chain.returncode == -signal.SIGKILL
     done_before_kill = (
-        spark.read.format("delta").load(layout.table("silver", "batch_stats")).agg(F.sum("rows_in")).first()[0]
+        spark.read.format("delta").load(layout.table(catalogue.SILVER_BATCH_STATS)).agg(F.sum("rows_in")).first()[0]
     )
     assert 0 < done_before_kill < len(frames), "the kill landed mid-stream"
 
@@ -146,7 +147,7 @@ def test_a_postgres_outage_during_the_mirror_is_waited_out_and_nothing_is_lost(s
     runner = threading.Thread(target=chain)
     runner.start()
     try:
-        bronze_path = layout.table("bronze", "rsvps")
+        bronze_path = layout.table(catalogue.BRONZE_RSVPS)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:  # bronze done: silver (and its mirror) comes next
             try:
@@ -194,6 +195,6 @@ def test_a_batch_rerun_from_the_offset_log_is_exact_despite_sparks_kafka_metrics
     run_available_now(spark, settings, stages=("bronze",))
 
     assert "bronze-rsvps hit a known Spark bug" in capfd.readouterr().err, "the bug this test is about was met"
-    bronze = spark.read.format("delta").load(layout.table("bronze", "rsvps"))
+    bronze = spark.read.format("delta").load(layout.table(catalogue.BRONZE_RSVPS))
     assert bronze.count() == len(frames) + len(more)
     assert bronze.select("partition", "offset").distinct().count() == len(frames) + len(more)

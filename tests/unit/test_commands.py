@@ -9,9 +9,9 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 
 from common import cli
 from common.settings import PROJECT_ROOT
@@ -128,7 +128,7 @@ def test_no_library_code_ends_the_process_itself():
     """SystemExit belongs to a command's main (argparse's, through cli.Parser); library code raises errors
     that `cli.command` turns into the line and the status."""
     found = []
-    for package in ("common", "pipelines", "ml", "ingest", "app", "demo", "stack"):
+    for package in ("common", "lakehouse", "pipelines", "ml", "ingest", "app", "demo", "stack"):
         for path in (PROJECT_ROOT / package).rglob("*.py"):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if re.search(r"raise SystemExit|sys\.exit\(", line) and "__main__" not in line:
@@ -148,7 +148,7 @@ def test_only_the_settings_loader_and_process_launchers_read_the_environment():
         "stack/procs.py",  # JAVA_HOME: which java starts the services
     }
     found = set()
-    for package in ("common", "pipelines", "ml", "ingest", "app", "demo", "stack"):
+    for package in ("common", "lakehouse", "pipelines", "ml", "ingest", "app", "demo", "stack"):
         for path in (PROJECT_ROOT / package).rglob("*.py"):
             if re.search(r"os\.environ|os\.getenv|environ\.get\(", path.read_text()):
                 found.add(str(path.relative_to(PROJECT_ROOT)))

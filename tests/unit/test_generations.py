@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.generations import GenerationError, check_name
+from lakehouse.generations import GenerationError, check_name
 
 
 @pytest.mark.parametrize("name", ["g2", "2026-11-29", "rebuild_1.b"])

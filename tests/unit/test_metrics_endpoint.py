@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -78,10 +78,10 @@ def test_progress_freshness_and_validation_move_the_chains_metrics():
     assert value("meetup_chain_batch_duration_seconds_bucket", query=query, le="1.0") == 1
     assert (
         value("meetup_chain_last_batch_timestamp_seconds", query=query)
-        == datetime(2026, 12, 5, 10, tzinfo=timezone.utc).timestamp()
+        == datetime(2026, 12, 5, 10, tzinfo=UTC).timestamp()
     )
 
-    at = datetime(2026, 12, 5, 10, 0, 5, tzinfo=timezone.utc)
+    at = datetime(2026, 12, 5, 10, 0, 5, tzinfo=UTC)
     stage = "unit-stage"
     exporter.observe_freshness([(stage, query, 2, 60, 1500, 4200, 6000, at)])
     assert value("meetup_chain_freshness_seconds", stage=stage, quantile="0.5") == 1.5

@@ -1,6 +1,7 @@
 """A batch's phases are recorded in order, with their time, even when a phase fails."""
 
 import time
+from datetime import UTC
 
 import pytest
 
@@ -52,11 +53,11 @@ def test_sparks_own_parts_of_a_batch_become_phases_in_the_engines_order():
 
 
 def test_a_batchs_freshness_per_stage_follows_from_its_append_times_and_when_each_stage_made_it_visible():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from pipelines.metrics import freshness_rows
 
-    appended = datetime(2026, 12, 1, 12, 0, 0, tzinfo=timezone.utc)
+    appended = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
     us = lambda seconds: int((appended + timedelta(seconds=seconds)).timestamp() * 1_000_000)  # noqa: E731
     stats = (40, [us(3), us(1), us(0)])  # median append at +3 s, 5th percentile at +1 s, earliest at +0 s
     gold_at, postgres_at = appended + timedelta(seconds=5), appended + timedelta(seconds=6)

@@ -218,13 +218,36 @@ def test_a_sasl_mechanism_without_a_java_translation_is_refused_at_start_naming_
 
 
 def test_the_postgres_mirror_rides_the_hot_path_when_gold_runs_and_silver_otherwise():
-    from pipelines.chain import mirror_stage
+    from pipelines.stages import ChainOptions, query_names
 
-    assert mirror_stage(("bronze", "silver", "gold", "score"), ("rsvps",)) == "gold"
-    assert mirror_stage(("bronze", "silver"), ("rsvps", "photos")) == "silver"
-    assert mirror_stage(("bronze", "score"), ("rsvps",)) is None
-    assert mirror_stage(("bronze", "silver", "gold"), ("photos",)) is None, "only RSVPs have a mirror"
-    assert mirror_stage(("bronze", "silver", "gold"), ("rsvps",), mirror_to_postgres=False) is None
+    def mirror_in(stages, streams, **options):
+        return ChainOptions(stages=stages, streams=streams, **options).mirror_in
+
+    assert mirror_in(("bronze", "silver", "gold", "score"), ("rsvps",)) == "gold"
+    assert mirror_in(("bronze", "silver"), ("rsvps", "photos")) == "silver"
+    assert mirror_in(("bronze", "score"), ("rsvps",)) is None
+    assert mirror_in(("bronze", "silver", "gold"), ("photos",)) is None, "only RSVPs have a mirror"
+    assert mirror_in(("bronze", "silver", "gold"), ("rsvps",), mirror_to_postgres=False) is None
+    everything = ChainOptions(streams=("rsvps", "photos"))
+    assert query_names(everything) == [
+        "bronze-rsvps", "bronze-photos", "silver-rsvps", "silver-photos", "gold-rsvps", "mirror-rsvps", "score-rsvps"
+    ]  # fmt: skip
+    assert query_names(ChainOptions(stages=("gold",), streams=("rsvps",), mirror_to_postgres=False)) == ["gold-rsvps"]
+
+
+def test_a_stage_the_chain_does_not_have_is_refused_and_each_stage_runs_on_its_path_s_trigger():
+    from pipelines.stages import BY_NAME, ChainOptions
+
+    with pytest.raises(ValueError, match="no stage silverr; the stages are bronze, silver, gold, score"):
+        ChainOptions(stages=("silverr",))
+    options = ChainOptions(interval="3 seconds", slow_interval="7 minutes", bronze_interval="1 minute")
+    assert {name: (stage.path, options.trigger(stage.cadence)) for name, stage in BY_NAME.items()} == {
+        "bronze": ("hot", {"processingTime": "1 minute"}),
+        "silver": ("slow", {"processingTime": "7 minutes"}),
+        "gold": ("hot", {"processingTime": "3 seconds"}),
+        "score": ("slow", {"processingTime": "7 minutes"}),
+    }
+    assert ChainOptions(available_now=True).trigger("interval") == {"availableNow": True}
 
 
 def test_code_generation_is_off_unless_asked_for_and_the_chain_schedules_fairly():

@@ -9,9 +9,10 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from lakehouse import validation
+from lakehouse.schemas import RSVP_MESSAGE, RSVP_TOP_LEVEL_KEYS
 from pipelines.bronze.transforms import to_bronze
-from pipelines.silver import transforms, validation
-from pipelines.silver.schemas import RSVP_MESSAGE, RSVP_TOP_LEVEL_KEYS
+from pipelines.silver import transforms
 from tests.helpers import capture_frames
 
 REAL = capture_frames()

@@ -23,9 +23,16 @@ from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from pipelines.silver.transforms import is_newer
+from lakehouse.schemas import VERSION_COLUMNS
 
 T = TypeVar("T")
+
+
+def is_newer(source: str, target: str) -> str:
+    """SQL condition: the source row's version is greater than the target row's."""
+    s_m, s_p, s_o = (f"{source}.{c}" for c in VERSION_COLUMNS)
+    t_m, t_p, t_o = (f"{target}.{c}" for c in VERSION_COLUMNS)
+    return f"({s_m} > {t_m} OR ({s_m} = {t_m} AND ({s_p} > {t_p} OR ({s_p} = {t_p} AND {s_o} > {t_o}))))"
 
 
 def retry_on_conflict(action: Callable[[], T], attempts: int = 5) -> T:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from common.settings import Settings
 from common.store import Store
-from pipelines.layout import DEFAULT_GENERATION, Layout
+from lakehouse.layout import DEFAULT_GENERATION, Layout
 
 POINTER = "CURRENT"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -59,7 +59,7 @@ def switch(settings: Settings, generation: str) -> str:
     record = {
         "generation": generation,
         "previous": previous,
-        "switched_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "switched_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     store.write(POINTER, json.dumps(record).encode())
     return previous

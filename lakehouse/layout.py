@@ -2,16 +2,22 @@
 
     <root>/<generation>/bronze/<stream>        append-only raw tables, one per stream
     <root>/<generation>/silver/<table>         3NF tables, quarantine, batch stats
+    <root>/<generation>/gold/<table>           aggregates, snapshots, scores, the chain's metrics
     <root>/<generation>/_checkpoints/<query>   one checkpoint per streaming query
 
-A replay (reprocessing) writes a new generation beside the old one, through the same code.
+A table is named by its catalogue entry (`lakehouse/catalogue.py`), never by strings. A replay
+(reprocessing) writes a new generation beside the old one, through the same code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from common.settings import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.catalogue import Table
 
 DEFAULT_GENERATION = "g1"
 
@@ -25,8 +31,8 @@ class Layout:
     def from_settings(cls, settings: Settings, generation: str = DEFAULT_GENERATION) -> Layout:
         return cls(settings.lakehouse_root.rstrip("/"), generation)
 
-    def table(self, layer: str, name: str) -> str:
-        return f"{self.root}/{self.generation}/{layer}/{name}"
+    def table(self, entry: Table) -> str:
+        return f"{self.root}/{self.generation}/{entry.layer}/{entry.name}"
 
     def checkpoint(self, query: str) -> str:
         return f"{self.root}/{self.generation}/_checkpoints/{query}"
