@@ -125,65 +125,53 @@ class Stage(ABC):
         """What must exist before the queries start (tables that other stages write)."""
 
 
-class Bronze(Stage):
+class PerStream(Stage):
+    """A stage with one query per stream, `<stage>-<stream>`."""
+
+    def query_names(self, options: ChainOptions) -> list[str]:
+        return [f"{self.name}-{stream}" for stream in options.streams]
+
+    def queries(self, run: Run) -> list[Query]:
+        names = self.query_names(run.options)
+        return [
+            Query(name, functools.partial(self.start, run, stream))
+            for name, stream in zip(names, run.options.streams, strict=True)
+        ]
+
+    @abstractmethod
+    def start(self, run: Run, stream: str) -> StreamingQuery:
+        """Start the stream's query."""
+
+
+class Bronze(PerStream):
     name = "bronze"
     path = "hot"
     cadence = "bronze_interval"
 
-    def query_names(self, options: ChainOptions) -> list[str]:
-        return [f"bronze-{stream}" for stream in options.streams]
-
-    def queries(self, run: Run) -> list[Query]:
+    def start(self, run: Run, stream: str) -> StreamingQuery:
         o = run.options
-        return [
-            Query(
-                name,
-                functools.partial(
-                    start_bronze,
-                    run.spark,
-                    run.settings,
-                    run.layout,
-                    stream,
-                    trigger=o.trigger(self.cadence),
-                    max_offsets_per_trigger=o.max_offsets_per_trigger,
-                    starting_offsets=o.starting(stream),
-                ),
-            )
-            for name, stream in zip(self.query_names(o), o.streams, strict=True)
-        ]
+        return start_bronze(
+            run.spark, run.settings, run.layout, stream, trigger=o.trigger(self.cadence),
+            max_offsets_per_trigger=o.max_offsets_per_trigger, starting_offsets=o.starting(stream),
+        )  # fmt: skip
 
 
-class Silver(Stage):
+class Silver(PerStream):
     name = "silver"
     path = "slow"
     cadence = "slow_interval"
-
-    def query_names(self, options: ChainOptions) -> list[str]:
-        return [f"silver-{stream}" for stream in options.streams]
 
     def ensure(self, run: Run) -> None:
         for stream in run.options.streams:
             ensure_bronze_table(run.spark, run.layout.table(catalogue.bronze(stream)))
 
-    def queries(self, run: Run) -> list[Query]:
+    def start(self, run: Run, stream: str) -> StreamingQuery:
         o = run.options
-        return [
-            Query(
-                name,
-                functools.partial(
-                    start_silver,
-                    run.spark,
-                    run.settings,
-                    run.layout,
-                    stream,
-                    trigger=o.trigger(self.cadence),
-                    mirror_to_postgres=o.mirror_in == "silver",
-                    max_files_per_trigger=o.max_files_per_trigger,
-                    max_bytes_per_trigger=o.max_bytes_per_trigger,
-                ),
-            )
-            for name, stream in zip(self.query_names(o), o.streams, strict=True)
-        ]
+        return start_silver(
+            run.spark, run.settings, run.layout, stream, trigger=o.trigger(self.cadence),
+            mirror_to_postgres=o.mirror_in == "silver", max_files_per_trigger=o.max_files_per_trigger,
+            max_bytes_per_trigger=o.max_bytes_per_trigger,
+        )  # fmt: skip
 
 
 class Gold(Stage):
