@@ -53,7 +53,9 @@ def up(settings: Settings) -> str:
     pid_file, log_file, data_dir = base / "s3proxy.pid", base / "s3proxy.log", base / "data"
     endpoint = urlparse(settings.s3.endpoint)
     if procs.read_pid(pid_file) is None:
-        procs.ensure_port_free(endpoint.hostname, endpoint.port, service=NAME, setting="S3_ENDPOINT")
+        procs.ensure_port_free(
+            endpoint.hostname or "127.0.0.1", endpoint.port or 80, service=NAME, setting="S3_ENDPOINT"
+        )
         jars = settings.stack_dir / "jars" / "s3proxy"
         if not any(jars.glob("s3proxy-*.jar")):
             raise procs.StackError(f"s3: no S3Proxy jars in {jars}; run `make jars`")

@@ -7,6 +7,7 @@ import pwd
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from psycopg2 import sql
@@ -59,7 +60,9 @@ def admin_password(settings: Settings) -> str:
     return settings.postgres.admin_password
 
 
-def connect(settings: Settings, *, dbname: str = "postgres", user: str = "postgres", password: str | None = None):
+def connect(
+    settings: Settings, *, dbname: str = "postgres", user: str = "postgres", password: str | None = None
+) -> Any:
     return psycopg2.connect(
         host=settings.postgres.host,
         port=settings.postgres.port,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pyspark
@@ -55,17 +56,18 @@ def _class(name: str) -> list[str]:
     return [str(SPARK_HOME / "bin" / "spark-class"), name]
 
 
-def master_state(settings: Settings, timeout: float = 2) -> dict | None:
+def master_state(settings: Settings, timeout: float = 2) -> dict[str, Any] | None:
     """The master's JSON status (workers, applications), or None when it does not answer."""
     url = f"http://127.0.0.1:{settings.spark.master_webui_port}/json/"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return json.load(response)
+            state: dict[str, Any] = json.load(response)
+            return state
     except (OSError, ValueError):
         return None
 
 
-def alive_workers(state: dict | None) -> int:
+def alive_workers(state: dict[str, Any] | None) -> int:
     return 0 if state is None else sum(worker.get("state") == "ALIVE" for worker in state.get("workers", []))
 
 
