@@ -8,7 +8,8 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
-from app.data import AsOf, Lakehouse, NoData, ServiceDown, as_of_now
+from app.as_of import AsOf, as_of_now
+from app.reader import Lakehouse, NoData, ServiceDown
 from common.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")

@@ -133,7 +133,7 @@ def tables(n: int, now: datetime) -> dict[tuple[str, str], pd.DataFrame]:
 def write_lakehouse(settings, n: int) -> dict[str, int]:
     from deltalake import write_deltalake
 
-    from app.data import Lakehouse
+    from app.reader import Lakehouse
     from lakehouse.aggregates import BY_NAME, long_table
 
     lake = Lakehouse(settings)
@@ -184,17 +184,17 @@ def page_times(page: str) -> tuple[float, float]:
 
 
 def read_times(settings) -> dict[str, float]:
-    from app import data
+    from app import queries, reader
 
-    lake = data.Lakehouse(settings)
+    lake = reader.Lakehouse(settings)
     reads = {
-        "totals": lambda: data.totals(lake),
-        "rate_per_minute": lambda: data.rate_per_minute(lake, 60),
-        "top_groups": lambda: data.top_groups(lake),
-        "scored_feed": lambda: data.scored_feed(lake, 20),
-        "live_accuracy": lambda: data.live_accuracy(lake),
-        "regions": lambda: data.regions(lake, "city"),
-        "pipeline_metrics": lambda: data.pipeline_metrics(lake),
+        "totals": lambda: queries.totals(lake),
+        "rate_per_minute": lambda: queries.rate_per_minute(lake, 60),
+        "top_groups": lambda: queries.top_groups(lake),
+        "scored_feed": lambda: queries.scored_feed(lake, 20),
+        "live_accuracy": lambda: queries.live_accuracy(lake),
+        "regions": lambda: queries.regions(lake, "city"),
+        "pipeline_metrics": lambda: queries.pipeline_metrics(lake),
     }
     return {name: median_seconds(read) for name, read in reads.items()}
 

@@ -129,7 +129,7 @@ def quantile(values: list[float], q: float) -> float | None:
 
 def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, interval: str, logs: Path) -> dict:
     """One floor run at `rate` RSVPs/s: its own topic and table; lag quantiles over rows after warm-up."""
-    from app.data import Lakehouse, delta_rs_uri
+    from app.reader import Lakehouse, delta_rs_uri
     from stack import kafka as kafka_service
 
     name = f"floor{int(time.time())}r{int(rate)}"

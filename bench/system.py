@@ -210,7 +210,7 @@ def over_time(settings: Settings, started: float, after: float) -> dict:
     """Per stage: (minute of the run, batch p95 s) for every batch after warm-up, its slope and boundedness."""
     from datetime import datetime
 
-    from app.data import Lakehouse
+    from app.reader import Lakehouse
 
     table = Lakehouse(settings).table(catalogue.GOLD_FRESHNESS)
     table = table[table["visible_at"] > datetime.fromtimestamp(after, UTC)]
@@ -267,7 +267,7 @@ def phases(settings: Settings, after: float) -> dict:
     """Mean seconds per batch, per query and phase (gold/batch_phases), for batches after warm-up."""
     from datetime import datetime
 
-    from app.data import Lakehouse
+    from app.reader import Lakehouse
 
     lake = Lakehouse(settings)
     try:
@@ -310,7 +310,7 @@ def plot(results: list[dict], path: Path) -> None:
 def freshness(settings: Settings, after: float) -> dict:
     from datetime import datetime
 
-    from app.data import Lakehouse
+    from app.reader import Lakehouse
 
     lake = Lakehouse(settings)
     table = lake.table(catalogue.GOLD_FRESHNESS)

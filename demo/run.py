@@ -106,7 +106,7 @@ def start_at(newest_ms: int | None, now_ms: int) -> int | None:
 
 def newest_stream_time(settings: Settings) -> int | None:
     """The greatest RSVP time gold has seen in the current generation (gold/watermarks), or None."""
-    from app.data import Lakehouse, NoData, ServiceDown
+    from app.reader import Lakehouse, NoData, ServiceDown
 
     try:
         marks = Lakehouse(settings).table(catalogue.GOLD_WATERMARKS, ["max_mtime"])
@@ -186,7 +186,7 @@ class Trainer(threading.Thread):
 
 
 def silver_rsvps(settings: Settings, lake=None) -> int:
-    from app.data import Lakehouse, NoData, ServiceDown
+    from app.reader import Lakehouse, NoData, ServiceDown
 
     try:
         return len((lake or Lakehouse(settings)).table(catalogue.SILVER_RSVPS, ["rsvp_id"]))
@@ -195,19 +195,19 @@ def silver_rsvps(settings: Settings, lake=None) -> int:
 
 
 def status(settings: Settings) -> str:
-    from app import data
+    from app import queries, reader
 
-    lake = data.Lakehouse(settings)
+    lake = reader.Lakehouse(settings)
     found = []
     for label, read in (
-        ("totals", lambda: "yes {yes:,} no {no:,}".format(**data.totals(lake))),
+        ("totals", lambda: "yes {yes:,} no {no:,}".format(**queries.totals(lake))),
         ("silver", lambda: f"{silver_rsvps(settings, lake):,} RSVPs"),
         ("scored", lambda: f"{len(lake.table(catalogue.GOLD_SCORED_RSVPS, ['rsvp_id'])):,}"),
         ("quarantined", lambda: f"{len(lake.table(catalogue.SILVER_QUARANTINE, ['offset'])):,}"),
     ):
         try:
             found.append(f"{label} {read()}")
-        except (data.NoData, data.ServiceDown):
+        except (reader.NoData, reader.ServiceDown):
             found.append(f"{label} -")
     return ", ".join(found)
 

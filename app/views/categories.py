@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import data
+from app import labels, queries
 from app.ui import SNAPSHOT_REFRESH, label_every_bar, lake, load
 
 
@@ -21,7 +21,7 @@ st.title("Categories and topics")
 def categories_and_topics() -> None:
     lh = lake()
     st.subheader("Categories (derived from group topics)")
-    categories = load(lambda: data.category_trends(lh))
+    categories = load(lambda: queries.category_trends(lh))
     if categories is not None:
         by_hour = categories.sort_values("hour")
         if by_hour["hour"].nunique() > 1:
@@ -37,15 +37,15 @@ def categories_and_topics() -> None:
         latest = categories[categories["hour"] == categories["hour"].max()].sort_values("rank")
         st.dataframe(latest[["rank", "category", "yes", "no", "rank_change"]], hide_index=True)
     st.subheader("Topics")
-    topics = load(lambda: data.topic_trends(lh))
+    topics = load(lambda: queries.topic_trends(lh))
     if topics is not None:
         hours = sorted(topics["hour"].unique(), reverse=True)
         hour = st.selectbox("Hour (stream time)", hours, key="topics_hour", format_func=hour_label)
         top = topics[topics["hour"] == hour].sort_values("rank").head(20).copy()
-        top["against the hour before"] = top["rank_change"].map(data.move)
-        top["change"] = top["rank_change"].map(data.move_label)
+        top["against the hour before"] = top["rank_change"].map(labels.move)
+        top["change"] = top["rank_change"].map(labels.move_label)
         chart = px.bar(top, x="yes", y="topic_name", orientation="h", color="against the hour before",
-                       color_discrete_map=data.MOVES, category_orders={"against the hour before": list(data.MOVES)},
+                       color_discrete_map=labels.MOVES, category_orders={"against the hour before": list(labels.MOVES)},
                        text="change", hover_data=["urlkey", "rank", "previous_rank"], labels={"yes": "yes RSVPs"},
                        title="Top topics of the hour, coloured by their move against the hour before")  # fmt: skip
         label_every_bar(chart, len(top))

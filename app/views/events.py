@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import data
+from app import queries
 from app.ui import lake, link, load
 
 st.title("Events and groups")
@@ -17,7 +17,7 @@ params = st.query_params
 params.from_dict(params.to_dict())
 text = st.text_input("Search events and groups by name or id", key="events_search", placeholder="e.g. hiking, 1234")
 if text:
-    found = load(lambda: data.search(lh, text))
+    found = load(lambda: queries.search(lh, text))
     if found is not None and found.empty:
         st.info(f"Nothing named or numbered {text!r}.")
     elif found is not None:
@@ -26,7 +26,7 @@ if text:
 
 
 def show_event(event_id: str) -> None:
-    view = load(lambda: data.event_view(lh, event_id))
+    view = load(lambda: queries.event_view(lh, event_id))
     if view is None:
         return
     event, group, venue = view["event"], view["group"], view["venue"]
@@ -60,7 +60,7 @@ def show_event(event_id: str) -> None:
 
 
 def show_group(group_id: int) -> None:
-    view = load(lambda: data.group_view(lh, group_id))
+    view = load(lambda: queries.group_view(lh, group_id))
     if view is None:
         return
     group = view["group"]

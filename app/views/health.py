@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import data
+from app import queries
 from app.ui import REFRESH, axis_cap, lake, link_to_live, load, show_as_of
 from pipelines.cadence import HOT_STAGES, SLOW_INTERVAL_WORDS, SLOW_STAGES
 
@@ -34,7 +34,7 @@ def health() -> None:
     lh = lake()
     show_as_of(lh)
     link_to_live()
-    fresh = load(lambda: data.freshness(lh, WINDOWS[window]))
+    fresh = load(lambda: queries.freshness(lh, WINDOWS[window]))
     if fresh is not None:
         fresh = fresh.assign(p95_s=fresh["p95_ms"] / 1000)  # tens of seconds read better than 40,000 ms
         # each path on its own chart: the slow path's minutes would flatten the hot path's seconds
@@ -48,7 +48,7 @@ def health() -> None:
             rows = fresh[fresh["stage"].isin(stages)]
             if not rows.empty:
                 freshness_chart(rows, title, key, typical)
-    metrics = load(lambda: data.pipeline_metrics(lh, WINDOWS[window]))
+    metrics = load(lambda: queries.pipeline_metrics(lh, WINDOWS[window]))
     if metrics is not None:
         left, right = st.columns(2)
         left.plotly_chart(px.line(metrics, x="batch_started", y="processed_rows_per_s", color="query",
@@ -68,7 +68,7 @@ def health() -> None:
             # a lag is never negative: a chain that keeps up draws a line on the floor, not mid-chart at 0
             fig.update_yaxes(rangemode="tozero")
             st.plotly_chart(fig, key="lag_chart")
-    phases = load(lambda: data.batch_phases(lh, WINDOWS[window]))
+    phases = load(lambda: queries.batch_phases(lh, WINDOWS[window]))
     if phases is not None:
         fig = px.bar(phases, x="seconds", y="query", color="phase", orientation="h",
                      title="Where a batch's time goes: mean seconds per batch, by phase",
@@ -81,7 +81,7 @@ def health() -> None:
                           legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})  # fmt: skip
         st.plotly_chart(fig, key="phases_chart")
     st.subheader("Quarantine")
-    found = load(lambda: data.quarantine(lh))
+    found = load(lambda: queries.quarantine(lh))
     if found is not None:
         counts, recent = found
         st.dataframe(counts, hide_index=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
-from app import data
+from app import queries
 from app.ui import REFRESH, label_every_bar, lake, load, show_as_of
 
 st.title("Live")
@@ -27,20 +27,20 @@ feed_rows = st.selectbox("Scored RSVPs in the feed", [20, 50, 100], index=0, key
 def live() -> None:
     lh = lake()
     show_as_of(lh)
-    totals = load(lambda: data.totals(lh))
+    totals = load(lambda: queries.totals(lh))
     if totals:
         yes, no, guests = st.columns(3)
         yes.metric("yes", f"{totals['yes']:,}")
         no.metric("no", f"{totals['no']:,}")
         guests.metric("guests (of yes)", f"{totals['guests']:,}")
-    rate = load(lambda: data.rate_per_minute(lh, minutes))
+    rate = load(lambda: queries.rate_per_minute(lh, minutes))
     if rate is not None:
         chart = px.bar(rate, x="minute", y=["yes", "no"], title="RSVPs per minute (stream time)",
                        labels={"value": "RSVPs", "variable": "answer", "minute": ""})  # fmt: skip
         st.plotly_chart(chart, key="rate_chart")
     left, right = st.columns(2)
     with left:
-        groups = load(lambda: data.top_groups(lh))
+        groups = load(lambda: queries.top_groups(lh))
         if groups is not None:
             top = groups.head(10)
             chart = px.bar(top, x="yes", y="group_name", orientation="h", title="Top groups, last 5 minutes",
@@ -56,7 +56,7 @@ def live() -> None:
             pie = px.pie(names=["yes", "no"], values=[totals["yes"], totals["no"]], title="Running yes / no")
             st.plotly_chart(pie, key="totals_chart")
     st.subheader("Scored RSVPs")
-    feed = load(lambda: data.scored_feed(lh, feed_rows))
+    feed = load(lambda: queries.scored_feed(lh, feed_rows))
     if feed is not None:
         # what a person reads first (the answer beside the model's guess) before the long names, which
         # otherwise pushed p(yes) off the right edge of the table

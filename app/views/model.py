@@ -8,11 +8,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import data, scoring
+from app import labels, queries, scoring
 from app.ui import label_every_bar, lake, load, settings
 
 st.title("Model")
-record = load(lambda: data.model_record(settings()))
+record = load(lambda: queries.model_record(settings()))
 if record is not None:
     scoring.warm_up(settings())
     st.caption(
@@ -44,14 +44,14 @@ if record is not None:
         st.plotly_chart(fig, key="calibration_chart")
     weights = pd.DataFrame(record["importances"]).head(15)
     value = [c for c in weights.columns if c != "feature"][0]
-    weights["feature"] = weights["feature"].map(data.feature_label)
+    weights["feature"] = weights["feature"].map(labels.feature_label)
     fig = px.bar(weights, x=value, y="feature", orientation="h", title="What the model weighs",
                  labels={value: value.replace("_", " ")})  # fmt: skip
     label_every_bar(fig, len(weights))
     st.plotly_chart(fig, key="importances_chart")
 
 st.subheader("Live accuracy")
-accuracy = load(lambda: data.live_accuracy(lake()))
+accuracy = load(lambda: queries.live_accuracy(lake()))
 if accuracy is not None:
     st.dataframe(accuracy, hide_index=True)
 
@@ -60,11 +60,11 @@ st.caption(
     "The scoring stream shifts the model's log-odds block by block (100 RSVPs) by the answers of the 500 "
     "RSVPs before each block, as they stood when it began, so that p(yes) follows the stream's own yes rate."
 )
-history = load(lambda: data.calibration_history(lake()))
+history = load(lambda: queries.calibration_history(lake()))
 if history is not None:
-    st.write("In use: " + data.calibration_in_use(history, record["version"] if record else None))
+    st.write("In use: " + queries.calibration_in_use(history, record["version"] if record else None))
     fig = px.line(
-        data.with_breaks(history), x="block_start", y="shift", color="model_version", markers=True,
+        queries.with_breaks(history), x="block_start", y="shift", color="model_version", markers=True,
         title="Shift of the log-odds per block", labels={"block_start": "block began", "shift": "shift (log-odds)",
                                                           "model_version": "model"},
         hover_data=["block", "answers", "yes_rate"],

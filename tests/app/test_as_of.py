@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from app.data import BEHIND_S, STALLED_S, as_of
+from app.as_of import BEHIND_S, STALLED_S, as_of
 
 NOW = pd.Timestamp("2026-12-03 12:00:00", tz="UTC")
 

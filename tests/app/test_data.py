@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from app import data
+from app import queries, reader
 from common.settings import load_settings
 from lakehouse import catalogue
 from lakehouse.aggregates import COUNTS_TABLE, long_table
@@ -26,7 +26,7 @@ def feed(ids: range, at) -> pd.DataFrame:
 
 @pytest.fixture
 def lh(empty_lake):
-    return data.Lakehouse(load_settings())
+    return reader.Lakehouse(load_settings())
 
 
 def test_newest_holds_the_true_top_rows_with_their_ties_across_files(empty_lake, lh):
@@ -58,9 +58,9 @@ def test_a_kept_table_sees_new_commits_and_a_recreated_table(empty_lake, lh):
     append(empty_lake, "scored_rsvps", feed(range(2), H0))
     assert len(lh.table(catalogue.GOLD_SCORED_RSVPS)) == 2
     append(empty_lake, "scored_rsvps", feed(range(2, 5), H0))
-    assert len(data.Lakehouse(load_settings()).table(catalogue.GOLD_SCORED_RSVPS)) == 5  # the next page run
+    assert len(reader.Lakehouse(load_settings()).table(catalogue.GOLD_SCORED_RSVPS)) == 5  # the next page run
     append(empty_lake, "scored_rsvps", feed(range(1), H0), mode="overwrite")
-    assert len(data.Lakehouse(load_settings()).table(catalogue.GOLD_SCORED_RSVPS)) == 1
+    assert len(reader.Lakehouse(load_settings()).table(catalogue.GOLD_SCORED_RSVPS)) == 1
 
 
 def append_counts(root, name: str, df: pd.DataFrame) -> None:
@@ -80,13 +80,13 @@ def test_the_rate_chart_sums_the_last_minutes_of_stream_time(empty_lake, lh):
     append_counts(empty_lake, "groups_by_minute", pd.DataFrame(
         {"minute": [H0 + timedelta(minutes=50)], "group_id": [7], "yes": [5], "no": [0], "guests": [0]}
     ))  # fmt: skip
-    rate = data.rate_per_minute(lh, minutes=3)
+    rate = queries.rate_per_minute(lh, minutes=3)
     assert list(rate["minute"]) == [H0 + timedelta(minutes=m) for m in (7, 8, 9)]
     assert list(rate["yes"]) == [3, 3, 3] and list(rate["no"]) == [1, 1, 1]
 
 
 def test_batch_phases_are_mean_seconds_per_batch_in_batch_order_without_the_double_counted_addbatch(lake):
-    phases = data.batch_phases(data.Lakehouse(load_settings()))
+    phases = queries.batch_phases(reader.Lakehouse(load_settings()))
     got = [(r.query, r.phase, r.seconds, r.batches) for r in phases.itertuples()]
     assert got == [
         ("bronze-rsvps", "spark: addBatch", 0.5, 1),  # Spark's part is all there is of a bronze batch

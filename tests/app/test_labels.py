@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.data import feature_label, move, move_label
+from app.labels import feature_label, move, move_label
 from ml.features import NUMERIC_FEATURES
 
 

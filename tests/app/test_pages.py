@@ -109,14 +109,14 @@ def test_pipeline_health_shows_freshness_rates_lag_phases_and_quarantine(lake):
 
 
 def test_a_few_catch_up_batches_do_not_flatten_the_freshness_chart(lake, monkeypatch):
-    from app import data
+    from app import queries
 
     start = pd.Timestamp("2026-12-05 10:00", tz="UTC")
     p95_ms = [400_000, 310_000] + [5_000 + 100 * i for i in range(30)]  # a restart's catch-up, then steady
     catch_up = pd.DataFrame({"stage": "gold", "query": "gold-rsvps", "batch_id": range(32), "rows": 10,
                              "p50_ms": 1_000, "p95_ms": p95_ms, "max_ms": p95_ms,
                              "visible_at": [start + pd.Timedelta(seconds=10 * i) for i in range(32)]})  # fmt: skip
-    monkeypatch.setattr(data, "freshness", lambda lake, span=None: catch_up)
+    monkeypatch.setattr(queries, "freshness", lambda lake, span=None: catch_up)
     at = run("health")
     assert not at.exception
     axis = figures(at)[0]["layout"]["yaxis"]
@@ -124,13 +124,13 @@ def test_a_few_catch_up_batches_do_not_flatten_the_freshness_chart(lake, monkeyp
     assert any("2 of 32 batches are above" in c.value and "up to 400 s" in c.value for c in at.caption)
 
     steady = catch_up.assign(p95_ms=[5_000 + 100 * i for i in range(32)])
-    monkeypatch.setattr(data, "freshness", lambda lake, span=None: steady)
+    monkeypatch.setattr(queries, "freshness", lambda lake, span=None: steady)
     axis = figures(run("health"))[0]["layout"]["yaxis"]
     assert "range" not in axis and axis["rangemode"] == "tozero", "nothing cut when nothing stands out"
 
 
 def test_the_slow_path_is_drawn_on_its_own_chart_not_cut_off_as_a_catch_up(lake, monkeypatch):
-    from app import data
+    from app import queries
 
     start = pd.Timestamp("2026-12-06 18:00", tz="UTC")
     # a steady hour of the demo: gold every 10 s at 5-8 s behind, silver every 2 minutes at 150-210 s behind
@@ -139,7 +139,7 @@ def test_the_slow_path_is_drawn_on_its_own_chart_not_cut_off_as_a_catch_up(lake,
     rows = pd.DataFrame(gold + silver, columns=["stage", "visible_at", "p95_ms"]).assign(
         query=lambda df: df["stage"] + "-rsvps", batch_id=0, rows=10, p50_ms=1_000, max_ms=lambda df: df["p95_ms"]
     )
-    monkeypatch.setattr(data, "freshness", lambda lake, span=None: rows)
+    monkeypatch.setattr(queries, "freshness", lambda lake, span=None: rows)
     at = run("health")
     assert not at.exception
     hot, slow = figures(at)[:2]
@@ -156,7 +156,7 @@ def test_the_slow_path_is_drawn_on_its_own_chart_not_cut_off_as_a_catch_up(lake,
                              "p95_ms": [8_000_000, 8_050_000, 7_900_000]})  # fmt: skip
     catch_up = catch_up.assign(query="x", batch_id=0, rows=10, p50_ms=1_000, max_ms=catch_up["p95_ms"])
     rows = pd.concat([catch_up, started])
-    monkeypatch.setattr(data, "freshness", lambda lake, span=None: rows)
+    monkeypatch.setattr(queries, "freshness", lambda lake, span=None: rows)
     at = run("health")
     slow = figures(at)[1]
     assert slow["layout"]["yaxis"]["range"][1] < 500, "the steady 3-4 minutes fill the slow path's chart"

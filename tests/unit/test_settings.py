@@ -128,7 +128,7 @@ def test_the_stack_folder_is_found_in_one_place(tmp_path):
 def test_s3_keys_reach_s3a_boto3_and_delta_rs_from_the_settings_and_only_when_given():
     import boto3
 
-    from app.data import Lakehouse
+    from app.reader import Lakehouse
     from common.health import s3_client
     from common.spark import lakehouse_conf
 
