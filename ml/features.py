@@ -24,7 +24,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse import validation
+from lakehouse import message, validation
 from lakehouse.schemas import RSVP_MESSAGE, SERVICES, VERSION_COLUMNS
 
 ARRIVAL = ("arrival_ms", "partition", "offset")
@@ -113,12 +113,9 @@ def lines_as_messages(lines_df: DataFrame) -> DataFrame:
 def history_rows(messages_df: DataFrame) -> DataFrame:
     """Valid messages -> the columns history needs: who, which version, what answer, when it arrived."""
     return messages_df.select(
-        F.col("msg.rsvp_id").alias("rsvp_id"),
-        F.col("msg.member.member_id").alias("member_id"),
-        F.col("msg.group.group_id").alias("group_id"),
-        F.col("msg.event.event_id").alias("event_id"),
-        (F.col("msg.response") == "yes").alias("yes"),
-        F.col("msg.mtime").alias("version_mtime"),
+        *message.flat("rsvp_id", "member_id", "group_id", "event_id"),
+        (message.field("response") == "yes").alias("yes"),
+        message.field("mtime").alias("version_mtime"),
         F.col("partition").cast("int").alias("version_partition"),
         F.col("offset").alias("version_offset"),
         *ARRIVAL,
@@ -164,43 +161,44 @@ def history_counts(rows_df: DataFrame, prior_state_df: DataFrame | None = None) 
 
 def first_messages(messages_df: DataFrame) -> DataFrame:
     """The first-arrived message of each RSVP among these messages."""
-    first = Window.partitionBy("msg.rsvp_id").orderBy(*(F.col(c) for c in ARRIVAL))
+    first = Window.partitionBy(message.field("rsvp_id")).orderBy(*(F.col(c) for c in ARRIVAL))
     return messages_df.withColumn("_n", F.row_number().over(first)).filter(F.col("_n") == 1).drop("_n")
 
 
 def attribute_columns() -> list[Column]:
     """The message's own features (no history), as columns over a valid parsed message `msg`."""
-    msg = F.col("msg")
-    lead_hours = (msg["event"]["time"] - msg["mtime"]) / HOUR_MS
-    local_hour, weekday = local_clock(msg["mtime"], msg)
-    venue = msg["venue"]
+    lead_hours = (message.field("time") - message.field("mtime")) / HOUR_MS
+    local_hour, weekday = local_clock(message.field("mtime"))
+    venue = message.field("venue")
     online = (
-        venue.isNull() | F.lower(venue["venue_name"]).contains("online") | ((venue["lat"] == 0) & (venue["lon"] == 0))
+        venue.isNull()
+        | F.lower(message.field("venue_name")).contains("online")
+        | ((message.field("lat") == 0) & (message.field("lon") == 0))
     )
-    event_hour, event_weekday = local_clock(msg["event"]["time"], msg)
-    km = venue_km(msg)
+    event_hour, event_weekday = local_clock(message.field("time"))
+    km = venue_km()
     services = F.coalesce(
-        F.greatest(*(msg["member"]["other_services"][s].isNotNull().cast("int") for s in SERVICES)), F.lit(0)
+        F.greatest(*(message.field("other_services")[s].isNotNull().cast("int") for s in SERVICES)), F.lit(0)
     )
 
     def as_double(column: Column) -> Column:
         return column.cast("double")
 
     return [
-        as_double(msg["guests"]).alias("guests"),
-        as_double(msg["guests"] > 0).alias("has_guests"),
+        as_double(message.field("guests")).alias("guests"),
+        as_double(message.field("guests") > 0).alias("has_guests"),
         # signed log: an RSVP an hour before the event and one a month before differ most at the short end
         F.coalesce(F.signum(lead_hours) * F.log1p(F.abs(lead_hours)), F.lit(0.0)).alias("lead_log_hours"),
-        as_double(msg["event"]["time"].isNull()).alias("lead_unknown"),
+        as_double(message.field("time").isNull()).alias("lead_unknown"),
         as_double(F.coalesce(lead_hours < 0, F.lit(False))).alias("lead_past"),
         F.sin(hour_angle(local_hour)).alias("local_hour_sin"),
         F.cos(hour_angle(local_hour)).alias("local_hour_cos"),
         as_double(weekday >= 5).alias("local_weekend"),
         as_double(online).alias("online"),
-        as_double(F.size(msg["group"]["group_topics"])).alias("topic_count"),
-        as_double(msg["member"]["photo"].isNotNull()).alias("member_photo"),
+        as_double(F.size(message.field("group_topics"))).alias("topic_count"),
+        as_double(message.field("photo").isNotNull()).alias("member_photo"),
         as_double(services).alias("member_services"),
-        *(as_double(msg["member"]["other_services"][s].isNotNull()).alias(f"member_{s}") for s in SERVICES),
+        *(as_double(message.field("other_services")[s].isNotNull()).alias(f"member_{s}") for s in SERVICES),
         # when the event is, in the group's local time (unknown time: neither weekend nor an hour)
         as_double(F.coalesce(event_weekday >= 5, F.lit(False))).alias("event_weekend"),
         F.coalesce(F.sin(hour_angle(event_hour)), F.lit(0.0)).alias("event_hour_sin"),
@@ -208,15 +206,15 @@ def attribute_columns() -> list[Column]:
         # how far the venue is from the group's centre (online and venue-less events: unknown)
         F.coalesce(F.log1p(km), F.lit(0.0)).alias("venue_log_km"),
         as_double(km.isNull()).alias("venue_km_unknown"),
-        msg["group"]["group_country"].alias("country"),
-        F.transform(msg["group"]["group_topics"], lambda t: t["urlkey"]).alias("topics"),
-        name_words(msg).alias("name_words"),
+        message.field("group_country").alias("country"),
+        F.transform(message.field("group_topics"), lambda t: t["urlkey"]).alias("topics"),
+        name_words().alias("name_words"),
     ]
 
 
-def local_clock(epoch_ms: Column, msg: Column) -> tuple[Column, Column]:
+def local_clock(epoch_ms: Column) -> tuple[Column, Column]:
     """(hour 0-23, weekday with Monday = 0) of a moment in the group's local time (longitude / 15 hours)."""
-    local_ms = epoch_ms + F.round(msg["group"]["group_lon"] / 15).cast("long") * HOUR_MS
+    local_ms = epoch_ms + F.round(message.field("group_lon") / 15).cast("long") * HOUR_MS
     return F.floor((local_ms % DAY_MS) / HOUR_MS), (F.floor(local_ms / DAY_MS) + 3) % 7  # 1970-01-01: Thursday
 
 
@@ -231,22 +229,22 @@ def standing_version() -> Column:
     return F.struct(*(F.col(c) for c in VERSION_COLUMNS), F.col("yes"))
 
 
-def venue_km(msg: Column) -> Column:
+def venue_km() -> Column:
     """Great-circle distance from the group's centre to the venue, km; null without a venue or with one at (0, 0)
     (Meetup's placeholder for online events)."""
-    venue, group = msg["venue"], msg["group"]
-    lat1, lon1 = F.radians(group["group_lat"]), F.radians(group["group_lon"])
-    lat2, lon2 = F.radians(venue["lat"]), F.radians(venue["lon"])
+    venue = message.field("venue")
+    lat1, lon1 = F.radians(message.field("group_lat")), F.radians(message.field("group_lon"))
+    lat2, lon2 = F.radians(message.field("lat")), F.radians(message.field("lon"))
     a = F.sin((lat2 - lat1) / 2) ** 2 + F.cos(lat1) * F.cos(lat2) * F.sin((lon2 - lon1) / 2) ** 2
     km = 2 * 6371.0 * F.asin(F.sqrt(F.least(a, F.lit(1.0))))
-    placeholder = (venue["lat"] == 0) & (venue["lon"] == 0)
+    placeholder = (message.field("lat") == 0) & (message.field("lon") == 0)
     return F.when(venue.isNotNull() & ~F.coalesce(placeholder, F.lit(True)), km)
 
 
-def name_words(msg: Column) -> Column:
+def name_words() -> Column:
     """The distinct lower-case words of the event's and the group's names ("happy hour", "workshop", "run"),
     for a bag of words the fitted pipeline keeps the common ones of (ml/model.py)."""
-    text = F.lower(F.concat_ws(" ", msg["event"]["event_name"], msg["group"]["group_name"]))
+    text = F.lower(F.concat_ws(" ", message.field("event_name"), message.field("group_name")))
     words = F.split(text, r"[^\p{L}\p{N}]+")
     return F.array_distinct(F.filter(words, lambda w: F.length(w) >= MIN_WORD_LENGTH))
 
@@ -271,13 +269,12 @@ def rsvp_features(messages_df: DataFrame, prior_state_df: DataFrame | None = Non
     counted = history_counts(history_rows(messages_df), prior_state_df)
     firsts = first_messages(messages_df)
     if prior_state_df is not None:
-        firsts = firsts.join(prior_state_df.select("rsvp_id"), F.col("msg.rsvp_id") == F.col("rsvp_id"), "left_anti")
+        firsts = firsts.join(
+            prior_state_df.select("rsvp_id"), message.field("rsvp_id") == F.col("rsvp_id"), "left_anti"
+        )
     context: list[Column] = [
-        F.col("msg.rsvp_id").alias("rsvp_id"),
-        F.col("msg.group.group_name").alias("group_name"),
-        F.col("msg.event.event_name").alias("event_name"),
-        F.col("msg.mtime").alias("mtime"),
-        F.col("msg.response").alias("first_response"),
+        *message.flat("rsvp_id", "group_name", "event_name", "mtime"),
+        message.field("response").alias("first_response"),
         *(F.col(name) for name in ARRIVAL),
     ]
     rows = firsts.select(*context, *attribute_columns())

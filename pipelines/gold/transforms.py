@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse import message
 from lakehouse.aggregates import AGGREGATES, MEASURES, Aggregate, aggregate
 from lakehouse.schemas import VERSION_COLUMNS
 from pipelines.gold.schemas import KEY_TYPES
@@ -33,18 +34,14 @@ DEFAULT_LATENESS_MS = 10 * 60 * 1000
 def to_facts(valid_df: DataFrame) -> DataFrame:
     """Valid parsed RSVP messages (silver's validation) -> one fact per message."""
     return valid_df.select(
-        F.col("msg.rsvp_id").alias("rsvp_id"),
-        F.col("msg.mtime").alias("version_mtime"),
-        F.col("partition").alias("version_partition"),
-        F.col("offset").alias("version_offset"),
-        F.col("msg.response").alias("response"),
-        F.col("msg.guests").alias("guests"),
-        F.col("msg.group.group_country").alias("country"),
-        F.col("msg.group.group_state").alias("state"),
-        F.col("msg.group.group_city").alias("city"),
-        F.col("msg.group.group_id").alias("group_id"),
-        F.col("msg.event.event_id").alias("event_id"),
-        F.transform(F.col("msg.group.group_topics"), lambda t: t["urlkey"]).alias("topics"),
+        *message.flat("rsvp_id"),
+        *message.version(),
+        *message.flat("response", "guests"),
+        message.field("group_country").alias("country"),
+        message.field("group_state").alias("state"),
+        message.field("group_city").alias("city"),
+        *message.flat("group_id", "event_id"),
+        F.transform(message.field("group_topics"), lambda t: t["urlkey"]).alias("topics"),
         F.col("kafka_timestamp"),
     )
 

@@ -9,61 +9,41 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from lakehouse import message
 from lakehouse.schemas import SERVICES, TABLE_KEYS, VERSION_COLUMNS
-
-
-def _version() -> list[Column]:
-    return [
-        F.col("msg.mtime").alias("version_mtime"),
-        F.col("partition").alias("version_partition"),
-        F.col("offset").alias("version_offset"),
-    ]
 
 
 def to_rsvps(valid_df: DataFrame) -> DataFrame:
     return valid_df.select(
-        F.col("msg.rsvp_id").alias("rsvp_id"),
-        F.col("msg.event.event_id").alias("event_id"),
-        F.col("msg.member.member_id").alias("member_id"),
-        F.timestamp_millis(F.col("msg.mtime")).alias("mtime"),
-        F.col("msg.response").alias("response"),
-        F.col("msg.guests").alias("guests"),
-        F.col("msg.visibility").alias("visibility"),
-        *_version(),
+        *message.flat("rsvp_id", "event_id", "member_id"),
+        F.timestamp_millis(message.field("mtime")).alias("mtime"),
+        *message.flat("response", "guests", "visibility"),
+        *message.version(),
     )
 
 
 def to_events(valid_df: DataFrame) -> DataFrame:
     return valid_df.select(
-        F.col("msg.event.event_id").alias("event_id"),
-        F.col("msg.group.group_id").alias("group_id"),
-        F.col("msg.venue.venue_id").alias("venue_id"),
-        F.col("msg.event.event_name").alias("event_name"),
-        F.col("msg.event.event_url").alias("event_url"),
-        F.timestamp_millis(F.col("msg.event.time")).alias("time"),
-        *_version(),
+        *message.flat("event_id", "group_id", "venue_id", "event_name", "event_url"),
+        F.timestamp_millis(message.field("time")).alias("time"),
+        *message.version(),
     )
 
 
 def to_venues(valid_df: DataFrame) -> DataFrame:
-    return valid_df.filter(F.col("msg.venue.venue_id").isNotNull()).select(
-        F.col("msg.venue.venue_id").alias("venue_id"),
-        F.col("msg.venue.venue_name").alias("venue_name"),
-        F.col("msg.venue.lat").alias("lat"),
-        F.col("msg.venue.lon").alias("lon"),
-        *_version(),
+    return valid_df.filter(message.field("venue_id").isNotNull()).select(
+        *message.flat("venue_id", "venue_name", "lat", "lon"),
+        *message.version(),
     )
 
 
 def to_members(valid_df: DataFrame) -> DataFrame:
     return valid_df.select(
-        F.col("msg.member.member_id").alias("member_id"),
-        F.col("msg.member.member_name").alias("member_name"),
-        F.col("msg.member.photo").alias("photo"),
-        *_version(),
+        *message.flat("member_id", "member_name", "photo"),
+        *message.version(),
     )
 
 
@@ -73,13 +53,13 @@ def explode_member_services(valid_df: DataFrame) -> DataFrame:
         *(
             F.struct(
                 F.lit(service).alias("service"),
-                F.col(f"msg.member.other_services.{service}.identifier").alias("identifier"),
+                message.field("other_services")[service]["identifier"].alias("identifier"),
             )
             for service in SERVICES
         )
     )
     return (
-        valid_df.select(F.col("msg.member.member_id").alias("member_id"), F.explode(services).alias("s"), *_version())
+        valid_df.select(*message.flat("member_id"), F.explode(services).alias("s"), *message.version())
         .filter(F.col("s.identifier").isNotNull())
         .select(
             "member_id",
@@ -92,24 +72,26 @@ def explode_member_services(valid_df: DataFrame) -> DataFrame:
 
 def to_groups(valid_df: DataFrame) -> DataFrame:
     return valid_df.select(
-        F.col("msg.group.group_id").alias("group_id"),
-        F.col("msg.group.group_name").alias("group_name"),
-        F.col("msg.group.group_urlname").alias("group_urlname"),
-        F.col("msg.group.group_city").alias("group_city"),
-        F.col("msg.group.group_state").alias("group_state"),
-        F.col("msg.group.group_country").alias("group_country"),
-        F.col("msg.group.group_lat").alias("group_lat"),
-        F.col("msg.group.group_lon").alias("group_lon"),
-        *_version(),
+        *message.flat(
+            "group_id",
+            "group_name",
+            "group_urlname",
+            "group_city",
+            "group_state",
+            "group_country",
+            "group_lat",
+            "group_lon",
+        ),
+        *message.version(),
     )
 
 
 def explode_group_topics(valid_df: DataFrame) -> DataFrame:
     """One row per (group, topic) of the message, with the topic's name."""
     return valid_df.select(
-        F.col("msg.group.group_id").alias("group_id"),
-        F.explode(F.col("msg.group.group_topics")).alias("t"),
-        *_version(),
+        *message.flat("group_id"),
+        F.explode(message.field("group_topics")).alias("t"),
+        *message.version(),
     ).select("group_id", F.col("t.urlkey").alias("urlkey"), F.col("t.topic_name").alias("topic_name"), *VERSION_COLUMNS)
 
 
@@ -131,7 +113,7 @@ def to_event_comments(valid_df: DataFrame) -> DataFrame:
         F.col("msg.in_reply_to").alias("in_reply_to"),
         F.col("msg.status").alias("status"),
         F.timestamp_millis(F.col("msg.mtime")).alias("mtime"),
-        *_version(),
+        *message.version(),
     )
 
 
@@ -146,7 +128,7 @@ def to_photos(valid_df: DataFrame) -> DataFrame:
         F.col("msg.photo_link").alias("photo_link"),
         F.timestamp_millis(F.col("msg.ctime")).alias("ctime"),
         F.timestamp_millis(F.col("msg.mtime")).alias("mtime"),
-        *_version(),
+        *message.version(),
     )
 
 
