@@ -22,7 +22,10 @@ from delta.exceptions import DeltaConcurrentModificationException
 from delta.tables import DeltaMergeBuilder, DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
+from lakehouse.catalogue import AUTO_COMPACT, Table
+from lakehouse.layout import Layout
 from lakehouse.schemas import VERSION_COLUMNS
 
 T = TypeVar("T")
@@ -125,6 +128,21 @@ def newest_merge(spark: SparkSession, path: str, rows_df: DataFrame, keys: tuple
         .whenMatchedUpdateAll(condition=is_newer("s", "t"))
         .whenNotMatchedInsertAll()
     )
+
+
+def ensure_tables(
+    spark: SparkSession, layout: Layout, tables: dict[Table, StructType], partition_by: tuple[str, ...] = ()
+) -> None:
+    """Create each catalogue table that does not exist yet, with its schema (and partitioning), before any query
+    writes to it: two queries creating one Delta table at the same moment would conflict. A table whose writers
+    must not compact it (`Table.writers_compact`) is created with auto compaction off."""
+    for entry, schema in tables.items():
+        builder = DeltaTable.createIfNotExists(spark).location(layout.table(entry)).addColumns(schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        if not entry.writers_compact:
+            builder = builder.property(AUTO_COMPACT, entry.auto_compact)
+        builder.execute()
 
 
 def merge_newest(

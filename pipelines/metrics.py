@@ -15,7 +15,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -31,6 +30,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from common.spark import one_row
 from lakehouse import catalogue
+from lakehouse.delta_io import ensure_tables
 from lakehouse.layout import Layout
 from pipelines import exporter
 from pipelines.phases import BATCH_PHASES, RECORDER, PhaseRecorder
@@ -72,14 +72,15 @@ FRESHNESS_BUFFER = PhaseRecorder()
 
 def ensure_metrics_tables(spark: SparkSession, layout: Layout) -> None:
     """Create the tables before any query starts: several queries append to them."""
-    for name, schema in (
-        ("pipeline_metrics", PIPELINE_METRICS),
-        ("freshness", FRESHNESS),
-        ("batch_phases", BATCH_PHASES),
-    ):
-        DeltaTable.createIfNotExists(spark).location(layout.table(catalogue.table("gold", name))).addColumns(
-            schema
-        ).execute()
+    ensure_tables(
+        spark,
+        layout,
+        {
+            catalogue.GOLD_PIPELINE_METRICS: PIPELINE_METRICS,
+            catalogue.GOLD_FRESHNESS: FRESHNESS,
+            catalogue.GOLD_BATCH_PHASES: BATCH_PHASES,
+        },
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -29,7 +29,6 @@ from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import STREAMS, Settings
 from common.spark import Trigger
-from lakehouse import catalogue
 from lakehouse.layout import Layout
 from pipelines.bronze.job import ensure_bronze_table, start_bronze
 from pipelines.cadence import BRONZE_INTERVAL, HOT_INTERVAL, SLOW_INTERVAL, SNAPSHOT_EVERY_S
@@ -163,7 +162,7 @@ class Silver(PerStream):
 
     def ensure(self, run: Run) -> None:
         for stream in run.options.streams:
-            ensure_bronze_table(run.spark, run.layout.table(catalogue.bronze(stream)))
+            ensure_bronze_table(run.spark, run.layout, stream)
 
     def start(self, run: Run, stream: str) -> StreamingQuery:
         o = run.options
@@ -213,7 +212,7 @@ class Score(Stage):
 
     def ensure(self, run: Run) -> None:
         if "rsvps" in run.options.streams:
-            ensure_bronze_table(run.spark, run.layout.table(catalogue.BRONZE_RSVPS))
+            ensure_bronze_table(run.spark, run.layout, "rsvps")
 
     def queries(self, run: Run) -> list[Query]:
         start = lambda: score_job.start_scoring(  # noqa: E731

@@ -6,13 +6,13 @@ a batch replayed after a crash is recognised by Delta and not written twice.
 
 from __future__ import annotations
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming.query import StreamingQuery
 
 from common.settings import Settings
 from common.spark import Trigger
 from lakehouse import catalogue
+from lakehouse.delta_io import ensure_tables
 from lakehouse.layout import Layout
 from pipelines.bronze.schemas import BRONZE_SCHEMA
 from pipelines.bronze.transforms import to_bronze
@@ -31,15 +31,9 @@ def kafka_source_options(settings: Settings, topic: str, starting_offsets: str =
     return options
 
 
-def ensure_bronze_table(spark: SparkSession, path: str) -> None:
-    """Create the bronze table up front, so silver can start streaming from it before any data."""
-    (
-        DeltaTable.createIfNotExists(spark)
-        .location(path)
-        .addColumns(BRONZE_SCHEMA)
-        .partitionedBy("ingest_date")
-        .execute()
-    )
+def ensure_bronze_table(spark: SparkSession, layout: Layout, stream: str) -> None:
+    """Create the stream's bronze table up front, so silver can start streaming from it before any data."""
+    ensure_tables(spark, layout, {catalogue.bronze(stream): BRONZE_SCHEMA}, partition_by=("ingest_date",))
 
 
 def start_bronze(
@@ -54,7 +48,7 @@ def start_bronze(
 ) -> StreamingQuery:
     """starting_offsets applies only to a new checkpoint: a restarted query goes on from its own."""
     path = layout.table(catalogue.table("bronze", stream))
-    ensure_bronze_table(spark, path)
+    ensure_bronze_table(spark, layout, stream)
     topic = settings.kafka.topic(stream)
     reader = spark.readStream.format("kafka").options(**kafka_source_options(settings, topic, starting_offsets))
     if max_offsets_per_trigger:

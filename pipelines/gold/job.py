@@ -41,7 +41,7 @@ from common.spark import HOT_POOL, SLOW_POOL, SparkThread, Trigger, in_pool, one
 from common.store import Store
 from lakehouse import catalogue, validation
 from lakehouse.aggregates import AGGREGATES, COUNTS_TABLE
-from lakehouse.delta_io import BatchAppender
+from lakehouse.delta_io import BatchAppender, ensure_tables
 from lakehouse.layout import Layout
 from lakehouse.schemas import RSVP_MESSAGE
 from ml.categories import group_topic_sets, load_assigner
@@ -284,13 +284,8 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
                 "an older layout this chain cannot continue: reprocess it into a new generation, "
                 "`make replay TO=<new generation>`, which rebuilds every table from Kafka"
             )
-        DeltaTable.createIfNotExists(spark).location(counts).addColumns(COUNTS).partitionedBy(
-            *COUNTS_PARTITIONS
-        ).property(catalogue.AUTO_COMPACT, catalogue.GOLD_COUNTS.auto_compact).execute()
-    for name, schema in {"watermarks": WATERMARKS, "late_rsvps": LATE_RSVPS}.items():
-        DeltaTable.createIfNotExists(spark).location(layout.table(catalogue.table("gold", name))).addColumns(
-            schema
-        ).execute()
+        ensure_tables(spark, layout, {catalogue.GOLD_COUNTS: COUNTS}, partition_by=COUNTS_PARTITIONS)
+    ensure_tables(spark, layout, {catalogue.GOLD_WATERMARKS: WATERMARKS, catalogue.GOLD_LATE_RSVPS: LATE_RSVPS})
 
 
 def start_gold(

@@ -39,7 +39,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from common.settings import Settings
 from common.spark import SLOW_POOL, Trigger, use_pool
 from lakehouse import catalogue, validation
-from lakehouse.delta_io import append_once, is_newer, merge_newest, retry_on_conflict
+from lakehouse.delta_io import append_once, ensure_tables, is_newer, merge_newest, retry_on_conflict
 from lakehouse.layout import Layout
 from lakehouse.schemas import VERSION_COLUMNS
 from ml import calibration as C
@@ -348,10 +348,14 @@ class StreamCalibration:
 
 
 def ensure_scoring_tables(spark: SparkSession, layout: Layout) -> None:
-    tables = {"score_state": X.STATE, "scored_rsvps": SCORED_RSVPS, "score_calibration": SCORE_CALIBRATION}
-    for name, schema in tables.items():
-        path = layout.table(catalogue.table("gold", name))
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+    tables = {
+        catalogue.GOLD_SCORE_STATE: X.STATE,
+        catalogue.GOLD_SCORED_RSVPS: SCORED_RSVPS,
+        catalogue.GOLD_SCORE_CALIBRATION: SCORE_CALIBRATION,
+    }
+    ensure_tables(spark, layout, tables)
+    for entry, schema in tables.items():
+        path = layout.table(entry)
         have = set(spark.read.format("delta").load(path).columns)
         missing = [f for f in schema.fields if f.name not in have]  # a table an older chain created
         if missing:

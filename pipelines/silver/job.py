@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -27,7 +26,7 @@ from pyspark.sql.streaming.query import StreamingQuery
 from common.settings import Settings
 from common.spark import SLOW_POOL, Trigger, in_pool, one_row, use_pool
 from lakehouse import catalogue, validation
-from lakehouse.delta_io import BatchAppender, append_once, merge_newest
+from lakehouse.delta_io import BatchAppender, append_once, ensure_tables, merge_newest
 from lakehouse.layout import Layout
 from lakehouse.schemas import (
     BATCH_STATS,
@@ -193,10 +192,7 @@ class SilverBatch:
 def ensure_shared_tables(spark: SparkSession, layout: Layout) -> None:
     """Create the tables every stream's query appends to, before any query starts: two queries
     creating one Delta table at the same moment would conflict."""
-    for name, schema in (("quarantine", QUARANTINE), ("batch_stats", BATCH_STATS)):
-        DeltaTable.createIfNotExists(spark).location(layout.table(catalogue.table("silver", name))).addColumns(
-            schema
-        ).execute()
+    ensure_tables(spark, layout, {catalogue.SILVER_QUARANTINE: QUARANTINE, catalogue.SILVER_BATCH_STATS: BATCH_STATS})
 
 
 def start_silver(
