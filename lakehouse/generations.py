@@ -17,11 +17,10 @@ from datetime import UTC, datetime
 
 from common.settings import Settings
 from common.store import Store
-from lakehouse.layout import DEFAULT_GENERATION, Layout
+from lakehouse.layout import DEFAULT_GENERATION, MODELS, Layout
 
 POINTER = "CURRENT"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-MODELS = "models"  # <root>/models/ holds model versions (ml/registry.py), shared by every generation
 
 
 class GenerationError(RuntimeError):

@@ -19,7 +19,7 @@ from pyspark.ml import PipelineModel
 
 from common.settings import Settings
 from common.store import Store
-from lakehouse.generations import MODELS
+from lakehouse.layout import Layout, model_folder
 
 RESPONSE_MODEL = "rsvp_response"
 CATEGORY_MODEL = "group_categories"
@@ -42,9 +42,9 @@ class NoModelError(RuntimeError):
 class Registry:
     def __init__(self, settings: Settings, name: str = RESPONSE_MODEL):
         self.name = name
-        self.root = settings.lakehouse_root.rstrip("/")
+        self.layout = Layout.from_settings(settings)
         self.store = Store(settings)
-        self.folder = f"{MODELS}/{name}"
+        self.folder = model_folder(name)
 
     def versions(self) -> list[str]:
         found = [v for v in self.store.children(self.folder) if VERSION.match(v)]
@@ -55,7 +55,7 @@ class Registry:
         return f"v{version_number(versions[-1]) + 1}" if versions else "v1"
 
     def path(self, version: str, part: str = "pipeline") -> str:
-        return f"{self.root}/{self.folder}/{version}/{part}"
+        return self.layout.model(self.name, version, part)
 
     def current(self) -> str | None:
         data = self.store.read(f"{self.folder}/{POINTER}")
@@ -65,7 +65,7 @@ class Registry:
         version = version or self._current_or_fail()
         data = self.store.read(f"{self.folder}/{version}/metadata.json")
         if data is None:
-            raise NoModelError(f"{self.name} {version} has no metadata under {self.root}/{self.folder}")
+            raise NoModelError(f"{self.name} {version} has no metadata under {self.layout.root}/{self.folder}")
         found: dict[str, Any] = json.loads(data)
         return found
 
@@ -94,5 +94,5 @@ class Registry:
     def _current_or_fail(self) -> str:
         version = self.current()
         if version is None:
-            raise NoModelError(f"no {self.name} model under {self.root}/{self.folder}: train one with `make train`")
+            raise NoModelError(f"no {self.name} model under {self.layout.root}/{self.folder}: train one with `make train`")
         return version
