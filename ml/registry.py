@@ -94,5 +94,7 @@ class Registry:
     def _current_or_fail(self) -> str:
         version = self.current()
         if version is None:
-            raise NoModelError(f"no {self.name} model under {self.layout.root}/{self.folder}: train one with `make train`")
+            raise NoModelError(
+                f"no {self.name} model under {self.layout.root}/{self.folder}: train one with `make train`"
+            )
         return version
