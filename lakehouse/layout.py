@@ -41,6 +41,11 @@ class Layout:
     def table(self, entry: Table) -> str:
         return f"{self.root}/{self.generation}/{entry.layer}/{entry.name}"
 
+    def retired(self, layer: str, name: str) -> str:
+        """Where a table of an older layout lives, one the catalogue no longer declares: only to recognise, and
+        refuse, a generation written before it was retired."""
+        return f"{self.root}/{self.generation}/{layer}/{name}"
+
     def model(self, model: str, version: str, part: str) -> str:
         """A part of a model version (its pipeline, its metadata), beside the generations."""
         return f"{self.root}/{model_folder(model)}/{version}/{part}"

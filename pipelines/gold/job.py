@@ -277,7 +277,7 @@ def ensure_gold_tables(spark: SparkSession, layout: Layout) -> None:
                 "generation, `make replay TO=<new generation>`, which rebuilds every table from Kafka"
             )
     else:
-        old = layout.table(catalogue.table("gold", AGGREGATES[0].name))
+        old = layout.retired("gold", AGGREGATES[0].name)  # before the counts moved into one table
         if DeltaTable.isDeltaTable(spark, old):  # gold's state would subtract from counts that are not there
             raise OldLayoutError(
                 f"generation {layout.generation} keeps its gold counts one table per aggregate ({old}), "

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = generations.layout(settings, args.generation)
     for name in args.table or list(VIEWS):
         counted = name in BY_NAME  # a count aggregate: its rows of the long counts table
-        path = layout.table(catalogue.GOLD_COUNTS if counted else name)
+        path = layout.table(catalogue.GOLD_COUNTS if counted else catalogue.gold(name))
         print(f"== {name} ({path})")
         if not DeltaTable.isDeltaTable(spark, path):
             print("   (not written yet: is the chain running?)")

@@ -133,7 +133,7 @@ def test_streaming_writes_compact_their_small_files_so_file_counts_stay_bounded(
     # MERGE rewrites the files it touches, so small tables stay compact by themselves; the append-heavy
     # ones show the compaction (gold's counts are compacted by the fold, not by their writer)
     for layer, name in (("bronze", "rsvps"), ("silver", "rsvps"), ("silver", "batch_stats")):
-        history = DeltaTable.forPath(spark, layout.table(layer, name)).history().collect()
+        history = DeltaTable.forPath(spark, layout.table(catalogue.table(layer, name))).history().collect()
         written = sum(added_files(h) for h in history if h.operation != "OPTIMIZE")
         assert written > 2 * MIN_FILES, f"{layer}/{name}: the run wrote too few files to show anything"
         assert any(h.operation == "OPTIMIZE" for h in history), f"{layer}/{name} was never compacted"

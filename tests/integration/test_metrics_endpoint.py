@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import functions as F
 
 from common import metrics_endpoint
+from lakehouse import catalogue
 from tests.helpers import capture_frames, produce, wait_until
 from tests.integration.lakehouse import isolated, run_available_now
 
@@ -45,7 +46,7 @@ def test_the_chains_metrics_count_what_its_tables_record_and_are_served_over_htt
 
     layout = run_available_now(spark, settings, stages=("bronze", "silver", "gold"))
 
-    table = lambda name: spark.read.format("delta").load(layout.table(*name.split("/")))  # noqa: E731
+    table = lambda name: spark.read.format("delta").load(layout.table(catalogue.table(*name.split("/"))))  # noqa: E731
     expected = {}
     for row in table("gold/pipeline_metrics").groupBy("query").agg(F.count("*"), F.sum("input_rows")).collect():
         expected[("meetup_chain_batches_total", row[0])] = row[1]
