@@ -186,11 +186,6 @@ def lakehouse_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
         "spark.scheduler.mode": "FAIR",
         "spark.scheduler.allocation.file": fair_scheduler_file(),
-        # How long the JVM waits for a new Python worker (gold's state store, scoring's pandas) to connect
-        # back: 15 s by default. A worker imports pyspark, pandas and pyarrow first, which took longer on two
-        # loaded cores (the test suite's workers beside a running chain): gold's query then failed with "Python
-        # worker failed to connect back" and the chain stopped.
-        "spark.python.authenticate.socketTimeout": "120s",
         **({} if settings.spark.codegen else CODEGEN_OFF),
     }
 
