@@ -4,6 +4,7 @@ newest batch (`gold/freshness`) and the chain's heartbeat."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -27,7 +28,7 @@ class AsOf:
     landed_s: float | None = None  # how long ago that batch became visible
 
 
-def _utc(value) -> pd.Timestamp:
+def _utc(value: object) -> pd.Timestamp:
     stamp = pd.Timestamp(value)
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
@@ -40,7 +41,7 @@ def _span(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def as_of(newest_batch: dict | None, alive_at: pd.Timestamp | None, now: pd.Timestamp) -> AsOf:
+def as_of(newest_batch: dict[str, Any] | None, alive_at: pd.Timestamp | None, now: pd.Timestamp) -> AsOf:
     """newest_batch: gold's newest freshness row (p95_ms, visible_at), None before any; alive_at: when gold's
     query was last seen running (the chain's heartbeat), None when it is known not to run."""
     now = _utc(now)

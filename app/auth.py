@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from common.settings import Settings
 
@@ -38,9 +39,9 @@ def default_secrets_files(cwd: Path | None = None) -> list[Path]:
     return [Path.home() / ".streamlit" / "secrets.toml", (cwd or Path.cwd()) / ".streamlit" / "secrets.toml"]
 
 
-def auth_section(files: list[Path]) -> dict:
+def auth_section(files: list[Path]) -> dict[str, Any]:
     """The [auth] section Streamlit would read from these files (later files win), {} when none has one."""
-    section: dict = {}
+    section: dict[str, Any] = {}
     for path in files:
         if path.is_file():
             with path.open("rb") as f:
@@ -48,7 +49,7 @@ def auth_section(files: list[Path]) -> dict:
     return section
 
 
-def check_auth(section: dict) -> None:
+def check_auth(section: dict[str, Any]) -> None:
     """Raise AuthError unless the section lets Streamlit log people in (one provider or named ones)."""
     if not section:
         raise AuthError("no [auth] section in the secrets file")

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     if args.secrets:
         sys.argv += ["--secrets.files", str(args.secrets)]
-    return streamlit_cli.main()
+    return int(streamlit_cli.main())
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ import pandas as pd
 MOVES = {"climbed": "#2E7D32", "held its rank": "#9E9E9E", "fell": "#C62828", "new this hour": "#1565C0"}
 
 
-def move(rank_change) -> str:
+def move(rank_change: float | None) -> str:
     """A rank change (previous rank - rank; null when unranked the hour before) as one of MOVES."""
     if rank_change is None or pd.isna(rank_change):
         return "new this hour"
     return "climbed" if rank_change > 0 else "fell" if rank_change < 0 else "held its rank"
 
 
-def move_label(rank_change) -> str:
+def move_label(rank_change: float | None) -> str:
     """`▲ 3`, `▼ 2`, `=`, `new`: the change beside a bar."""
     if rank_change is None or pd.isna(rank_change):
         return "new"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -222,7 +223,7 @@ def event_counts(lake: Lakehouse, event_ids: list[str]) -> pd.DataFrame:
     return df.groupby("event_id", as_index=False)[["yes", "no"]].sum()
 
 
-def event_view(lake: Lakehouse, event_id: str) -> dict:
+def event_view(lake: Lakehouse, event_id: str) -> dict[str, Any]:
     """One event: its row (name, time, url), its group and venue, yes/no over time (cumulative, by the minute
     of each RSVP's newest answer) and its scored RSVPs. NoData when the event is unknown."""
     events = lake.table(catalogue.SILVER_EVENTS, filters=[("event_id", "=", event_id)])
@@ -252,7 +253,7 @@ def event_view(lake: Lakehouse, event_id: str) -> dict:
     }
 
 
-def group_view(lake: Lakehouse, group_id: int) -> dict:
+def group_view(lake: Lakehouse, group_id: int) -> dict[str, Any]:
     """One group: its row, topics, events (with yes/no) and the members who come back (RSVPs to two or more
     of its events, by their newest answers). NoData when the group is unknown."""
     groups = lake.table(catalogue.SILVER_GROUPS, filters=[("group_id", "=", group_id)])
@@ -304,7 +305,7 @@ def quarantine(lake: Lakehouse, limit: int = 20) -> tuple[pd.DataFrame, pd.DataF
 # ---- models ----------------------------------------------------------------------------------------
 
 
-def model_record(settings: Settings, name: str = RESPONSE_MODEL) -> dict:
+def model_record(settings: Settings, name: str = RESPONSE_MODEL) -> dict[str, Any]:
     """The current version's metadata.json; NoData before the first training."""
     try:
         return Registry(settings, name).metadata()
@@ -318,10 +319,10 @@ def model_versions(settings: Settings) -> list[str]:
     return Registry(settings).versions()
 
 
-def categories_record(settings: Settings) -> dict:
+def categories_record(settings: Settings) -> dict[str, Any]:
     return model_record(settings, CATEGORY_MODEL)
 
 
-def generations_record(settings: Settings) -> dict:
+def generations_record(settings: Settings) -> dict[str, Any]:
     data = Store(settings).read(generations.POINTER)
     return json.loads(data) if data else {"generation": "g1"}

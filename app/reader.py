@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -26,6 +27,8 @@ from lakehouse.aggregates import MEASURES, aggregate, net
 from lakehouse.catalogue import Table
 from lakehouse.layout import Layout
 from pipelines.cadence import FIRST_SNAPSHOT_WORDS, SNAPSHOT_EVERY_WORDS
+
+Filter = tuple[str, str, Any]  # a delta-rs filter: (column, operator, value)
 
 CHAIN = "make demo (or meetup-chain)"
 
@@ -53,7 +56,7 @@ class ServiceDown(Exception):
 # Open tables are kept between page runs and brought up to date with `update_incremental`, which reads only
 # the commits since the last read: reopening a table on every refresh re-reads its log from the last
 # checkpoint. One lock per table, because Streamlit runs each browser session in its own thread.
-_OPEN: dict[tuple, tuple[DeltaTable, threading.Lock]] = {}
+_OPEN: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[DeltaTable, threading.Lock]] = {}
 _OPEN_LOCK = threading.Lock()
 _OPEN_MAX = 64
 
@@ -93,7 +96,7 @@ class Lakehouse:
             "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not self.settings.s3.path_style).lower(),
         }
         s3 = self.settings.s3
-        if s3.has_keys:
+        if s3.access_key_id and s3.secret_access_key:  # s3.has_keys, spelled so that the types follow
             key, secret, token = s3.access_key_id, s3.secret_access_key, s3.session_token
         else:
             credentials = boto3.session.Session().get_credentials()  # the provider chain, as everywhere else
@@ -114,7 +117,8 @@ class Lakehouse:
         uri = self.uri(entry)
         key = (uri, tuple(sorted(self.options.items())))
         with _OPEN_LOCK:
-            table, lock = _OPEN.get(key, (None, threading.Lock()))
+            opened = _OPEN.get(key)
+        table, lock = opened if opened is not None else (None, threading.Lock())
         with lock:
             try:
                 if table is None:
@@ -137,7 +141,9 @@ class Lakehouse:
             except OSError as error:
                 raise ServiceDown(f"cannot read {uri}: {error}") from error
 
-    def table(self, entry: Table, columns: list[str] | None = None, filters: list | None = None) -> pd.DataFrame:
+    def table(
+        self, entry: Table, columns: list[str] | None = None, filters: list[Filter] | None = None
+    ) -> pd.DataFrame:
         """A table (or the rows that pass `filters`, whose files are pruned by their statistics) as pandas;
         NoData when it does not exist or is empty."""
         with self.delta(entry) as table:
@@ -160,11 +166,13 @@ class Lakehouse:
             raise NoData(f"the {entry.layer} table `{entry.name}` is still empty: the chain has not written to it yet")
         return df
 
-    def since_newest(self, entry: Table, column: str, span: pd.Timedelta, columns: list[str] | None = None):
+    def since_newest(
+        self, entry: Table, column: str, span: pd.Timedelta, columns: list[str] | None = None
+    ) -> pd.DataFrame:
         """Rows whose `column` is within `span` of the table's largest value (found from file statistics)."""
         with self.delta(entry) as table:
             actions = pa.table(table.get_add_actions(flatten=True))
-            newest = _stat(actions, f"max.{column}", max)
+            newest = _greatest(actions, f"max.{column}")
             filters = [(column, ">=", newest - span.to_pytimedelta())] if newest is not None else None
             df = table.to_pandas(columns=columns, filters=filters)
         if df.empty:
@@ -176,8 +184,8 @@ class Lakehouse:
         name: str,
         columns: list[str] | None = None,
         since_newest: tuple[str, pd.Timedelta] | None = None,
-        where: list[tuple] | None = None,
-    ):
+        where: list[Filter] | None = None,
+    ) -> pd.DataFrame:
         """One count aggregate (aggregates.py): its rows of the long `counts` table, read from its partition
         alone and summed per key (a row is one batch's change), as a table of its own. since_newest=(column,
         span): only keys within span of the column's largest value in that partition (found from file
@@ -191,7 +199,7 @@ class Lakehouse:
                 column, span = since_newest
                 actions = pa.table(table.get_add_actions(flatten=True))
                 mine = actions.filter(pc.equal(actions.column("partition.aggregate"), name))
-                newest = _stat(mine, f"max.{column}", max)
+                newest = _greatest(mine, f"max.{column}")
                 if newest is not None:
                     filters.append((column, ">=", newest - span.to_pytimedelta()))
             df = table.to_pandas(columns=list(keep), filters=filters)  # every key, to sum a key's rows
@@ -200,14 +208,15 @@ class Lakehouse:
         return net(df, keys)[wanted]
 
 
-def _stat(actions: pa.Table, field: str, pick):
+def _greatest(actions: pa.Table, field: str) -> Any:
+    """The greatest of a statistic over the table's files; None when a file has none (no safe bound)."""
     if field not in actions.column_names:
         return None
     values = [v for v in actions.column(field).to_pylist() if v is not None]
-    return pick(values) if values and len(values) == actions.num_rows else None
+    return max(values) if values and len(values) == actions.num_rows else None
 
 
-def _threshold(actions: pa.Table, column: str, limit: int):
+def _threshold(actions: pa.Table, column: str, limit: int) -> Any:
     if f"max.{column}" not in actions.column_names or f"min.{column}" not in actions.column_names:
         return None
     files = list(zip(actions.column(f"max.{column}").to_pylist(), actions.column(f"min.{column}").to_pylist(),

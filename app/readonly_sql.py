@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg2
 
@@ -37,7 +38,7 @@ class QueryError(Exception):
 @dataclass
 class Result:
     columns: list[str]
-    rows: list[tuple]
+    rows: list[tuple[Any, ...]]
     truncated: bool
 
 

@@ -12,18 +12,23 @@ import json
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from common.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_spark = None
-_models: dict[str, object] = {}
+_spark: SparkSession | None = None
+_models: dict[str, PipelineModel] = {}
 _warming = threading.Event()
 
 
-def _session(settings: Settings):
+def _session(settings: Settings) -> SparkSession:
     global _spark
     if _spark is None:
         from common.spark import build_spark
@@ -67,11 +72,11 @@ def message(
     topics: list[str],
     now_ms: int,
     event_name: str = "form",
-) -> dict:
+) -> dict[str, Any]:
     """A stream-shaped RSVP message from the form (group at longitude 0: local time is UTC; the venue, unless
     online, about 1.6 km from the group's centre)."""
     starts = now_ms + int(lead_hours * 3_600_000)
-    msg = {
+    msg: dict[str, Any] = {
         "rsvp_id": 1,
         "mtime": now_ms,
         "response": "yes",  # the label's field: required by validation, never a feature
@@ -90,7 +95,7 @@ def message(
     return msg
 
 
-def score_one(settings: Settings, *, member_yes: int, member_no: int, **fields) -> tuple[str, float]:
+def score_one(settings: Settings, *, member_yes: int, member_no: int, **fields: Any) -> tuple[str, float]:
     """(model version, probability of yes) for the form's RSVP."""
     from pyspark.sql import functions as F
 
@@ -101,7 +106,7 @@ def score_one(settings: Settings, *, member_yes: int, member_no: int, **fields) 
     with _lock:  # one Spark job at a time from this app
         spark = _session(settings)
         registry = Registry(settings)
-        version = registry.current()
+        version = registry.current_or_fail()  # NoModelError, naming `make train`, before any model
         if version not in _models:
             _models[version] = registry.load(version)[1]
         msg = message(now_ms=int(time.time() * 1000), **fields)
@@ -111,4 +116,6 @@ def score_one(settings: Settings, *, member_yes: int, member_no: int, **fields) 
         features = X.rsvp_features(X.valid_messages(rows))
         features = features.withColumn("member_yes", F.lit(member_yes)).withColumn("member_no", F.lit(member_no))
         features = X.history_features(features)  # the derived history columns again, from the form's counts
-        return version, float(predict(_models[version], features).first()["p_yes"])
+        scored = predict(_models[version], features).first()
+        assert scored is not None, "one row in, one prediction out"
+        return version, float(scored["p_yes"])

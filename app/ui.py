@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from app.as_of import AsOf, as_of_now
@@ -21,7 +22,7 @@ SNAPSHOT_REFRESH = "30s"  # pages drawn from the snapshot tables (rebuilt every 
 OFFLINE_MAPS = {"topojsonURL": "/app/static/topojson/"}
 
 
-def whole_world(fig) -> None:
+def whole_world(fig: go.Figure) -> None:
     """The whole world, land and borders drawn: plotly express zooms a map to its data's bounding box, which
     for countries on both sides of the Pacific centres the map on the ocean."""
     fig.update_geos(fitbounds=False, projection_type="natural earth", showland=True, landcolor="#F3F3F3",
@@ -80,7 +81,7 @@ def show_as_of(lh: Lakehouse) -> None:
     AS_OF_BOX[status.level](status.text, icon=":material/schedule:")
 
 
-def label_every_bar(fig, bars: int) -> None:
+def label_every_bar(fig: go.Figure, bars: int) -> None:
     """A horizontal bar chart whose every bar has its name: the height grows with the bars (plotly.js drops
     every other label when they do not fit), names stay text even when they look like numbers (group ids
     would become a numeric axis of thin bars), and the first bar is on top."""

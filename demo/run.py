@@ -21,12 +21,15 @@ import argparse
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
 import webbrowser
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import cli, health
 from common.settings import PROJECT_ROOT, Settings, find_stack_dir
@@ -35,6 +38,9 @@ from ml.registry import Registry
 from pipelines.chain import CHAIN_STOP_BUDGET_S
 from stack import kafka as kafka_service
 from stack.procs import StackError, ensure_port_free, log_tail, port_open, read_pid, spawn, terminate, wait_until
+
+if TYPE_CHECKING:
+    from app.reader import Lakehouse
 
 CAPTURES = str(PROJECT_ROOT / "data" / "rsvps" / "*.jsonl")
 
@@ -149,7 +155,7 @@ class Trainer(threading.Thread):
     def __init__(self, settings: Settings, threshold: int, stopping: threading.Event, state: Path):
         super().__init__(name="demo-trainer", daemon=True)
         self.settings, self.threshold, self.stopping, self.log_file = settings, threshold, stopping, state / "train.log"
-        self.process = None
+        self.process: subprocess.Popen[bytes] | None = None
         current = Registry(settings).current()  # before the thread starts, so the first report is right
         self.needed = current is None
         self.state = (
@@ -157,8 +163,6 @@ class Trainer(threading.Thread):
         )
 
     def run(self) -> None:
-        import subprocess
-
         settings = self.settings
         while self.needed and not self.stopping.wait(10):
             if silver_rsvps(settings) < self.threshold:
@@ -185,7 +189,7 @@ class Trainer(threading.Thread):
             os.killpg(self.process.pid, signal.SIGTERM)
 
 
-def silver_rsvps(settings: Settings, lake=None) -> int:
+def silver_rsvps(settings: Settings, lake: Lakehouse | None = None) -> int:
     from app.reader import Lakehouse, NoData, ServiceDown
 
     try:
@@ -199,12 +203,13 @@ def status(settings: Settings) -> str:
 
     lake = reader.Lakehouse(settings)
     found = []
-    for label, read in (
+    readers: tuple[tuple[str, Callable[[], str]], ...] = (
         ("totals", lambda: "yes {yes:,} no {no:,}".format(**queries.totals(lake))),
         ("silver", lambda: f"{silver_rsvps(settings, lake):,} RSVPs"),
         ("scored", lambda: f"{len(lake.table(catalogue.GOLD_SCORED_RSVPS, ['rsvp_id'])):,}"),
         ("quarantined", lambda: f"{len(lake.table(catalogue.SILVER_QUARANTINE, ['offset'])):,}"),
-    ):
+    )
+    for label, read in readers:
         try:
             found.append(f"{label} {read()}")
         except (reader.NoData, reader.ServiceDown):

@@ -25,7 +25,7 @@ ID_STRIDE = 10**10  # real rsvp_ids are below 2 * 10**9: pass k's ids never meet
 
 def read_capture(paths: Iterable[Path]) -> list[bytes]:
     """Frames of JSONL captures, byte-for-byte (without the line break), in file order."""
-    frames = []
+    frames: list[bytes] = []
     for path in paths:
         frames.extend(line for line in Path(path).read_bytes().split(b"\n") if line.strip())
     return frames

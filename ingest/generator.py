@@ -23,12 +23,15 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from common.settings import PROJECT_ROOT
+
+Json = dict[str, Any]  # a JSON object, as json.loads gives it
 
 CAPTURES = PROJECT_ROOT / "data" / "rsvps"
 DEFAULT_START_MS = 1_700_000_000_000
@@ -75,16 +78,16 @@ KEY_ORDERS = (
 )
 
 
-def encode(record: dict) -> bytes:
+def encode(record: Json) -> bytes:
     """Serialise as the stream did: compact, UTF-8, every '/' escaped as '\\/'."""
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).replace("/", "\\/").encode()
 
 
 @dataclass(frozen=True)
 class Calibration:
-    groups: tuple[dict, ...]
+    groups: tuple[Json, ...]
     event_names: tuple[str, ...]
-    venues: tuple[dict, ...]
+    venues: tuple[Json, ...]
     guests_when_some: tuple[int, ...]
 
 
@@ -103,8 +106,11 @@ def calibration(captures: Path = CAPTURES) -> Calibration:
                 venues[message["venue"]["venue_id"]] = message["venue"]
             if message["guests"]:
                 guests.append(message["guests"])
-    ordered = lambda d: tuple(d[k] for k in sorted(d))  # noqa: E731 - stable order for the seed
-    return Calibration(ordered(groups), tuple(sorted(names)), ordered(venues), tuple(guests))
+    return Calibration(_ordered(groups), tuple(sorted(names)), _ordered(venues), tuple(guests))
+
+
+def _ordered(objects: dict[int, Json]) -> tuple[Json, ...]:
+    return tuple(objects[key] for key in sorted(objects))  # a stable order for the seed
 
 
 class Population:
@@ -123,12 +129,12 @@ class Population:
         rng.shuffle(self.groups)
         self.group_weights = _cumulative([1 / (rank + 20) ** 0.9 for rank in range(len(self.groups))])
         self.member_count = members
-        self._events: dict[int, list[dict]] = {}
+        self._events: dict[int, list[Json]] = {}
 
-    def group(self, rng: random.Random) -> dict:
+    def group(self, rng: random.Random) -> Json:
         return self.groups[_pick(self.group_weights, rng)]
 
-    def events_of(self, group: dict, start_ms: int) -> list[dict]:
+    def events_of(self, group: Json, start_ms: int) -> list[Json]:
         """Each group's 1-3 upcoming events, made on first use (deterministic per group)."""
         events = self._events.get(group["group_id"])
         if events is None:
@@ -140,7 +146,7 @@ class Population:
                 else:
                     event_id = str(rng.randrange(100_000_000, 300_000_000))
                 lead_days = math.exp(rng.gauss(math.log(LEAD_MEDIAN_DAYS), 1.1))
-                event = {
+                event: Json = {
                     "event_name": self.cal.event_names[rng.randrange(len(self.cal.event_names))],
                     "event_id": event_id,
                     "event_url": "https://www.meetup.com/{}/events/{}/".format(
@@ -154,11 +160,11 @@ class Population:
             self._events[group["group_id"]] = events
         return events
 
-    def member(self, rng: random.Random) -> dict:
+    def member(self, rng: random.Random) -> Json:
         # Zipf-like activity: a few members RSVP a lot, most once.
         index = int(self.member_count ** rng.random()) - 1
         digest = hashlib.sha256(f"{self.seed}:member:{index}".encode()).hexdigest()
-        member = {"member_id": 100_000_000 + index * 11 + int(digest[:2], 16) % 11}
+        member: Json = {"member_id": 100_000_000 + index * 11 + int(digest[:2], 16) % 11}
         member_rng = random.Random(digest)
         if member_rng.random() < PHOTO:
             member["photo"] = (
@@ -166,7 +172,7 @@ class Population:
             )
         member["member_name"] = f"Member {digest[10:20]}"
         if member_rng.random() < OTHER_SERVICES:
-            services = {}
+            services: Json = {}
             for service, share in SERVICES:
                 if member_rng.random() < share or not services and service == "flickr":
                     services[service] = {"identifier": f"{service[:2]}{digest[20:28]}"}
@@ -193,7 +199,7 @@ def rsvps(seed: int = 1, count: int | None = None, start_ms: int = DEFAULT_START
     rng = random.Random(f"rsvps:{seed}")
     clock = start_ms
     next_rsvp_id = 1_900_000_000
-    scheduled: list[tuple[int, int, bytes | dict]] = []  # (due clock, tie-break, message)
+    scheduled: list[tuple[int, int, bytes | Json]] = []  # (due clock, tie-break, message)
     sequence = 0
     emitted = 0
     while count is None or emitted < count:
@@ -244,12 +250,12 @@ def rsvps(seed: int = 1, count: int | None = None, start_ms: int = DEFAULT_START
             heapq.heappush(scheduled, (clock + int(rng.uniform(120_000, 1_800_000)), sequence, frame))
 
 
-def _encode_rsvp(message: dict) -> bytes:
+def _encode_rsvp(message: Json) -> bytes:
     order = KEY_ORDERS[message["_order"]]
     return encode({key: message[key] for key in order if message.get(key) is not None})
 
 
-def _group_object(group: dict, rng: random.Random, *, topics: bool) -> dict:
+def _group_object(group: Json, rng: random.Random, *, topics: bool) -> Json:
     """The `group` object of comments and photos: the same group under different key names."""
     out = {
         "id": group["group_id"],
@@ -327,7 +333,9 @@ def photos(seed: int = 1, count: int | None = None, start_ms: int = DEFAULT_STAR
         emitted += 1
 
 
-def generator_sources(seed: int = 1, count: int | None = None, start_ms: int | None = None) -> dict:
+def generator_sources(
+    seed: int = 1, count: int | None = None, start_ms: int | None = None
+) -> dict[str, Callable[[], Iterator[bytes]]]:
     """Frame sources for the replay server: `count` RSVPs (comments and photos in proportion).
 
     The start time is fixed when the sources are made, so each connection (and every reconnect)

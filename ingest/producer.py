@@ -25,15 +25,20 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
 import websocket
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from common import cli, health, metrics_endpoint
 from common.settings import DEFAULT_INGEST_URL, STREAMS, Settings
 from ingest.protocol import STREAM_PATHS, extract_key, extract_mtime
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ class IngestOptions:
     flush_timeout: float = 60.0
 
 
-def producer_config(settings: Settings) -> dict:
+def producer_config(settings: Settings) -> dict[str, str | int | bool]:
     return {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "enable.idempotence": True,
@@ -134,6 +139,8 @@ class HttpStream:
 
     def __init__(self, url: str, options: IngestOptions):
         parts = urlsplit(url)
+        if not parts.hostname:
+            raise StreamRefused(f"{url!r} names no host")
         connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         self.idle_timeout = options.idle_timeout
         self.conn = connection(parts.hostname, parts.port, timeout=options.connect_timeout)
@@ -146,7 +153,7 @@ class HttpStream:
             raise StreamRefused(f"HTTP {self.response.status} {reason}")
         self.conn.sock.settimeout(options.idle_timeout)
 
-    def frames(self, stop_event: threading.Event):
+    def frames(self, stop_event: threading.Event) -> Iterator[bytes]:
         """Messages until the response ends normally; TimeoutError on a dead peer, IncompleteRead when the
         connection drops (a message cut off by a drop is never yielded: only whole lines are)."""
         pending = b""
@@ -183,7 +190,7 @@ class WebSocketStream:
             url, timeout=options.connect_timeout, skip_utf8_validation=True, enable_multithread=True
         )
 
-    def frames(self, stop_event: threading.Event):
+    def frames(self, stop_event: threading.Event) -> Iterator[bytes]:
         """Data frames until the server closes normally; raises TimeoutError on a dead peer."""
         ws = self.ws
         ws.settimeout(min(1.0, self.options.ping_interval))
@@ -210,7 +217,7 @@ class WebSocketStream:
 
     def close(self) -> None:
         self.ws.close(timeout=1)
-        self.ws.shutdown()  # close() leaves the socket open once the server has sent its close frame
+        self.ws.shutdown()  # type: ignore[no-untyped-call]  # close() leaves the socket open once the server has sent its close frame
 
 
 def open_stream(url: str, options: IngestOptions) -> HttpStream | WebSocketStream:
@@ -269,7 +276,7 @@ class IngestCollector:
     def __init__(self, ingest: Ingest) -> None:
         self.ingest = ingest
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         stats = self.ingest.counters.snapshot()
@@ -296,11 +303,12 @@ class Ingest:
         self.counters = Counters()
         self.stop_event = threading.Event()
         self._rng = random.Random()
-        self._connections: set = set()  # open ones, closed by stop() so that no reader waits out its timeout
+        # the open connections, closed by stop() so that no reader waits out its timeout
+        self._connections: set[HttpStream | WebSocketStream] = set()
         self._lock = threading.Lock()
 
     # -- Kafka side -------------------------------------------------------------------------------
-    def _on_delivery(self, error: KafkaError | None, _message) -> None:
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
         if error is None:
             self.counters.add("delivered")
             return
@@ -318,7 +326,10 @@ class Ingest:
         key = extract_key(stream, frame)
         if key is None:
             self.counters.add("unkeyed")
-        headers = [("source", url.encode()), ("received_at_ms", str(int(time.time() * 1000)).encode())]
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("source", url.encode()),
+            ("received_at_ms", str(int(time.time() * 1000)).encode()),
+        ]
         topic = self.settings.kafka.topic(stream)
         while True:
             try:
@@ -410,7 +421,7 @@ class Ingest:
             + tail,
         )
 
-    def stop(self, *_args) -> None:
+    def stop(self, *_args: object) -> None:
         self.stop_event.set()
         with self._lock:
             for connection in list(self._connections):

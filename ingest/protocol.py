@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 STREAM_PATHS = {"rsvps": "/2/rsvps", "event_comments": "/2/event_comments", "photos": "/2/photos"}
 PATH_STREAMS = {path: stream for stream, path in STREAM_PATHS.items()}
@@ -22,7 +23,7 @@ _RSVP_ID = re.compile(rb'"rsvp_id"\s*:\s*(-?\d+)\s*[,}]')
 _MTIME = re.compile(rb'"mtime"\s*:\s*(-?\d+)\s*[,}]')
 
 
-def record_of(frame: bytes) -> dict | None:
+def record_of(frame: bytes) -> dict[str, Any] | None:
     """The frame parsed as a JSON object, or None (not JSON, not UTF-8, or not an object)."""
     try:
         record = json.loads(frame)
@@ -36,7 +37,8 @@ def extract_key(stream: str, frame: bytes) -> bytes | None:
     if stream == "rsvps":
         matches = _RSVP_ID.findall(frame)
         if len(matches) == 1:
-            return matches[0]
+            key: bytes = matches[0]
+            return key
     record = record_of(frame)
     if record is None:
         return None

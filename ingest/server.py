@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,7 @@ class StreamParams:
     callback: str | None = None
 
 
-def parse_params(query) -> StreamParams:
+def parse_params(query: Mapping[str, str]) -> StreamParams:
     """The protocol's parameters from a request's query (a mapping of name -> value); BadRequest if invalid."""
 
     def integer(name: str) -> int | None:
@@ -120,10 +120,12 @@ class _Out:
         self.abort()  # abrupt: no close, as a dropped network would
 
     def abort(self) -> None:
-        self.request.transport.abort()
+        if (transport := self.request.transport) is not None:  # None: the connection is already gone
+            transport.abort()
 
     def stall(self) -> None:
-        self.request.transport.pause_reading()
+        if (transport := self.request.transport) is not None:
+            transport.pause_reading()
 
 
 class _HttpOut(_Out):
@@ -144,7 +146,8 @@ class _HttpOut(_Out):
 
     def drop(self, frame: bytes) -> None:
         half = frame[: len(frame) // 2]  # mid-chunk, as a dropped network would leave it
-        self.request.transport.write(b"%x\r\n" % (len(frame) + 1) + half)
+        if (transport := self.request.transport) is not None:
+            transport.write(b"%x\r\n" % (len(frame) + 1) + half)
         self.abort()
 
 
@@ -172,7 +175,7 @@ class ReplayServer:
         self.stats = ServerStats()
         self._open: Counter[str] = Counter()  # open connections per client address
         self._started = time.monotonic()  # long polling's timeline starts with the server
-        self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
+        self._stop: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
     def sequence(self, stream: str, params: StreamParams) -> Iterator[tuple[int, bytes]]:
         """(stream clock, frame) in order: the source, its faults, then the request's event and resume point."""
@@ -206,7 +209,7 @@ class ReplayServer:
         self.stats.connections += 1
         try:
             if params.callback is not None:
-                return await self._long_poll(request, stream, params)
+                return await self._long_poll(stream, params, params.callback)
             ws = web.WebSocketResponse(
                 heartbeat=None if self.faults.stall_after else 20.0, compress=False, max_msg_size=0
             )
@@ -234,7 +237,7 @@ class ReplayServer:
         """The sequence onto one streaming connection, paced, with the connection faults."""
         burst = params.since_count or 0  # since_count: the first N at once, the pace starts after them
         sent = 0
-        started, first_clock = time.monotonic(), None
+        started, first_clock = time.monotonic(), 0  # the pace's origin, set again where the burst ends
         for clock, frame in self.sequence(stream, params):
             if self.faults.disconnect_every and sent >= self.faults.disconnect_every:
                 out.drop(frame)
@@ -261,7 +264,7 @@ class ReplayServer:
                 await asyncio.sleep(0)  # let pings and other connections through at full speed
         await out.end(stopping=False)
 
-    async def _long_poll(self, request: web.Request, stream: str, params: StreamParams) -> web.Response:
+    async def _long_poll(self, stream: str, params: StreamParams, callback: str) -> web.Response:
         """`NAME([...])`: the messages after since_mtime that are due by now on the server's timeline (all of
         them at pace max; at most LONG_POLL_MAX, ending at a stream-clock boundary so that the next poll,
         since the greatest mtime received, continues exactly there). With nothing due, waits for the next."""
@@ -282,7 +285,7 @@ class ReplayServer:
             taken.append(frame)
             last_clock = clock
         self.stats.frames_sent += len(taken)
-        body = params.callback.encode() + b"([" + b",".join(taken) + b"])"
+        body = callback.encode() + b"([" + b",".join(taken) + b"])"
         return web.Response(body=body, headers={"Content-Type": "application/javascript; charset=utf-8", **NO_CACHE})
 
     def _offset(self, index: int, clock_elapsed_ms: int) -> float:
@@ -298,8 +301,11 @@ class ReplayServer:
 
     async def _stopping(self, timeout: float) -> bool:
         """Waits up to timeout; True when the server is stopping."""
-        await asyncio.wait([self._stop[1]], timeout=timeout)
-        return self._stop[1].done()
+        if self._stop is None:
+            raise RuntimeError("the server is not serving (serve() sets up its stop)")
+        stop = self._stop[1]
+        await asyncio.wait([stop], timeout=timeout)
+        return stop.done()
 
     async def serve(self, host: str, port: int, *, ready: Callable[[int], None] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -310,12 +316,12 @@ class ReplayServer:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         try:
-            bound = site._server.sockets[0].getsockname()[1]
+            bound = int(runner.addresses[0][1])
             if ready is not None:
                 ready(bound)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 try:
-                    loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+                    loop.add_signal_handler(sig, _resolve, stop)
                 except (RuntimeError, ValueError):
                     pass  # not the main thread (tests run the server in a thread)
             await stop
@@ -328,9 +334,14 @@ class ReplayServer:
             return
         loop, stop = self._stop
         try:
-            loop.call_soon_threadsafe(lambda: stop.done() or stop.set_result(None))
+            loop.call_soon_threadsafe(_resolve, stop)
         except RuntimeError:  # the loop has already ended: it stopped
             pass
+
+
+def _resolve(stop: asyncio.Future[None]) -> None:
+    if not stop.done():
+        stop.set_result(None)
 
 
 async def _drain(ws: web.WebSocketResponse) -> None:

@@ -62,7 +62,7 @@ class Registry:
         return json.loads(data)["version"] if data else None
 
     def metadata(self, version: str | None = None) -> dict[str, Any]:
-        version = version or self._current_or_fail()
+        version = version or self.current_or_fail()
         data = self.store.read(f"{self.folder}/{version}/metadata.json")
         if data is None:
             raise NoModelError(f"{self.name} {version} has no metadata under {self.layout.root}/{self.folder}")
@@ -88,10 +88,10 @@ class Registry:
         self.store.write(f"{self.folder}/{POINTER}", json.dumps(pointer).encode())
 
     def load(self, version: str | None = None) -> tuple[str, PipelineModel]:
-        version = version or self._current_or_fail()
+        version = version or self.current_or_fail()
         return version, PipelineModel.load(self.path(version))
 
-    def _current_or_fail(self) -> str:
+    def current_or_fail(self) -> str:
         version = self.current()
         if version is None:
             raise NoModelError(

@@ -10,7 +10,7 @@ from app import labels, queries
 from app.ui import SNAPSHOT_REFRESH, label_every_bar, lake, load
 
 
-def hour_label(hour) -> str:
+def hour_label(hour: object) -> str:
     return f"{pd.Timestamp(hour):%Y-%m-%d %H:00}"
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import plotly.express as px
 import streamlit as st
 
 from app import queries
 from app.ui import REFRESH, label_every_bar, lake, load, show_as_of
 
+if TYPE_CHECKING:
+    from streamlit.elements.lib.column_types import ColumnConfig
+
 st.title("Live")
 minutes = st.slider("Minutes of stream time on the rate chart", 10, 240, 60, step=10, key="live_minutes")
-FEED_COLUMNS = {
+FEED_COLUMNS: dict[str, str | ColumnConfig] = {
     "scored_at": st.column_config.DatetimeColumn("scored at (UTC)", format="HH:mm:ss"),
     "answer": "answer",
     "probability_yes": st.column_config.ProgressColumn("p(yes)", format="%.2f", min_value=0.0, max_value=1.0),
