@@ -24,13 +24,14 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from bench.common import isolated, log, write_results
-from common.settings import PROJECT_ROOT, load_settings
+from common.settings import PROJECT_ROOT, Settings, load_settings
 from common.store import Store
 from lakehouse import catalogue
 from pipelines.stages import ChainOptions, query_names
@@ -41,7 +42,7 @@ RATE = 20  # RSVPs per second of stream time
 CITIES = 3000
 
 
-def chunks(df: pd.DataFrame, n: int = COMMITS):
+def chunks(df: pd.DataFrame, n: int = COMMITS) -> Iterator[pd.DataFrame]:
     for part in np.array_split(np.arange(len(df)), n):
         yield df.iloc[part]
 
@@ -130,7 +131,7 @@ def tables(n: int, now: datetime) -> dict[tuple[str, str], pd.DataFrame]:
     }  # fmt: skip
 
 
-def write_lakehouse(settings, n: int) -> dict[str, int]:
+def write_lakehouse(settings: Settings, n: int) -> dict[str, int]:
     from deltalake import write_deltalake
 
     from app.reader import Lakehouse
@@ -159,7 +160,7 @@ def write_lakehouse(settings, n: int) -> dict[str, int]:
     return sizes
 
 
-def median_seconds(run, repeat: int = 3) -> float:
+def median_seconds(run: Callable[[], object], repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -183,7 +184,7 @@ def page_times(page: str) -> tuple[float, float]:
     return median_seconds(first), median_seconds(lambda: at.run())
 
 
-def read_times(settings) -> dict[str, float]:
+def read_times(settings: Settings) -> dict[str, float]:
     from app import queries, reader
 
     lake = reader.Lakehouse(settings)
@@ -199,7 +200,7 @@ def read_times(settings) -> dict[str, float]:
     return {name: median_seconds(read) for name, read in reads.items()}
 
 
-def browser_first_render(settings_env: dict, port: int = 8597) -> float | None:
+def browser_first_render(settings_env: dict[str, str], port: int = 8597) -> float | None:
     chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
     if not os.path.exists(chromium):
         log(f"no {chromium}: browser timing skipped")

@@ -18,9 +18,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
 
 from bench.common import from_json_seconds, isolated, write_results
-from common.settings import load_settings
+from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
 from lakehouse import catalogue
@@ -35,7 +38,7 @@ from stack import kafka as kafka_service
 from tests.helpers import produce
 
 
-def run_size(spark, base, size: int, max_offsets: int) -> dict:
+def run_size(spark: SparkSession, base: Settings, size: int, max_offsets: int) -> dict[str, Any]:
     name = f"bench{int(time.time())}n{size}"
     settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))
@@ -57,9 +60,9 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
 
     mirror.apply_ddl(settings)
     silver_batch = SilverBatch(spark, settings, layout, "rsvps", mirror_to_postgres=True)
-    splits = []
+    splits: list[dict[str, float]] = []
 
-    def timed_batch(df, batch_id):
+    def timed_batch(df: DataFrame, batch_id: int) -> None:
         silver_batch(df, batch_id)
         if silver_batch.timings:
             splits.append(silver_batch.timings)
@@ -84,7 +87,10 @@ def run_size(spark, base, size: int, max_offsets: int) -> dict:
     fold_counts(spark, layout)
     rebuild_snapshots(spark, layout)
     gold_s = time.perf_counter() - started
-    phase_s = lambda *names: round(sum(t.get(name, 0.0) for t in splits for name in names), 1)  # noqa: E731
+
+    def phase_s(*names: str) -> float:
+        return round(sum(t.get(name, 0.0) for t in splits for name in names), 1)
+
     split = {
         "validate_quarantine_s": phase_s("parse and validate", "quarantine append"),
         "merge_s": phase_s("merge"),

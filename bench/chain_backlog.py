@@ -23,8 +23,10 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 from prometheus_client import REGISTRY
+from pyspark.sql import SparkSession
 
 from bench.common import from_json_seconds, isolated, log, write_results
 from bench.system import tree_rss
@@ -47,7 +49,7 @@ def taken_in(query: str) -> float:
     return REGISTRY.get_sample_value("meetup_chain_input_rows_total", {"query": query}) or 0.0
 
 
-def run_size(spark, base: Settings, size: int, interval: str) -> dict:
+def run_size(spark: SparkSession, base: Settings, size: int, interval: str) -> dict[str, Any]:
     name = f"chainbl{int(time.time())}n{size}"
     settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))

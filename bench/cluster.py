@@ -22,9 +22,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from bench.common import isolated, log, write_results
@@ -43,9 +46,10 @@ STAGES = ("bronze", "silver", "gold")
 
 
 class PeakRss:
-    """Samples the summed RSS of some process trees every second; `peak` is the largest sum seen."""
+    """Samples the summed RSS of some process trees (`pids()`: their roots, now) every second; `peak` is the
+    largest sum seen."""
 
-    def __init__(self, pids) -> None:
+    def __init__(self, pids: Callable[[], list[int | None]]) -> None:
         self.pids, self.peak, self._stop = pids, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -69,7 +73,9 @@ def environment(settings: Settings, master: str) -> dict[str, str]:
     }
 
 
-def run(settings: Settings, command: list[str], master: str, cluster: Settings | None, log_file: Path) -> dict:
+def run(
+    settings: Settings, command: list[str], master: str, cluster: Settings | None, log_file: Path
+) -> dict[str, Any]:
     """Launch the chain, wait for it, return its wall time and peak memory."""
     started = time.perf_counter()
     with log_file.open("w") as output:
@@ -90,7 +96,7 @@ def run(settings: Settings, command: list[str], master: str, cluster: Settings |
     return {"wall_s": round(wall, 1), "peak_rss_mb": round(peak / 2**20)}
 
 
-def stage_seconds(spark, settings: Settings) -> dict[str, float]:
+def stage_seconds(spark: SparkSession, settings: Settings) -> dict[str, float]:
     metrics = spark.read.format("delta").load(Layout.from_settings(settings).table(catalogue.GOLD_PIPELINE_METRICS))
     rows = metrics.groupBy("query").agg((F.sum("batch_ms") / 1000).alias("s"), F.count("*").alias("batches"))
     return {row.query.removesuffix("-rsvps"): round(row.s, 1) for row in rows.collect()}

@@ -6,6 +6,9 @@ import json
 import sys
 import time
 from dataclasses import replace
+from typing import Any
+
+from pyspark.sql import SparkSession
 
 from common.settings import PROJECT_ROOT, Settings
 
@@ -27,7 +30,7 @@ def isolated(base: Settings, name: str) -> Settings:
     )
 
 
-def write_results(name: str, payload: dict, table: list[str]) -> None:
+def write_results(name: str, payload: dict[str, Any], table: list[str]) -> None:
     """bench/results/<name>.json (everything) and <name>.md (the table, also printed)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
@@ -35,7 +38,7 @@ def write_results(name: str, payload: dict, table: list[str]) -> None:
     print("\n".join(table))
 
 
-def from_json_seconds(spark, bronze_path: str) -> float:
+def from_json_seconds(spark: SparkSession, bronze_path: str) -> float:
     """Seconds Spark's own `from_json` takes over a bronze table's values: the reference a benchmark's rate is
     set beside, since it moves with the machine as the chain does."""
     from pyspark.sql import functions as F

@@ -31,6 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming.stateful_processor import StatefulProcessor, StatefulProcessorHandle, TimerValues
+from pyspark.sql.types import StructType
 
 from bench.common import write_results
 
@@ -42,7 +45,8 @@ T0 = 1_700_000_000_000
 def fact_batches(rows: int, batches: int, seed: int = 7) -> Iterator[list[tuple[Any, ...]]]:
     """Batches of facts (RSVP_STATE's columns, then the Kafka timestamp), offsets and mtimes increasing."""
     rng = random.Random(seed)
-    next_id, seen, offset = 1_900_000_000, [], 0
+    next_id, offset = 1_900_000_000, 0
+    seen: list[int] = []
     for _ in range(batches):
         batch = []
         for _ in range(rows):
@@ -62,13 +66,15 @@ def fact_batches(rows: int, batches: int, seed: int = 7) -> Iterator[list[tuple[
         yield batch
 
 
-def per_rsvp_processor(lateness_ms: int):
+def per_rsvp_processor(lateness_ms: int) -> StatefulProcessor:
     """Gold's processor with the layout before the buckets: one map entry per RSVP (the state names and
     schemas that layout wrote). Also what tests/unit/test_gold_state_store.py upgrades from."""
     from pipelines.gold.state import GoldState, decide_partition
 
     class PerRsvpGoldState(GoldState):
-        def handleInputRows(self, key, rows, timerValues):  # noqa: N802 - Spark's name
+        def handleInputRows(  # noqa: N802 - Spark's name
+            self, key: Any, rows: Iterator[pd.DataFrame], timerValues: TimerValues
+        ) -> Iterator[pd.DataFrame]:
             facts = pd.concat(list(rows), ignore_index=True)
             if facts.empty:
                 return
@@ -83,27 +89,29 @@ def per_rsvp_processor(lateness_ms: int):
     return PerRsvpGoldState(lateness_ms)
 
 
-def no_state_processor():
+def no_state_processor() -> StatefulProcessor:
     """A processor that touches no state and decides nothing: every fact out as `counted`."""
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
     from pipelines.gold.state import _COLUMNS, COUNTED, typed
 
     class NoState(StatefulProcessor):
-        def init(self, handle):
+        def init(self, handle: StatefulProcessorHandle) -> None:
             pass
 
-        def handleInputRows(self, key, rows, timerValues):  # noqa: N802 - Spark's name
+        def handleInputRows(  # noqa: N802 - Spark's name
+            self, key: Any, rows: Iterator[pd.DataFrame], timerValues: TimerValues
+        ) -> Iterator[pd.DataFrame]:
             facts = pd.concat(list(rows), ignore_index=True).assign(kind=COUNTED, watermark_ms=None)
             yield typed(facts[list(_COLUMNS)])
 
-        def close(self):
+        def close(self) -> None:
             pass
 
     return NoState()
 
 
-def fact_schema():
+def fact_schema() -> StructType:
     """The facts gold's state store takes (RSVP_STATE's columns, then the Kafka timestamp)."""
     from pyspark.sql import types as T
 
@@ -112,7 +120,7 @@ def fact_schema():
     return T.StructType(RSVP_STATE.fields + [T.StructField("kafka_timestamp", T.TimestampType())])
 
 
-def decisions_query(spark, source: str, processor):
+def decisions_query(spark: SparkSession, source: str, processor: StatefulProcessor) -> DataFrame:
     from pipelines.gold.state import DECISIONS, STATE_FIELDS
 
     return (
@@ -126,7 +134,9 @@ def decisions_query(spark, source: str, processor):
     )
 
 
-def run_layout(spark, root: str, layout: str, batches: list[list[tuple[Any, ...]]], lateness_ms: int):
+def run_layout(
+    spark: SparkSession, root: str, layout: str, batches: list[list[tuple[Any, ...]]], lateness_ms: int
+) -> tuple[list[float], list[tuple[Any, ...]]]:
     """Each batch through the layout's query -> (seconds per batch, the decisions)."""
     from pipelines.gold.state import GoldState
 
@@ -135,7 +145,7 @@ def run_layout(spark, root: str, layout: str, batches: list[list[tuple[Any, ...]
     seconds: list[float] = []
     decided: list[tuple[Any, ...]] = []
 
-    def sink(df, batch_id):
+    def sink(df: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         computed = df.localCheckpoint()
         computed.count()

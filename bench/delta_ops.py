@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench.common import write_results
@@ -70,7 +71,7 @@ def measure(root: str, repeats: int) -> dict[str, dict[str, float]]:
             .execute()
         )
 
-    operations = {
+    operations: dict[str, Callable[[int], object]] = {
         "append 1 row": lambda i: spark.range(1).write.format("delta").mode("append").save(f"{base}/log"),
         "append 1 row, txnAppId": lambda i: (
             spark.range(1)

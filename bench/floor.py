@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import isolated, log, write_results
 from common.settings import PROJECT_ROOT, Settings, load_settings
@@ -87,7 +88,7 @@ def produce_steadily(bootstrap: str, topic: str, rate: float, stop: threading.Ev
     producer.flush(30)
 
 
-def poll_lags(uri: str, options: dict, stop: threading.Event) -> list[tuple[float, float]]:
+def poll_lags(uri: str, options: dict[str, str], stop: threading.Event) -> list[tuple[float, float]]:
     """(seen at, seconds from Kafka append to first seen by a delta-rs reader), one per row, until stopped.
 
     Auto compaction rewrites small files into bigger ones, so a new file may hold rows seen before: a row is
@@ -127,7 +128,9 @@ def quantile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
 
-def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, interval: str, logs: Path) -> dict:
+def run_floor(
+    base: Settings, rate: float, minutes: float, warm_up_s: float, interval: str, logs: Path
+) -> dict[str, Any]:
     """One floor run at `rate` RSVPs/s: its own topic and table; lag quantiles over rows after warm-up."""
     from app.reader import Lakehouse, delta_rs_uri
     from stack import kafka as kafka_service
@@ -166,7 +169,9 @@ def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, int
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(query.pid, signal.SIGKILL)
-    batches = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"batches": 0, "durations_s": []}
+    batches: dict[str, Any] = (
+        json.loads(out.strip().splitlines()[-1]) if out.strip() else {"batches": 0, "durations_s": []}
+    )
     # rows seen in the warm-up are left out: the JVM's start, the table's creation, the first batches
     kept = [lag for seen_at, lag in found if seen_at >= started + warm_up_s]
     durations = batches["durations_s"]
@@ -184,7 +189,7 @@ def run_floor(base: Settings, rate: float, minutes: float, warm_up_s: float, int
     }
 
 
-def table_lines(results: list[dict]) -> list[str]:
+def table_lines(results: list[dict[str, Any]]) -> list[str]:
     lines = ["| RSVPs/s | rows | p50 s | p95 s | p99 s | max s | batches | mean batch s |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in results:

@@ -23,7 +23,7 @@ from dataclasses import replace
 import websocket
 from confluent_kafka import Producer
 
-from common.settings import PROJECT_ROOT, load_settings
+from common.settings import PROJECT_ROOT, Settings, load_settings
 from ingest.frames import read_capture
 from ingest.producer import HttpStream, Ingest, IngestOptions, producer_config
 from stack import kafka as kafka_service
@@ -32,7 +32,7 @@ RESULTS = PROJECT_ROOT / "bench" / "results"
 PORT = 8788
 
 
-def start_server() -> subprocess.Popen:
+def start_server() -> subprocess.Popen[str]:
     server = subprocess.Popen(
         [
             sys.executable,
@@ -50,6 +50,7 @@ def start_server() -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert server.stderr is not None  # stderr=PIPE
     server.stderr.readline()  # "serving ..." once it listens
     return server
 
@@ -76,7 +77,7 @@ def http_only(frames: int) -> float:
     return frames / elapsed
 
 
-def producer_only(settings, topic: str, frames: list[bytes], count: int) -> float:
+def producer_only(settings: Settings, topic: str, frames: list[bytes], count: int) -> float:
     producer = Producer(producer_config(settings))
     started = time.perf_counter()
     for i in range(count):
@@ -92,7 +93,7 @@ def producer_only(settings, topic: str, frames: list[bytes], count: int) -> floa
     return count / (time.perf_counter() - started)
 
 
-def whole_ingest(settings, count: int, scheme: str = "ws") -> float:
+def whole_ingest(settings: Settings, count: int, scheme: str = "ws") -> float:
     ingest = Ingest(settings, IngestOptions(base_url=f"{scheme}://127.0.0.1:{PORT}", progress_every=3600))
 
     def stop_at_count() -> None:

@@ -21,6 +21,9 @@ import statistics
 import sys
 import time
 from datetime import datetime
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
 
 from bench.common import write_results
 from ingest.generator import CAPTURES
@@ -33,7 +36,7 @@ WAYS = (
 PARTS = ("parse and check (plan)", "batch computed", "tables and collect")
 
 
-def kafka_batch(spark, count: int):
+def kafka_batch(spark: SparkSession, count: int) -> DataFrame:
     """`count` captured messages as the Kafka source's rows after bronze.to_bronze's renaming."""
     from pyspark.sql import types as T
 
@@ -52,7 +55,7 @@ def kafka_batch(spark, count: int):
     return batch
 
 
-def one_batch(batch, way: str, checks) -> tuple[dict[str, float], dict[str, list[tuple]]]:
+def one_batch(batch: DataFrame, way: str, checks: Any) -> tuple[dict[str, float], dict[str, list[tuple[Any, ...]]]]:
     from lakehouse import validation
     from lakehouse.schemas import RSVP_MESSAGE
     from pipelines.silver import mirror, transforms

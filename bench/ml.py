@@ -20,7 +20,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from bench.common import isolated, log, write_results
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_scoring_tables(spark, stream_layout)
     batches = []
 
-    def timed(df, batch_id):
+    def timed(df: DataFrame, batch_id: int) -> None:
         t0 = time.perf_counter()
         ScoreBatch(spark, stream_settings, stream_layout)(df, batch_id)
         batches.append(time.perf_counter() - t0)

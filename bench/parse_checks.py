@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -47,7 +48,7 @@ WAYS: dict[str, Callable[[DataFrame, T.StructType], DataFrame]] = {
 }
 
 
-def measure(spark: SparkSession, messages: int, repeats: int) -> list[dict]:
+def measure(spark: SparkSession, messages: int, repeats: int) -> list[dict[str, Any]]:
     frames = capture_frames()
     raw = spark.createDataFrame([(frames[i % len(frames)],) for i in range(messages)], "value binary")
     raw = raw.localCheckpoint()  # the input is in memory before either way is timed

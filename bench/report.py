@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from bench.common import RESULTS
 
 
-def load(name: str) -> dict | None:
+def load(name: str) -> dict[str, Any] | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 

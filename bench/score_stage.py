@@ -30,8 +30,10 @@ import threading
 import time
 from collections import defaultdict
 
+from pyspark.sql import DataFrame, SparkSession
+
 from bench.common import from_json_seconds, isolated, log, write_results
-from common.settings import load_settings
+from common.settings import Settings, load_settings
 from common.spark import build_spark
 from ingest import generator
 from lakehouse import catalogue
@@ -45,7 +47,7 @@ from stack import kafka as kafka_service
 from tests.helpers import produce
 
 
-def model_for(spark, base, settings) -> None:
+def model_for(spark: SparkSession, base: Settings, settings: Settings) -> None:
     """The local registry's current model, copied into this run's registry (trained on the captures if none)."""
     local = Registry(base)
     if local.current() is None:
@@ -58,7 +60,7 @@ def model_for(spark, base, settings) -> None:
         local = Registry(capture_settings)
     version, model = local.load()
     Registry(settings).save(model, local.metadata(version))
-    log(f"model {version} of {local.root}")
+    log(f"model {version} of {local.layout.root}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         start_bronze(spark, settings, layout, "rsvps", trigger={"availableNow": True}).awaitTermination()
         seconds = []
 
-        def timed(df, batch_id):
+        def timed(df: DataFrame, batch_id: int) -> None:
             started = time.perf_counter()
             score(df, batch_id)
             seconds.append(time.perf_counter() - started)
@@ -164,7 +166,7 @@ class HotPath:
 
     WARM_UP_S = 60.0  # the first batches catch up on what was sent before the queries started
 
-    def __init__(self, spark, base, name: str, rate: float):
+    def __init__(self, spark: SparkSession, base: Settings, name: str, rate: float):
         self.spark, self.rate, self.sent = spark, rate, 0
         self.settings = isolated(base, name)
         self.stopping = threading.Event()

@@ -41,8 +41,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -91,7 +93,7 @@ def chain_role(process: psutil.Process, root_pid: int) -> str:
     return "chain: JVM" if name == "java" else "chain: Python workers"
 
 
-def tree_cpu(pid: int, role=None) -> dict[tuple[str, int], float]:
+def tree_cpu(pid: int, role: Callable[[psutil.Process, int], str] | None = None) -> dict[tuple[str, int], float]:
     """Cumulative CPU seconds (user + system) of a process and each descendant, keyed by (role, pid); role
     names the part a process plays (default: all one part)."""
     try:
@@ -113,7 +115,7 @@ class CpuUse:
     """CPU seconds per part between the first and the last sample (a process's last sample is kept after it
     exits; one started in between counts from zero)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.first: dict[tuple[str, str, int], float] = {}
         self.last: dict[tuple[str, str, int], float] = {}
         self.started: float | None = None
@@ -155,7 +157,7 @@ def stack_pids(settings: Settings) -> dict[str, int | None]:
 
 def run_rate(
     base: Settings, rate: float, minutes: float, warm_up_s: float, state: Path, interval: str, chain_args: str = ""
-) -> dict:
+) -> dict[str, Any]:
     name = f"sys{int(time.time())}r{int(rate)}"
     settings = isolated(base, name)
     kafka_service.ensure_topics(settings, ("rsvps",))
@@ -206,7 +208,7 @@ def run_rate(
     return result
 
 
-def over_time(settings: Settings, started: float, after: float) -> dict:
+def over_time(settings: Settings, started: float, after: float) -> dict[str, Any]:
     """Per stage: (minute of the run, batch p95 s) for every batch after warm-up, its slope and boundedness."""
     from datetime import datetime
 
@@ -224,12 +226,17 @@ def over_time(settings: Settings, started: float, after: float) -> dict:
     return found
 
 
-def issue_criterion(minutes: list[float], p95: list[float]) -> dict:
+def _p95(values: list[float]) -> float:
+    """The 95th percentile, as the nearest value (an upper estimate)."""
+    return sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]
+
+
+def issue_criterion(minutes: list[float], p95: list[float]) -> dict[str, Any]:
     """The keeping-up target as stated for a long run: the p95 of the last 10 minutes is no more than the
     p95 of minutes 5-15 (None when the run is shorter than 25 minutes)."""
     if not minutes or minutes[-1] < 25:
         return {"p95_min5_15_s": None, "p95_last10_s": None, "last10_within_min5_15": None}
-    q = lambda values: sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]  # noqa: E731
+    q = _p95
     early = [v for m, v in zip(minutes, p95, strict=True) if 5 <= m < 15]
     last = [v for m, v in zip(minutes, p95, strict=True) if m >= minutes[-1] - 10]
     if not early or not last:
@@ -247,7 +254,7 @@ def slope(xs: list[float], ys: list[float]) -> float | None:
     return None if var == 0 else round(sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var, 2)
 
 
-def thirds(minutes: list[float], p95: list[float]) -> dict:
+def thirds(minutes: list[float], p95: list[float]) -> dict[str, Any]:
     """p95 of the batch p95s in the middle and last thirds of the run, and whether the last stays within
     1.25 x the middle (bounded: no upward trend beyond noise)."""
     if len(minutes) < 6:
@@ -258,12 +265,12 @@ def thirds(minutes: list[float], p95: list[float]) -> dict:
     last = [v for m, v in zip(minutes, p95, strict=True) if m >= cut2]
     if not middle or not last:
         return {"p95_middle_s": None, "p95_last_s": None, "bounded": None}
-    q = lambda values: sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]  # noqa: E731
+    q = _p95
     return {"p95_middle_s": round(q(middle), 1), "p95_last_s": round(q(last), 1),
             "bounded": q(last) <= 1.25 * q(middle)}  # fmt: skip
 
 
-def phases(settings: Settings, after: float) -> dict:
+def phases(settings: Settings, after: float) -> dict[str, Any]:
     """Mean seconds per batch, per query and phase (gold/batch_phases), for batches after warm-up."""
     from datetime import datetime
 
@@ -284,7 +291,7 @@ def phases(settings: Settings, after: float) -> dict:
     return found
 
 
-def plot(results: list[dict], path: Path) -> None:
+def plot(results: list[dict[str, Any]], path: Path) -> None:
     """Lag (batch p95 freshness) over the run's minutes, per stage, one panel per rate."""
     import matplotlib
 
@@ -307,7 +314,7 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def freshness(settings: Settings, after: float) -> dict:
+def freshness(settings: Settings, after: float) -> dict[str, Any]:
     from datetime import datetime
 
     from app.reader import Lakehouse
@@ -334,7 +341,7 @@ def _ratio(ours: float | None, floor_s: float | None) -> str:
     return "-" if not ours or not floor_s else f"{ours / floor_s:.1f}x"
 
 
-def _s(ms) -> float | None:
+def _s(ms: float | None) -> float | None:
     return None if ms is None else round(float(ms) / 1000, 1)
 
 
@@ -417,8 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         lines += ["", f"Where a batch's time goes at {r['rate_per_s']:g}/s (mean seconds per batch):", ""]
         for query, split in r["phases"].items():
-            parts = ", ".join(f"{p} {v}" for p, v in split.items() if p != "batches")
-            lines.append(f"- {query} ({split['batches']} batches): {parts}")
+            spent = ", ".join(f"{p} {v}" for p, v in split.items() if p != "batches")
+            lines.append(f"- {query} ({split['batches']} batches): {spent}")
     write_results(args.name, {"target_p95_s": 10, "results": results}, lines)
     plot(results, RESULTS / f"{args.name}.png")
     return 0
