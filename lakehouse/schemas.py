@@ -146,5 +146,19 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "event_comments": ("comment_id",),
     "photos": ("photo_id",),
 }
-# Parents before children: the order the PostgreSQL mirror applies a batch in.
-RSVP_TABLES = ("venues", "groups", "topics", "members", "events", "rsvps", "member_services", "group_topics")
+# Each RSVP table's columns, its keys first, before the version columns: what silver writes and the PostgreSQL
+# mirror copies. Parents before children: the order the mirror applies a batch in.
+RSVP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "venues": ("venue_id", "venue_name", "lat", "lon"),
+    "groups": (
+        "group_id", "group_name", "group_urlname", "group_city", "group_state", "group_country", "group_lat",
+        "group_lon",
+    ),
+    "topics": ("urlkey", "topic_name"),
+    "members": ("member_id", "member_name", "photo"),
+    "events": ("event_id", "group_id", "venue_id", "event_name", "event_url", "time"),
+    "rsvps": ("rsvp_id", "event_id", "member_id", "mtime", "response", "guests", "visibility"),
+    "member_services": ("member_id", "service", "identifier"),
+    "group_topics": ("group_id", "urlkey"),
+}  # fmt: skip
+RSVP_TABLES = tuple(RSVP_COLUMNS)

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from common.settings import PROJECT_ROOT, Settings
-from lakehouse.schemas import RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
+from lakehouse.schemas import RSVP_COLUMNS, RSVP_TABLES, TABLE_KEYS, VERSION_COLUMNS
 
 Connection = Any  # a psycopg2 connection (psycopg2 ships no type information)
 
@@ -57,32 +57,8 @@ class TableSpec:
     keys: tuple[str, ...]
 
 
-def _spec(name: str, *attributes: str) -> TableSpec:
-    keys = TABLE_KEYS[name]
-    return TableSpec(name, (*keys, *attributes, *VERSION_COLUMNS), keys)
-
-
 TABLES: dict[str, TableSpec] = {
-    spec.name: spec
-    for spec in (
-        _spec("venues", "venue_name", "lat", "lon"),
-        _spec(
-            "groups",
-            "group_name",
-            "group_urlname",
-            "group_city",
-            "group_state",
-            "group_country",
-            "group_lat",
-            "group_lon",
-        ),
-        _spec("topics", "topic_name"),
-        _spec("members", "member_name", "photo"),
-        _spec("events", "group_id", "venue_id", "event_name", "event_url", "time"),
-        _spec("rsvps", "event_id", "member_id", "mtime", "response", "guests", "visibility"),
-        _spec("member_services", "identifier"),
-        _spec("group_topics"),
-    )
+    name: TableSpec(name, (*columns, *VERSION_COLUMNS), TABLE_KEYS[name]) for name, columns in RSVP_COLUMNS.items()
 }
 assert tuple(TABLES) == RSVP_TABLES, "mirror order must be parents before children"
 

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakehouse import message
-from lakehouse.schemas import SERVICES, TABLE_KEYS, VERSION_COLUMNS
+from lakehouse.schemas import RSVP_COLUMNS, SERVICES, TABLE_KEYS, VERSION_COLUMNS
 
 
 def to_rsvps(valid_df: DataFrame) -> DataFrame:
@@ -35,14 +35,14 @@ def to_events(valid_df: DataFrame) -> DataFrame:
 
 def to_venues(valid_df: DataFrame) -> DataFrame:
     return valid_df.filter(message.field("venue_id").isNotNull()).select(
-        *message.flat("venue_id", "venue_name", "lat", "lon"),
+        *message.flat(*RSVP_COLUMNS["venues"]),
         *message.version(),
     )
 
 
 def to_members(valid_df: DataFrame) -> DataFrame:
     return valid_df.select(
-        *message.flat("member_id", "member_name", "photo"),
+        *message.flat(*RSVP_COLUMNS["members"]),
         *message.version(),
     )
 
@@ -71,19 +71,7 @@ def explode_member_services(valid_df: DataFrame) -> DataFrame:
 
 
 def to_groups(valid_df: DataFrame) -> DataFrame:
-    return valid_df.select(
-        *message.flat(
-            "group_id",
-            "group_name",
-            "group_urlname",
-            "group_city",
-            "group_state",
-            "group_country",
-            "group_lat",
-            "group_lon",
-        ),
-        *message.version(),
-    )
+    return valid_df.select(*message.flat(*RSVP_COLUMNS["groups"]), *message.version())
 
 
 def explode_group_topics(valid_df: DataFrame) -> DataFrame:
@@ -153,6 +141,9 @@ def rsvp_tables(valid_df: DataFrame, *, newest: bool = True) -> dict[str, DataFr
         "member_services": explode_member_services(valid_df),
         "group_topics": to_group_topics(group_topics_df),
     }
+    assert all(df.columns == [*RSVP_COLUMNS[name], *VERSION_COLUMNS] for name, df in rows.items()), (
+        "schemas.RSVP_COLUMNS"
+    )
     if not newest:
         return rows
     return {name: newest_per_key(df, TABLE_KEYS[name]) for name, df in rows.items()}

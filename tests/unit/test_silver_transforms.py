@@ -10,9 +10,9 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from lakehouse import validation
-from lakehouse.schemas import RSVP_MESSAGE, RSVP_TOP_LEVEL_KEYS
+from lakehouse.schemas import RSVP_COLUMNS, RSVP_MESSAGE, RSVP_TOP_LEVEL_KEYS, VERSION_COLUMNS
 from pipelines.bronze.transforms import to_bronze
-from pipelines.silver import transforms
+from pipelines.silver import mirror, transforms
 from tests.helpers import capture_frames
 
 REAL = capture_frames()
@@ -156,6 +156,16 @@ def test_quarantine_rows_keep_the_raw_value_and_kafka_coordinates(spark):
         f"value binary, {COORDINATES}, reason string, detail string",
     )
     assert_df_equality(quarantine_df, expected_df, ignore_nullable=True)
+
+
+def test_every_rsvp_table_has_the_columns_the_schemas_declare_which_the_mirror_copies(spark):
+    valid_df = validation.filter_valid(checked(spark, [WITH_VENUE, NO_VENUE]))
+    for newest in (True, False):
+        tables = transforms.rsvp_tables(valid_df, newest=newest)
+        assert list(tables) == list(RSVP_COLUMNS)
+        for name, df in tables.items():
+            assert df.columns == [*RSVP_COLUMNS[name], *VERSION_COLUMNS], name
+            assert list(mirror.TABLES[name].columns) == df.columns, name
 
 
 def test_normalisation_puts_each_fact_in_its_table(spark):
