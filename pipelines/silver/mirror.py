@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 from psycopg2 import sql
@@ -86,9 +86,18 @@ def connect(settings: Settings) -> Connection:
     return psycopg2.connect(pg.dsn(), password=pg.password_for())
 
 
-def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
-    """Run every sql/*.sql file in name order (each is idempotent); returns the files applied."""
+DDL_WAIT_S = 60.0  # how long a starting chain waits for PostgreSQL before it gives up with the error
+
+
+def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR, *, give_up_after: float = DDL_WAIT_S) -> list[str]:
+    """Run every sql/*.sql file in name order (each is idempotent), waiting out an outage for up to
+    give_up_after seconds (wait_out); returns the files applied."""
     files = ddl_files(sql_dir)
+    wait_out(lambda: _apply_ddl(settings, files), "the DDL", give_up_after=give_up_after)
+    return [name for name, _ in files]
+
+
+def _apply_ddl(settings: Settings, files: list[tuple[str, str]]) -> None:
     conn = connect(settings)
     try:
         with conn, conn.cursor() as cur:
@@ -103,7 +112,6 @@ def apply_ddl(settings: Settings, sql_dir: Path = SQL_DIR) -> list[str]:
             cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, reader))
     finally:
         conn.close()
-    return [name for name, _ in files]
 
 
 def _copy_text(value: object) -> str:
@@ -198,6 +206,38 @@ def apply_batch(
     return True
 
 
+# What a PostgreSQL that went away looks like through psycopg2: OperationalError while connecting or in a
+# statement, and InterfaceError ("connection already closed") from the rollback of a transaction whose
+# connection was cut (pg_terminate_backend, a restart) inside `with conn:`. Either way the transaction did
+# not commit, or committed with its ledger row, so doing the batch again is safe.
+TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
+T = TypeVar("T")
+
+
+def wait_out(
+    attempt: Callable[[], T],
+    what: str,
+    *,
+    give_up_after: float = 600.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """attempt(), again after each TRANSIENT error (exponential backoff from 0.5 s, capped at 10 s) until it
+    succeeds or give_up_after seconds have passed; then the last error is raised."""
+    deadline = time.monotonic() + give_up_after
+    delay = 0.5
+    while True:
+        try:
+            return attempt()
+        except TRANSIENT as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "connection lost"
+            log.warning("PostgreSQL unavailable (%s: %s); %s retries in %.1fs", type(error).__name__, first_line,
+                        what, delay)  # fmt: skip
+            sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def apply_with_retry(
     connect_fn: Callable[[], Connection],
     schema: str,
@@ -208,20 +248,14 @@ def apply_with_retry(
     give_up_after: float = 600.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
-    """apply_batch, waiting out a PostgreSQL outage (exponential backoff, capped at 10 s) for up to give_up_after."""
-    deadline = time.monotonic() + give_up_after
-    delay = 0.5
-    while True:
+    """apply_batch on a new connection, waiting out a PostgreSQL outage, before or inside the transaction
+    (wait_out), for up to give_up_after."""
+
+    def attempt() -> bool:
+        conn = connect_fn()
         try:
-            conn = connect_fn()
-            try:
-                return apply_batch(conn, schema, query_name, batch_id, tables)
-            finally:
-                conn.close()
-        except psycopg2.OperationalError as error:
-            if time.monotonic() + delay > deadline:
-                raise
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "connection lost"
-            log.warning("PostgreSQL unavailable (%s); batch %s retries in %.1fs", first_line, batch_id, delay)
-            sleep(delay)
-            delay = min(delay * 2, 10.0)
+            return apply_batch(conn, schema, query_name, batch_id, tables)
+        finally:
+            conn.close()
+
+    return wait_out(attempt, f"batch {batch_id}", give_up_after=give_up_after, sleep=sleep)

@@ -76,6 +76,63 @@ def test_an_outage_is_waited_out_then_the_batch_applies_once(pg):
     assert rows(pg, "SELECT count(*) FROM rsvps") == [(1,)]
 
 
+class CutOnce(list):
+    """A table's rows that, the first time the mirror reads them (inside its transaction, between the ledger's
+    claim and the upserts' COPY), have PostgreSQL end that transaction's connection, as a restart would."""
+
+    def __init__(self, rows, settings: Settings, backend_pid):
+        super().__init__(rows)
+        self.settings, self.backend_pid, self.cuts = settings, backend_pid, 0
+
+    def __iter__(self):
+        if self.cuts == 0:
+            self.cuts += 1
+            admin = mirror.connect(self.settings)
+            try:
+                with admin, admin.cursor() as cur:
+                    cur.execute("SELECT pg_terminate_backend(%s)", (self.backend_pid(),))
+                    assert cur.fetchone() == (True,)
+            finally:
+                admin.close()
+        return super().__iter__()
+
+
+def test_a_connection_cut_inside_the_mirrors_transaction_is_waited_out_and_the_batch_applies_once(pg):
+    connections = []
+
+    def connect():
+        connections.append(mirror.connect(pg))
+        return connections[-1]
+
+    tables = batch(guests=3, mtime=4000, offset=2)
+    tables["rsvps"] = CutOnce(tables["rsvps"], pg, lambda: connections[-1].get_backend_pid())
+    # what the cut does without a retry: psycopg2's rollback of the cut transaction raises InterfaceError
+    with pytest.raises(psycopg2.InterfaceError, match="connection already closed"):
+        mirror.apply_batch(connect(), pg.postgres.schema, "q", 4, tables)
+    assert rows(pg, "SELECT count(*) FROM mirror_ledger") == [(0,)], "the cut transaction committed nothing"
+
+    tables["rsvps"].cuts = 0  # cut again, now under the retry
+    slept = []
+    applied = mirror.apply_with_retry(connect, pg.postgres.schema, "q", 4, tables, sleep=slept.append)
+    assert applied and slept == [0.5] and tables["rsvps"].cuts == 1
+    assert rows(pg, "SELECT rsvp_id, guests FROM rsvps") == [(9, 3)]
+    assert rows(pg, "SELECT query_name, batch_id FROM mirror_ledger") == [("q", 4)]
+    assert not mirror.apply_with_retry(connect, pg.postgres.schema, "q", 4, tables), "and only once"
+
+
+def test_the_ddl_waits_out_a_server_that_is_not_there_yet(pg, monkeypatch):
+    real_connect, attempts = mirror.connect, []
+
+    def flaky_connect(settings):
+        attempts.append(1)
+        if len(attempts) == 1:
+            return psycopg2.connect(host=pg.postgres.host, port=1, dbname="x", user="x", connect_timeout=1)
+        return real_connect(settings)
+
+    monkeypatch.setattr(mirror, "connect", flaky_connect)
+    assert mirror.apply_ddl(pg) == ["001_silver.sql"] and len(attempts) == 2
+
+
 def test_the_reader_role_cannot_write_to_the_mirror(stack):
     mirror.apply_ddl(stack)  # the real schema the app reads
     reader = psycopg2.connect(stack.postgres.dsn(reader=True), password=stack.postgres.password_for(reader=True))
