@@ -101,7 +101,8 @@ def test_a_flip_moves_the_rsvp_from_yes_to_no_and_late_rows_are_listed_not_count
     t0 = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
     first = [rsvp(1, t0, "yes", 2), rsvp(2, t0 + 1_000, "yes"), rsvp(3, t0 + 2_000, "no")]
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), first, partition=0)
-    layout = run_available_now(spark, settings, mirror_to_postgres=False)
+    gold_alone = {"mirror_to_postgres": False, "stages": ("gold",)}  # gold reads Kafka itself: silver adds nothing
+    layout = run_available_now(spark, settings, **gold_alone)
     counts = lambda: gold_rows(spark, layout, "rsvps_by_region_minute")  # noqa: E731
     minute = lambda ms: F.timestamp_millis(F.lit(ms))  # noqa: E731
     m0 = spark.range(1).select(minute(t0 // 60_000 * 60_000)).first()[0]
@@ -114,7 +115,7 @@ def test_a_flip_moves_the_rsvp_from_yes_to_no_and_late_rows_are_listed_not_count
         rsvp(5, t0 + 3_000, "yes"),  # now more than 10 minutes behind: late
     ]
     produce(settings.kafka.bootstrap_servers, settings.kafka.topic("rsvps"), second, partition=0)
-    run_available_now(spark, settings, mirror_to_postgres=False)
+    run_available_now(spark, settings, **gold_alone)
     m10 = spark.range(1).select(minute((t0 + 630_000) // 60_000 * 60_000)).first()[0]
     assert counts() == {(m0, "de", None, "Berlin", 1, 2, 0), (m10, "de", None, "Berlin", 1, 0, 0)}
     late = spark.read.format("delta").load(layout.table(catalogue.GOLD_LATE_RSVPS)).collect()
