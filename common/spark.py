@@ -178,6 +178,11 @@ def lakehouse_conf(settings: Settings) -> dict[str, str]:
         # Delta reads its log through typed Datasets, whose (de)serializers are always compiled; the default
         # cache of 100 compiled classes is too small for the chain's many plans, so they were compiled again.
         "spark.sql.codegen.cache.maxEntries": "4000",
+        # The optimizer's constraint propagation (inferring filters from every alias and predicate) took 5-7 s
+        # of driver CPU on each plan of the model's features (ml/features.py: many columns derived from
+        # others), every scoring batch and every training; without it 0.2-0.3 s. It only adds inferred
+        # filters (IsNotNull and the like), which these small scans do not need (docs/benchmarks.md).
+        "spark.sql.constraintPropagation.enabled": "false",
         # Gold keeps its state in the query's state store (pipelines/gold/state.py): RocksDB, whose commits
         # upload only the batch's changes (a changelog), not a snapshot of the whole state every batch.
         "spark.sql.streaming.stateStore.providerClass": (
