@@ -7,7 +7,7 @@ STACK := $(BIN)/meetup-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-chain-backlog bench bench-system bench-soak bench-floor bench-delta-ops bench-mirror-batch bench-decide-state bench-parse-checks bench-ml bench-ml-features bench-score-stage bench-app bench-cluster chain replay maintain train score app clean
+.PHONY: help setup system venv jars stack-up stack-down stack-status cluster-up cluster-status cluster-chain cluster-ingest demo replay-server ingest test test-slow test-unit lint bench-ingest bench-backlog bench-chain-backlog bench-chain-round bench bench-system bench-soak bench-floor bench-delta-ops bench-mirror-batch bench-decide-state bench-parse-checks bench-ml bench-ml-features bench-score-stage bench-app bench-cluster chain replay maintain train score app clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-soak: stack-up ## the running system at 20 RSVPs/s for 60 minutes: is the 
 
 bench-chain-backlog: stack-up ## a 1M-RSVP backlog through the chain as it runs, every stage at once, until every table is final (bench/results/chain_backlog.md)
 	$(BIN)/python -m bench.chain_backlog --sizes 1000000
+
+bench-chain-round: stack-up ## the chain's fixed cost: available-now runs of bronze, silver and gold over 20 RSVPs each, wall and CPU seconds (bench/results/chain_round.md)
+	$(BIN)/python -m bench.chain_round
 
 bench-floor: stack-up ## the floor of this stack: a bare Spark Kafka -> Delta append at 20 RSVPs/s, as a delta-rs reader sees it (bench/results/floor.md)
 	$(BIN)/python -m bench.floor --rates 20 --minutes 5
